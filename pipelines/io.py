@@ -1,0 +1,40 @@
+"""Atomic writes: a failed run never leaves a half-written or overwritten output behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json_atomic(obj: Any, path: Path) -> Path:
+    def _write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+    return _atomic(path, _write)
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
