@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features.catalogue import FEATURE_NAMES
+from features.catalogue import FEATURE_NAMES, MONOTONE
 from models.churn_model import ChurnModel
 from models.metrics import evaluate
 from models.rules import RuleBaseline
@@ -69,6 +69,7 @@ def build_candidates(settings: Settings) -> dict[str, object]:
             subsample=0.8,
             subsample_freq=1,
             colsample_bytree=0.8,
+            monotone_constraints=MONOTONE,  # keeps every reason pointing the way staff read it
             random_state=tc.seed,
             n_jobs=2,
             verbose=-1,

@@ -1,0 +1,25 @@
+"""Score feature rows and explain them: the single path used by the service and batch jobs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from models.churn_model import ChurnModel
+from models.reasons import Lang, suggested_action, top_reasons
+from pipelines.config import Settings
+
+
+def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en") -> list[dict]:
+    """Per row: churn probability, the top reasons and the suggested retention action."""
+    if X.empty:
+        return []
+    proba = model.predict_proba(X)
+    reasons = top_reasons(model.explain(X), X, settings, lang=lang)
+    return [
+        {
+            "churn_probability": float(p),
+            "reasons": [r.as_dict() for r in rs],
+            "action": suggested_action(rs, lang),
+        }
+        for p, rs in zip(proba, reasons)
+    ]
