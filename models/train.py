@@ -133,21 +133,21 @@ def train(settings: Settings) -> dict:
                 mlflow.log_metrics(scores)
                 mlflow.log_dict({"features": FEATURE_NAMES}, "feature_list.json")
                 example = X_te.head(5)
-                mlflow.pyfunc.log_model(
+                info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=ChurnPyfunc(model),
                     signature=infer_signature(example, pd.DataFrame({"churn_probability": model.predict_proba(example)})),
                     input_example=example,
                     pip_requirements=["churnwarn", "mlflow", "lightgbm", "scikit-learn", "shap", "pandas"],
                 )
-                results[kind] = {"run_id": run.info.run_id, **scores}
+                results[kind] = {"run_id": run.info.run_id, "model_uri": info.model_uri, **scores}
             mlflow.log_metrics({f"{kind}_{k}": v for k, v in scores.items()})
             log.info("%-9s roc_auc=%.3f pr_auc=%.3f lift@10%%=%.2f", kind, scores["roc_auc"], scores["pr_auc"],
                      scores["top_decile_lift"])
 
         best = max((k for k in results if k != "rules"), key=lambda k: results[k][metric])
         name = settings.mlflow.registered_model
-        mv = mlflow.register_model(f"runs:/{results[best]['run_id']}/model", name)
+        mv = mlflow.register_model(results[best]["model_uri"], name)
         client.set_model_version_tag(name, mv.version, "candidate", best)
         client.set_model_version_tag(name, mv.version, metric, f"{results[best][metric]:.4f}")
         client.set_model_version_tag(name, mv.version, "data_version", version)

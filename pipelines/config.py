@@ -70,9 +70,9 @@ class MlflowConfig(_Strict):
 
 class LightGBMConfig(_Strict):
     n_estimators: int = 300
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_child_samples: int = 40
+    learning_rate: float = 0.03
+    num_leaves: int = 7
+    min_child_samples: int = 50
 
 
 class LogisticConfig(_Strict):

@@ -6,6 +6,7 @@ expectation and example bad values; the full result is written to ``reports/vali
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.catalogue import FEATURE_NAMES
 from pipelines.config import Settings
 from pipelines.io import write_json_atomic
 
@@ -28,6 +30,7 @@ SCHEMAS: dict[str, list[str]] = {
     "complaints": ["subscriber_id", "complaint_time", "category"],
     "churn_events": ["subscriber_id", "event_date", "event_type"],
 }
+FEATURE_TABLE = "subscriber_features"
 
 
 class ValidationFailed(RuntimeError):
@@ -82,6 +85,17 @@ def _suite(table: str, settings: Settings):
     elif table == "churn_events":
         add(gxe.ExpectColumnValuesToNotBeNull(column="event_date"))
         add(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=["port_out", "cancellation", "inactivity"]))
+    elif table == FEATURE_TABLE:
+        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"]))
+        for name in FEATURE_NAMES:
+            add(gxe.ExpectColumnValuesToNotBeNull(column=name))
+        for name in ("zero_call_days_30d", "longest_zero_streak_30d"):
+            add(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=30))
+        for name in ("competitor_hotline_calls_30d", "own_hotline_calls_30d", "complaints_90d", "tenure_days",
+                     "monthly_charge", "arrears", "minutes_recent_per_day", "minutes_baseline_per_day"):
+            add(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0))
+        add(gxe.ExpectColumnValuesToBeBetween(column="days_to_contract_end", min_value=0, max_value=365))
+        add(gxe.ExpectColumnValuesToBeBetween(column="minutes_change_pct", min_value=-100))
     return suite
 
 
@@ -96,7 +110,8 @@ def _context():
 
 def validate_table(df: pd.DataFrame, table: str, file: str, settings: Settings, ctx=None) -> list[Failure]:
     """Run the table's suite on ``df``; return the failures (empty when the batch is good)."""
-    missing = [c for c in SCHEMAS[table] if c not in df.columns]
+    required = SCHEMAS.get(table, ["subscriber_id", "event_timestamp", *FEATURE_NAMES])
+    missing = [c for c in required if c not in df.columns]
     if missing:  # value checks on absent columns say nothing useful: report the schema problem alone
         return [Failure(table, file, "expect_table_columns_to_include", c, "required column is missing") for c in missing]
     ctx = ctx or _context()
@@ -133,11 +148,40 @@ def validate_raw(settings: Settings) -> dict:
             continue
         df = pd.read_parquet(path)
         found = validate_table(df, table, str(path), settings, ctx)
-        summary[table] = {"file": str(path), "rows": len(df), "failures": [str(f) for f in found]}
+        summary[table] = {"file": str(path), "rows": len(df), "fingerprint": _fingerprint(path),
+                          "failures": [str(f) for f in found]}
         failures += found
         log.info("validated %-12s %9d rows: %s", table, len(df), "ok" if not found else f"{len(found)} failure(s)")
     report = {"success": not failures, "tables": summary}
-    write_json_atomic(report, settings.reports_dir / "validation.json")
+    (settings.reports_dir / "validation_failed.json").unlink(missing_ok=True)
+    write_json_atomic(report, settings.reports_dir / ("validation.json" if not failures else "validation_failed.json"))
     if failures:
         raise ValidationFailed(failures)
     return report
+
+
+def _fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def ensure_validated(settings: Settings) -> None:
+    """Re-validate unless the last passing report covers exactly the raw files on disk now."""
+    report_path = settings.reports_dir / "validation.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        tables = report.get("tables", {})
+        current = {t: settings.raw_dir / f"{t}.parquet" for t in SCHEMAS}
+        if report.get("success") and all(
+            p.exists() and tables.get(t, {}).get("fingerprint") == _fingerprint(p) for t, p in current.items()
+        ):
+            return
+    validate_raw(settings)
+
+
+def validate_features(df: pd.DataFrame, settings: Settings, file: str) -> None:
+    """The feature-table suite: no nulls, values in range, one row per subscriber and snapshot."""
+    failures = validate_table(df, FEATURE_TABLE, file, settings)
+    if failures:
+        raise ValidationFailed(failures)
+

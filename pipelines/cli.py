@@ -1,0 +1,148 @@
+"""``churn``: one command, a subcommand per pipeline stage, plus ``serve`` and the end-to-end ``demo``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipelines.config import REPO_ROOT, Settings, load_settings
+
+app = typer.Typer(
+    help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
+    "Stages: generate -> validate -> features -> train; then serve, or run everything with demo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+log = logging.getLogger("churnwarn")
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config YAML (default: $CHURNWARN_CONFIG or configs/default.yaml)")]
+
+_NOISY = ("feast", "great_expectations", "alembic", "mlflow", "urllib3", "httpx", "bentoml", "numba", "matplotlib")
+
+
+def _setup(config: Path | None, verbose: bool = False) -> Settings:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    settings = load_settings(config)
+    log.info("config %s, workdir %s", settings.config_path, settings.workdir)
+    return settings
+
+
+def _stage(fn, settings: Settings):
+    from pipelines.validate import ValidationFailed
+
+    t0 = time.monotonic()
+    try:
+        out = fn(settings)
+    except ValidationFailed as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    log.info("%s done in %.1fs", fn.__name__, time.monotonic() - t0)
+    return out
+
+
+@app.command()
+def generate(config: ConfigOpt = None) -> None:
+    """Generate the seeded operator data set (subscribers, cdr, billing, complaints, churn_events)."""
+    from pipelines.stages import generate_data
+
+    _stage(generate_data, _setup(config))
+
+
+@app.command()
+def validate(config: ConfigOpt = None) -> None:
+    """Check the raw tables with Great Expectations; exit 2 with a report if any expectation fails."""
+    from pipelines.stages import validate_data
+
+    _stage(validate_data, _setup(config))
+
+
+@app.command()
+def features(config: ConfigOpt = None) -> None:
+    """Compute point-in-time features, register them in Feast and materialise the online store."""
+    from pipelines.stages import build_features
+
+    _stage(build_features, _setup(config))
+
+
+@app.command()
+def train(config: ConfigOpt = None) -> None:
+    """Train rules / logistic / LightGBM on earlier snapshots, compare out-of-time, promote the best."""
+    from pipelines.stages import train_models
+
+    d = _stage(train_models, _setup(config))
+    typer.echo(f"champion: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f} "
+               f"(rules baseline {d['rules_baseline_score']:.3f})")
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """All stages in this process: generate, validate, features, train."""
+    from pipelines.stages import run_all
+
+    _stage(run_all, _setup(config))
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default: serving.port)")] = None,
+    model_version: Annotated[Optional[str], typer.Option(help="registry version to serve (default: @champion)")] = None,
+) -> None:
+    """Run the BentoML warning service in the foreground (Ctrl-C stops it)."""
+    from serving.server import serve_command, serve_env
+
+    settings = _setup(config)
+    cmd = serve_command(settings, port)
+    log.info("starting: %s", " ".join(cmd))
+    os.chdir(REPO_ROOT)
+    os.execvpe(cmd[0], cmd, serve_env(settings, model_version))
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    use_dvc: Annotated[bool, typer.Option("--dvc/--no-dvc", help="run the stages through `dvc repro`")] = True,
+    top: Annotated[int, typer.Option(help="how many warnings to print")] = 5,
+) -> None:
+    """End to end: stages (via dvc repro), start the server, request warnings over HTTP, print, stop."""
+    from pipelines.demo import print_warnings, request_all_warnings
+    from pipelines.stages import run_all
+    from serving.server import running_server
+
+    settings = _setup(config)
+    t0 = time.monotonic()
+    if use_dvc:
+        if config is not None:
+            raise typer.BadParameter("dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc")
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        log.info("dvc repro (stages: generate, validate, features, train)")
+        res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO_ROOT, env=env)
+        if res.returncode:
+            raise typer.Exit(res.returncode)
+    else:
+        _stage(run_all, settings)
+    log.info("pipeline done in %.0fs; starting the BentoML server", time.monotonic() - t0)
+    with running_server(settings) as url:
+        warnings_, unknown = request_all_warnings(settings, url)
+    print_warnings(warnings_, unknown, top)
+    log.info("demo finished in %.0fs", time.monotonic() - t0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
