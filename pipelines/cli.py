@@ -33,6 +33,7 @@ def _setup(config: Path | None, verbose: bool = False) -> Settings:
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     import warnings
 

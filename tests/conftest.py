@@ -1,0 +1,66 @@
+"""Shared fixtures: a small configuration in a temporary workdir, and one full pipeline run on it.
+
+Everything is real: parquet files, GX suites, a Feast repo with a SQLite online store, an MLflow
+SQLite tracking store and registry. The pipeline runs once per session; tests that change inputs
+work on a copy of its workdir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import DEFAULT_CONFIG, Settings, load_settings
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+SMALL = {"data": {"n_subscribers": 1000, "seed": 11}}
+
+
+def write_config(workdir: Path, **changes) -> Path:
+    """A copy of the default config pointing at ``workdir``, with ``changes`` merged per section."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["workdir"] = str(workdir)
+    for section, values in {**SMALL, **changes}.items():
+        if isinstance(values, dict):
+            raw[section] = {**raw.get(section, {}), **values}
+        else:
+            raw[section] = values
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Settings:
+    """Settings of a workdir where generate -> validate -> features -> train has run once."""
+    from pipelines.stages import run_all
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    settings = load_settings(write_config(workdir))
+    run_all(settings)
+    return settings
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path) -> Settings:
+    """A private copy of the trained workdir, safe to corrupt."""
+    dst = tmp_path / "copy"
+    shutil.copytree(trained.workdir, dst)
+    return load_settings(write_config(dst))
+
+
+@pytest.fixture
+def make_config():
+    """``make_config(workdir, section={...})`` -> path of a small config (see :func:`write_config`)."""
+    return write_config

@@ -1,0 +1,23 @@
+import pytest
+from pydantic import ValidationError
+
+from pipelines.config import REPO_ROOT, load_settings
+
+
+def test_default_config_loads_with_paths_under_the_repo():
+    s = load_settings()
+    assert s.workdir == REPO_ROOT
+    assert s.tracking_uri.startswith("sqlite:///")
+    assert s.features.snapshots == sorted(s.features.snapshots)
+
+
+def test_unknown_key_is_rejected(tmp_path, make_config):
+    path = make_config(tmp_path, data={"n_subscribrs": 5})
+    with pytest.raises(ValidationError, match="n_subscribrs"):
+        load_settings(path)
+
+
+def test_snapshots_must_increase(tmp_path, make_config):
+    path = make_config(tmp_path, features={"snapshots": ["2026-04-01", "2026-03-01"]})
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        load_settings(path)
