@@ -1,0 +1,80 @@
+"""Feature values on a hand-made case, computed by hand."""
+
+import pandas as pd
+import pytest
+
+from features.catalogue import FEATURE_NAMES
+from features.compute import compute_features
+from pipelines.config import load_settings
+
+T = pd.Timestamp("2026-03-01")
+
+
+def _calls(sid, days, seconds, other="13800000000", direction="out"):
+    return pd.DataFrame({"subscriber_id": sid, "other_party": other,
+                         "start_time": [pd.Timestamp(d) + pd.Timedelta(hours=10) for d in days],
+                         "duration_s": seconds, "direction": direction})
+
+
+@pytest.fixture
+def hand_case(tmp_path, make_config):
+    s = load_settings(make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"]}))
+    subs = pd.DataFrame({
+        "subscriber_id": ["A", "B", "C"],
+        "activation_date": pd.to_datetime(["2025-01-01", "2026-02-01", "2024-01-01"]),
+        "plan": ["postpaid", "prepaid", "prepaid"],
+        "contract_end_date": pd.to_datetime(["2026-03-21", None, None]),
+        "monthly_fee": [100.0, 30.0, 30.0], "vip_tier": "none", "region": "north",
+    })
+    cdr = pd.concat([
+        _calls("A", pd.date_range("2025-12-17", "2026-02-14"), 120),  # baseline: 60 days x 2 min
+        _calls("A", pd.date_range("2026-02-15", "2026-02-20"), 60),   # recent: 6 days x 1 min
+        _calls("A", ["2026-02-25"], 60, other="10086"),                # competitor hotline
+        pd.DataFrame({"subscriber_id": "A", "other_party": "13800000000", "direction": "in", "duration_s": 600,
+                      "start_time": [T]}),                               # at T: must not count
+        _calls("C", ["2026-01-05"], 60),
+    ], ignore_index=True)
+    raw = s.raw_dir
+    raw.mkdir(parents=True)
+    subs.to_parquet(raw / "subscribers.parquet")
+    cdr.to_parquet(raw / "cdr.parquet")
+    pd.DataFrame({"subscriber_id": "A", "bill_month": pd.to_datetime(["2025-12-01", "2026-01-01", "2026-02-01"]),
+                  "bill_date": pd.to_datetime(["2025-12-31", "2026-01-31", "2026-02-28"]),
+                  "charge": [100.0, 100.0, 150.0], "arrears": [0.0, 0.0, 20.0]}).to_parquet(raw / "billing.parquet")
+    pd.DataFrame({"subscriber_id": ["A", "A"], "complaint_time": pd.to_datetime(["2026-01-15 09:00", "2025-11-15 09:00"]),
+                  "category": "network"}).to_parquet(raw / "complaints.parquet")
+    pd.DataFrame({"subscriber_id": ["C", "A"], "event_date": pd.to_datetime(["2026-02-10", "2026-03-20"]),
+                  "event_type": ["port_out", "port_out"]}).to_parquet(raw / "churn_events.parquet")
+    feats, labels = compute_features(raw, [T.date()], s)
+    return feats.set_index("subscriber_id"), labels.set_index("subscriber_id")
+
+
+def test_hand_computed_values(hand_case):
+    feats, labels = hand_case
+    assert set(feats.index) == {"A", "B"}  # C churned before T: not active
+    a = feats.loc["A"]
+    expected = {
+        "minutes_baseline_per_day": 2.0,
+        "minutes_recent_per_day": 7 / 14,          # 6 x 1 min + the 1-min hotline call
+        "minutes_change_pct": -75.0,
+        "calls_change_pct": -50.0,                  # 0.5 calls/day vs 1.0
+        "zero_call_days_30d": 7.0,                  # 30 days from Jan 30: 23 with calls
+        "longest_zero_streak_30d": 4.0,             # Feb 21-24
+        "days_since_last_call": 4.0,                # Feb 25
+        "competitor_hotline_calls_30d": 1.0,
+        "own_hotline_calls_30d": 0.0,
+        "complaints_90d": 1.0,                      # the November one is older than 90 days
+        "days_to_contract_end": 20.0,
+        "tenure_days": 424.0,
+        "is_postpaid": 1.0,
+        "monthly_charge": 150.0,
+        "bill_change_pct": 50.0,
+        "arrears": 20.0,
+    }
+    assert set(expected) == set(FEATURE_NAMES)
+    for name, value in expected.items():
+        assert a[name] == pytest.approx(value), name
+    b = feats.loc["B"]
+    assert (b["zero_call_days_30d"], b["longest_zero_streak_30d"], b["days_since_last_call"]) == (30, 30, 74)
+    assert (b["days_to_contract_end"], b["tenure_days"], b["monthly_charge"]) == (365, 28, 0)
+    assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0

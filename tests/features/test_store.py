@@ -1,0 +1,27 @@
+"""Feast: the training path (historical) and the serving path (online) return the same values."""
+
+import numpy as np
+import pandas as pd
+
+from features.catalogue import FEATURE_NAMES
+from features.store import get_store, historical_features, online_features
+
+
+def test_historical_features_equal_the_feature_table(trained):
+    table = pd.read_parquet(trained.feature_table)
+    labels = pd.read_parquet(trained.label_table)
+    hist = historical_features(trained, labels)
+    merged = table.merge(hist, on=["subscriber_id", "event_timestamp"], suffixes=("", "_feast"))
+    assert len(merged) == len(table) == len(labels)
+    for n in FEATURE_NAMES:
+        np.testing.assert_allclose(merged[n], merged[f"{n}_feast"], err_msg=n)
+
+
+def test_online_features_equal_the_latest_snapshot_and_unknown_ids_are_empty(trained):
+    table = pd.read_parquet(trained.feature_table)
+    latest = table[table["event_timestamp"] == table["event_timestamp"].max()].set_index("subscriber_id")
+    ids = latest.index[:50].tolist() + ["NOT-A-SUBSCRIBER"]
+    online = online_features(get_store(trained), ids).set_index("subscriber_id")
+    assert online.index.tolist() == ids  # request order kept
+    np.testing.assert_allclose(online.loc[ids[:-1], FEATURE_NAMES], latest.loc[ids[:-1], FEATURE_NAMES])
+    assert online.loc["NOT-A-SUBSCRIBER"].isna().all()
