@@ -40,3 +40,12 @@ CATALOGUE: tuple[Feature, ...] = (
 FEATURE_NAMES: list[str] = [f.name for f in CATALOGUE]
 BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
 MONOTONE: list[int] = [f.risk for f in CATALOGUE]  # LightGBM monotone constraints, in FEATURE_NAMES order
+
+
+def markdown_table() -> str:
+    """The catalogue as a Markdown table (the README's feature reference is generated from this)."""
+    return "\n".join(f"| `{f.name}` | {f.meaning} | {f.unit} |" for f in CATALOGUE)
+
+
+if __name__ == "__main__":  # python -m features.catalogue
+    print(markdown_table())
