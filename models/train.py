@@ -13,12 +13,14 @@ import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from features.catalogue import FEATURE_NAMES, MONOTONE
 from models.churn_model import ChurnModel
 from models.metrics import evaluate
+from models.plots import candidate_curves, plt
 from models.rules import RuleBaseline
 from pipelines.config import Settings
 
@@ -118,6 +120,7 @@ def train(settings: Settings) -> dict:
     background = X_tr.sample(min(200, len(X_tr)), random_state=settings.training.seed).reset_index(drop=True)
     metric = settings.mlflow.selection_metric
     results: dict[str, dict] = {}
+    test_scores: dict[str, np.ndarray] = {}
 
     with mlflow.start_run(experiment_id=exp_id, run_name="train") as parent:
         mlflow.set_tags({"data_version": version, "stage": "train"})
@@ -126,7 +129,8 @@ def train(settings: Settings) -> dict:
         for kind, est in tqdm(build_candidates(settings).items(), desc="candidates", disable=None):
             est.fit(X_tr, y_tr)
             model = ChurnModel(kind, list(FEATURE_NAMES), est, background, _params(kind, est))
-            scores = evaluate(y_te, model.predict_proba(X_te))
+            test_scores[kind] = model.predict_proba(X_te)
+            scores = evaluate(y_te, test_scores[kind])
             with mlflow.start_run(experiment_id=exp_id, run_name=kind, nested=True) as run:
                 mlflow.set_tags({"data_version": version, "candidate": kind, "parent_run_id": parent.info.run_id})
                 mlflow.log_params({**common, "model_kind": kind, **model.params})
@@ -144,6 +148,11 @@ def train(settings: Settings) -> dict:
             mlflow.log_metrics({f"{kind}_{k}": v for k, v in scores.items()})
             log.info("%-9s roc_auc=%.3f pr_auc=%.3f lift@10%%=%.2f", kind, scores["roc_auc"], scores["pr_auc"],
                      scores["top_decile_lift"])
+
+        fig = candidate_curves(y_te, test_scores, f"held-out snapshot {common['test_snapshot']} "
+                               f"({len(y_te)} subscribers, {int(y_te.sum())} churners)")
+        mlflow.log_figure(fig, "candidates_roc_pr.png")
+        plt.close(fig)
 
         best = max((k for k in results if k != "rules"), key=lambda k: results[k][metric])
         name = settings.mlflow.registered_model

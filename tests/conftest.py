@@ -53,11 +53,21 @@ def trained(tmp_path_factory) -> Settings:
 
 
 @pytest.fixture
-def trained_copy(trained, tmp_path) -> Settings:
+def copy_trained(trained, tmp_path):
+    """``copy_trained(section={...})``: settings of a private copy of the trained workdir."""
+
+    def _copy(**changes) -> Settings:
+        dst = tmp_path / "copy"
+        shutil.copytree(trained.workdir, dst)
+        return load_settings(write_config(dst, **changes))
+
+    return _copy
+
+
+@pytest.fixture
+def trained_copy(copy_trained) -> Settings:
     """A private copy of the trained workdir, safe to corrupt."""
-    dst = tmp_path / "copy"
-    shutil.copytree(trained.workdir, dst)
-    return load_settings(write_config(dst))
+    return copy_trained()
 
 
 @pytest.fixture
