@@ -109,15 +109,24 @@ def _context():
 
 
 def validate_table(df: pd.DataFrame, table: str, file: str, settings: Settings, ctx=None) -> list[Failure]:
-    """Run the table's suite on ``df``; return the failures (empty when the batch is good)."""
+    """Run the named table's suite on ``df``; return the failures (empty when the batch is good)."""
     required = SCHEMAS.get(table, ["subscriber_id", "event_timestamp", *FEATURE_NAMES])
+    return run_suite(df, lambda: _suite(table, settings), table, file, required, ctx)
+
+
+def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: list[str], ctx=None) -> list[Failure]:
+    """Check ``required`` columns, then run the GX suite ``make_suite()`` on ``df``.
+
+    The reusable core: any table (raw, feature or a customer snapshot) is validated through here,
+    so every failure reads the same way.
+    """
     missing = [c for c in required if c not in df.columns]
     if missing:  # value checks on absent columns say nothing useful: report the schema problem alone
         return [Failure(table, file, "expect_table_columns_to_include", c, "required column is missing") for c in missing]
     ctx = ctx or _context()
     asset = ctx.data_sources.add_or_update_pandas("raw").add_dataframe_asset(table)
     batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(_suite(table, settings), result_format="SUMMARY")
+    result = batch.validate(make_suite(), result_format="SUMMARY")
     failures = []
     for r in result.results:
         if r.success:
