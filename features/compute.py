@@ -1,4 +1,7 @@
-"""Point-in-time feature computation with DuckDB, straight from the raw parquet tables.
+"""Point-in-time feature computation with DuckDB, straight from the ingested parquet tables.
+
+Input is ``data/raw`` as ingestion writes it: calls carry the class of the number called
+(``callee_class``), never the number.
 
 Every value at snapshot T uses only events strictly before T (``start_time < T``), so a feature
 never sees the future. The SQL is plain and engine-neutral. The same table feeds Feast's offline
@@ -31,8 +34,8 @@ active AS (
 daily AS (
     SELECT c.subscriber_id, n.snapshot_date, CAST(c.start_time AS DATE) AS day,
            count(*) AS calls, sum(c.duration_s) / 60.0 AS minutes,
-           count(*) FILTER (WHERE c.direction = 'out' AND list_contains($competitors, c.other_party)) AS comp_calls,
-           count(*) FILTER (WHERE c.direction = 'out' AND c.other_party = $own_hotline) AS own_calls
+           count(*) FILTER (WHERE c.direction = 'out' AND c.callee_class = 'competitor_hotline') AS comp_calls,
+           count(*) FILTER (WHERE c.direction = 'out' AND c.callee_class = 'own_service') AS own_calls
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
      AND c.start_time >= CAST(n.snapshot_date - to_days(CAST($lookback AS INTEGER)) AS TIMESTAMP)
@@ -125,18 +128,17 @@ def compute_features(
     event falls in the ``label_horizon_days`` from the snapshot on). Labels are kept apart: they
     look ahead by design and must never reach the online store.
     """
-    fc, dc = settings.features, settings.data
+    fc = settings.features
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         for t in RAW_TABLES:
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{Path(raw_dir) / f'{t}.parquet'}')")
+            src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
+            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})")
         df = con.execute(
             _SQL,
             {
                 "snapshots": [d.isoformat() for d in snapshots],
-                "competitors": list(dc.competitor_hotlines),
-                "own_hotline": dc.own_hotline,
                 "recent": fc.recent_days,
                 "baseline": fc.baseline_days,
                 "lookback": fc.recent_days + fc.baseline_days,

@@ -16,7 +16,7 @@ from pipelines.config import REPO_ROOT, Settings, load_settings
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
-    "Stages: generate -> validate -> features -> train; then serve, or run everything with demo.",
+    "Stages: generate -> validate -> ingest -> features -> train; then serve, or run everything with demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -59,7 +59,7 @@ def _stage(fn, settings: Settings):
 
 @app.command()
 def generate(config: ConfigOpt = None) -> None:
-    """Generate the seeded operator data set (subscribers, cdr, billing, complaints, churn_events)."""
+    """Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, complaints, churn_events)."""
     from pipelines.stages import generate_data
 
     _stage(generate_data, _setup(config))
@@ -67,10 +67,18 @@ def generate(config: ConfigOpt = None) -> None:
 
 @app.command()
 def validate(config: ConfigOpt = None) -> None:
-    """Check the raw tables with Great Expectations; exit 2 with a report if any expectation fails."""
+    """Check the landing export with Great Expectations; exit 2 naming each failure (Data Docs in reports/)."""
     from pipelines.stages import validate_data
 
     _stage(validate_data, _setup(config))
+
+
+@app.command()
+def ingest(config: ConfigOpt = None) -> None:
+    """Pseudonymise the validated export into data/raw: call classes and salted hashes, no numbers."""
+    from pipelines.stages import ingest_data
+
+    _stage(ingest_data, _setup(config))
 
 
 @app.command()
@@ -93,7 +101,7 @@ def train(config: ConfigOpt = None) -> None:
 
 @app.command()
 def run(config: ConfigOpt = None) -> None:
-    """All stages in this process: generate, validate, features, train."""
+    """All stages in this process: generate, validate, ingest, features, train."""
     from pipelines.stages import run_all
 
     _stage(run_all, _setup(config))
@@ -132,7 +140,7 @@ def demo(
         if config is not None:
             raise typer.BadParameter("dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc")
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        log.info("dvc repro (stages: generate, validate, features, train)")
+        log.info("dvc repro (stages: generate, validate, ingest, features, train)")
         res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO_ROOT, env=env)
         if res.returncode:
             raise typer.Exit(res.returncode)

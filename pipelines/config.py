@@ -20,19 +20,49 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
+    """The simulator (pipelines/generate.py) and the number plan ingestion classifies calls by."""
+
     seed: int = 7
     n_subscribers: int = Field(3000, gt=0)
     start_date: dt.date = dt.date(2025, 12, 1)
     end_date: dt.date = dt.date(2026, 7, 1)
-    monthly_churn_rate: float = Field(0.045, gt=0, lt=1)
+    monthly_churn_rate: float = Field(0.045, gt=0, lt=1, description="monthly rate of churn intent")
+    intent_churn_share: float = Field(0.85, gt=0, le=1, description="share of intents that end in churn; the rest recover")
+    lead_days: tuple[int, int] = (21, 56)
+    prepaid_share: float = Field(0.55, ge=0, le=1)
+    chunk_subscribers: int = Field(50_000, gt=0, description="subscribers generated per chunk (bounds memory)")
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
+    own_service_numbers: list[str] = ["10000", "10001"]
+    on_net_prefixes: list[str] = ["133", "149", "153", "173", "177", "180", "181", "189", "199"]
+    off_net_prefixes: list[str] = ["130", "131", "132", "134", "135", "136", "137", "138", "139", "150",
+                                   "151", "152", "155", "156", "157", "158", "159", "182", "183", "184",
+                                   "185", "186", "187", "188"]
 
     @model_validator(mode="after")
     def _dates(self) -> "DataConfig":
         if self.end_date <= self.start_date:
             raise ValueError("data.end_date must be after data.start_date")
+        if not 0 < self.lead_days[0] <= self.lead_days[1]:
+            raise ValueError("data.lead_days must be (min, max) with 0 < min <= max")
         return self
+
+    @property
+    def n_days(self) -> int:
+        return (self.end_date - self.start_date).days
+
+
+class PrivacyConfig(_Strict):
+    """Salt for pseudonymising the other party's number; never stored in the repository."""
+
+    salt_env: str = "CHURNWARN_SALT"
+
+
+class ValidationConfig(_Strict):
+    """Tolerances: a check below its ``mostly`` share fails; ``warn`` lists checks that only warn."""
+
+    callee_format_mostly: float = Field(0.999, gt=0, le=1, description="share of callee numbers in a known format")
+    warn: list[str] = ["callee_format"]
 
 
 class FeatureConfig(_Strict):
@@ -97,17 +127,42 @@ class Settings(_Strict):
 
     workdir: Path = Path(".")
     data: DataConfig = DataConfig()
-    features: FeatureConfig
+    privacy: PrivacyConfig = PrivacyConfig()
+    validation: ValidationConfig = ValidationConfig()
+    features: FeatureConfig | None = None  # required by the CDR path; a customer table (source) has no snapshots
     feast: FeastConfig = FeastConfig()
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
     config_path: Path | None = None
+    source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
+
+    @model_validator(mode="after")
+    def _cdr_or_source(self) -> "Settings":
+        if self.source is None and self.features is None:
+            raise ValueError("features: is required (or set source: to train on a customer table)")
+        if self.source is not None and self.source.registered_model:
+            if "registered_model" in self.mlflow.model_fields_set and \
+                    self.mlflow.registered_model != self.source.registered_model:
+                raise ValueError("mlflow.registered_model and source.registered_model differ: set only one")
+            self.mlflow = self.mlflow.model_copy(update={"registered_model": self.source.registered_model})
+        return self
 
     # Derived locations -------------------------------------------------------------
     @property
+    def landing_dir(self) -> Path:
+        """The operator's export as delivered (phone numbers included): ingestion's input."""
+        return self.workdir / "data" / "landing"
+
+    @property
     def raw_dir(self) -> Path:
+        """Ingested, validated, pseudonymised tables: everything downstream reads these."""
         return self.workdir / "data" / "raw"
+
+    @property
+    def truth_dir(self) -> Path:
+        """The simulator's ground truth: never a feature, only for evaluation."""
+        return self.workdir / "data" / "truth"
 
     @property
     def features_dir(self) -> Path:
@@ -150,3 +205,47 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
     settings = Settings.model_validate(raw)
     workdir = settings.workdir if settings.workdir.is_absolute() else (REPO_ROOT / settings.workdir)
     return settings.model_copy(update={"workdir": workdir.resolve(), "config_path": path})
+
+
+class CustomerTableConfig(_Strict):
+    """A customer-level table (one row per customer, a churn label): the real-data path.
+
+    The mapping names the columns; everything else about the table (validation suite, candidates,
+    tracking, registration, reasons) follows from it (``pipelines/customer_table.py``).
+    """
+
+    name: str = Field(description="short name of the table, used in run names and reports")
+    path: Path = Field(description="CSV (optionally .gz) or Parquet file; relative paths are under the repository root")
+    id_column: str
+    label_column: str
+    positive_label: str | int | bool = Field(description="label value of a churner")
+    negative_label: str | int | bool = Field(description="label value of a customer who stayed")
+    numeric_columns: list[str] = []
+    categorical_columns: list[str] = []
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share of a stratified random split")
+    seed: int = 7
+    registered_model: str | None = Field(None, description="registry name of the winner (default: mlflow.registered_model)")
+
+    @model_validator(mode="after")
+    def _columns(self) -> "CustomerTableConfig":
+        features = [*self.numeric_columns, *self.categorical_columns]
+        if not features:
+            raise ValueError("source: map at least one numeric_columns or categorical_columns entry")
+        named = [self.id_column, self.label_column, *features]
+        dupes = sorted({c for c in named if named.count(c) > 1})
+        if dupes:
+            raise ValueError(f"source: each column may be mapped once (id, label, numeric or categorical): {dupes}")
+        if self.positive_label == self.negative_label:
+            raise ValueError("source: positive_label and negative_label must differ")
+        return self
+
+    @property
+    def file(self) -> Path:
+        return self.path if self.path.is_absolute() else REPO_ROOT / self.path
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_columns, *self.categorical_columns]
+
+
+Settings.model_rebuild()

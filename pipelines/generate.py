@@ -1,268 +1,385 @@
-"""Seeded generator of an operator's raw records, with churners that carry the operator's signals.
+"""Seeded simulator of an operator's raw records, with ground truth.
 
-Churn causes follow DOMAIN.md: contract expiry, competitor poaching (calls to 10086/10010 then a
-usage drop), dissatisfaction (complaints, bill shock), gradual disengagement (usage decay and
-zero-call streaks) and churn with no visible signal. Stayers carry confounders (one-off hotline
-calls, travel gaps, holiday dips) so a model has something real, and not trivial, to find.
-The true cause of each churner is written to ``data/truth``: never a feature, only for evaluation.
+Each subscriber may form a *churn intent* (a daily hazard from the configured monthly rate, higher
+for prepaid, short-tenure and low-value subscribers). The intent has a cause and a lead-up of
+``lead_days`` during which the cause shows in behaviour, as the operator's staff are trained to see
+it (DOMAIN.md): contract expiry; competitor poaching (calls to 10086/10010, then a usage drop);
+dissatisfaction (complaints, bill shock, arrears); gradual disengagement (usage decay, zero-call
+streaks); and churn with no visible signal. At the end of the lead-up the subscriber churns (share
+``intent_churn_share``) or recovers: a usage drop that comes back. Stayers carry confounders: a
+one-off competitor-hotline call, travel gaps, holiday-week silence, temporary usage dips.
+
+Output (``data/landing``, the operator's export as ingestion receives it, phone numbers included):
+``subscribers``, ``billing``, ``complaints``, ``churn_events`` (parquet) and ``cdr/date=YYYY-MM-DD/``
+partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
+outcome) and, per snapshot, the churn probability the simulator's own process implies. It is
+never a feature; it measures the best AUC any model could reach and whether reasons name causes.
+Subscribers are generated in chunks so 10^8 calls fit in memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from pipelines.config import Settings
-from pipelines.io import write_parquet_atomic
+from pipelines.io import replace_dir_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
 CAUSES = ("contract_expiry", "competitor", "dissatisfaction", "disengagement", "silent")
-EVENT_TYPE = {
-    "contract_expiry": "cancellation",
-    "competitor": "port_out",
-    "dissatisfaction": "cancellation",
-    "disengagement": "inactivity",
-}
-HOLIDAYS = [(dt.date(2026, 2, 16), dt.date(2026, 2, 22)), (dt.date(2026, 5, 1), dt.date(2026, 5, 5))]
+CAUSE_P_POSTPAID = (0.35, 0.25, 0.15, 0.15, 0.10)
+CAUSE_P_PREPAID = (0.00, 0.35, 0.20, 0.30, 0.15)
+EVENT_TYPE = {"contract_expiry": "cancellation", "competitor": "port_out", "dissatisfaction": "cancellation",
+              "disengagement": "inactivity"}
+HOLIDAYS = [(dt.date(2026, 2, 16), dt.date(2026, 2, 22)), (dt.date(2026, 5, 1), dt.date(2026, 5, 5)),
+            (dt.date(2026, 10, 1), dt.date(2026, 10, 7))]
+NO_INTENT = 10**6  # end day of subscribers who never form an intent
+CONTACTS = 40      # distinct numbers a subscriber calls
+VIP_THRESHOLDS = (("diamond", 260.0), ("gold", 170.0), ("silver", 110.0))
+TARIFFS = {"prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
+           "postpaid": ((0, "postpaid_39"), (70, "postpaid_89"), (130, "postpaid_159"))}
 
 
 @dataclass
-class RawTables:
-    subscribers: pd.DataFrame
-    cdr: pd.DataFrame
-    billing: pd.DataFrame
-    complaints: pd.DataFrame
-    churn_events: pd.DataFrame
-    truth: pd.DataFrame
+class GenerationSummary:
+    subscribers: int
+    calls: int
+    churn_events: int
+    intents: int
+    seconds: float
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {
-            "subscribers": self.subscribers,
-            "cdr": self.cdr,
-            "billing": self.billing,
-            "complaints": self.complaints,
-            "churn_events": self.churn_events,
-        }
+    @property
+    def rows_per_second(self) -> float:
+        return self.calls / self.seconds if self.seconds else float("nan")
 
 
-def _subscribers(rng: np.random.Generator, n: int, start: dt.date) -> pd.DataFrame:
-    ids = np.array([f"S{i:07d}" for i in range(1, n + 1)])
-    postpaid = rng.random(n) < 0.45
+def _digits(rng, n: int, width: int) -> np.ndarray:
+    return np.char.zfill(rng.integers(0, 10**width, n).astype(str), width)
+
+
+def _numbers(rng, prefixes: list[str], n: int) -> np.ndarray:
+    return np.char.add(rng.choice(np.array(prefixes), n), _digits(rng, n, 8))
+
+
+def _subscribers(rng, cfg, offset: int, n: int) -> pd.DataFrame:
+    idx = np.arange(offset, offset + n)
+    start = pd.Timestamp(cfg.start_date)
+    prepaid = rng.random(n) < cfg.prepaid_share
     tenure = np.clip(rng.exponential(900, n), 20, 6000).astype(int)
-    activation = pd.Timestamp(start) - pd.to_timedelta(tenure, unit="D")
-    charge = np.round(np.exp(rng.normal(np.log(np.where(postpaid, 88, 45)), 0.45)), 2)
-    q = np.quantile(charge, [0.70, 0.90, 0.98])
-    tier = np.select([charge >= q[2], charge >= q[1], charge >= q[0]], ["diamond", "gold", "silver"], "none")
-    contract_end = pd.Timestamp(start) + pd.to_timedelta(rng.integers(20, 560, n), unit="D")
-    return pd.DataFrame(
-        {
-            "subscriber_id": ids,
-            "activation_date": activation.normalize(),
-            "plan": np.where(postpaid, "postpaid", "prepaid"),
-            "contract_end_date": pd.Series(contract_end).where(postpaid).dt.normalize(),
-            "monthly_fee": charge,
-            "vip_tier": tier,
-            "region": rng.choice(["north", "south", "east", "west", "central"], n),
-        }
-    )
+    fee = np.round(np.exp(rng.normal(np.log(np.where(prepaid, 45, 88)), 0.45)), 2)
+    tier = np.full(n, "none", dtype=object)
+    for name, threshold in reversed(VIP_THRESHOLDS):
+        tier[fee >= threshold] = name
+    tariff = np.empty(n, dtype=object)
+    for plan, steps in TARIFFS.items():
+        rows = prepaid if plan == "prepaid" else ~prepaid
+        for floor, name in steps:
+            tariff[rows & (fee >= floor)] = name
+    prefixes = np.array(cfg.on_net_prefixes)
+    msisdn = np.char.add(prefixes[idx % len(prefixes)], np.char.zfill(((idx * 7919 + 12345) % 10**8).astype(str), 8))
+    contract_end = start + pd.to_timedelta(rng.integers(20, 560, n), unit="D")
+    return pd.DataFrame({
+        "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 7)),
+        "msisdn": msisdn,
+        "activation_date": (start - pd.to_timedelta(tenure, unit="D")).normalize(),
+        "plan": np.where(prepaid, "prepaid", "postpaid"),
+        "tariff": tariff.astype(str),
+        "contract_end_date": pd.Series(contract_end).where(~prepaid).dt.normalize(),
+        "monthly_fee": fee,
+        "vip_tier": tier.astype(str),
+        "region": rng.choice(["north", "south", "east", "west", "central"], n),
+    })
 
 
-def generate(settings: Settings) -> RawTables:
-    """Generate all raw tables in memory (write them with :func:`write_raw`)."""
-    cfg = settings.data
-    rng = np.random.default_rng(cfg.seed)
-    start, end = cfg.start_date, cfg.end_date
-    days = pd.date_range(start, end, freq="D", inclusive="left")
-    n, n_days = cfg.n_subscribers, len(days)
-    subs = _subscribers(rng, n, start)
-    postpaid = (subs["plan"] == "postpaid").to_numpy()
+def _intents(rng, cfg, subs: pd.DataFrame) -> pd.DataFrame:
+    """Per subscriber: intent cause, onset day, end day, whether it ends in churn, signal strength."""
+    n = len(subs)
+    prepaid = (subs["plan"] == "prepaid").to_numpy()
+    tenure_y = (pd.Timestamp(cfg.start_date) - subs["activation_date"]).dt.days.to_numpy() / 365
+    risk = np.where(prepaid, 1.25, 0.8) * np.where(tenure_y < 1, 1.4, 1.0)
+    risk *= np.where(subs["vip_tier"].isin(["diamond", "gold"]).to_numpy(), 0.7, 1.0)
+    monthly = np.clip(cfg.monthly_churn_rate * risk / risk.mean(), 1e-6, 0.9)
+    daily = -np.log1p(-monthly) / 30.4
+    lead = rng.integers(cfg.lead_days[0], cfg.lead_days[1] + 1, n)
+    end = np.floor(rng.exponential(1 / daily)).astype(np.int64)  # memoryless hazard on the end day
+    end[end > cfg.n_days + 2 * cfg.lead_days[1]] = NO_INTENT
+    has = end < NO_INTENT
+    cause = np.where(prepaid, rng.choice(CAUSES, n, p=CAUSE_P_PREPAID), rng.choice(CAUSES, n, p=CAUSE_P_POSTPAID))
+    return pd.DataFrame({
+        "subscriber_id": subs["subscriber_id"].to_numpy(),
+        "churn_cause": np.where(has, cause, "none"),
+        "onset_day": np.where(has, end - lead, NO_INTENT),
+        "end_day": end,
+        "lead_days": lead,
+        "churns": has & (rng.random(n) < cfg.intent_churn_share),
+        "weak_signal": has & (rng.random(n) < 0.25),
+        "daily_hazard": daily,
+    })
 
-    # --- who churns, when, and why -------------------------------------------------------
-    months = n_days / 30.4
-    p_churn = 1 - (1 - cfg.monthly_churn_rate) ** months
-    tenure_years = (pd.Timestamp(start) - subs["activation_date"]).dt.days.to_numpy() / 365
-    risk = np.where(postpaid, 0.8, 1.2) * np.where(tenure_years < 1, 1.4, 1.0)
-    churner = rng.random(n) < np.clip(p_churn * risk / risk.mean(), 0, 0.95)
-    churn_day = rng.integers(45, n_days + 20, n)  # some churn just after the data ends (censored)
-    churn_day = np.where(churner, churn_day, n_days + 10_000)  # stayers never leave
-    cause = np.where(
-        postpaid,
-        rng.choice(CAUSES, n, p=[0.35, 0.25, 0.15, 0.15, 0.10]),
-        rng.choice(CAUSES, n, p=[0.0, 0.35, 0.20, 0.30, 0.15]),
-    )
-    cause = np.where(churner, cause, "none")
-    lead = rng.integers(21, 57, n)
-    # contract-expiry churners leave within days of their contract ending
-    ce = cause == "contract_expiry"
-    contract_end = subs["contract_end_date"].copy()
-    contract_end[ce] = (pd.Timestamp(start) + pd.to_timedelta(churn_day[ce] - rng.integers(0, 8, ce.sum()), unit="D"))
-    subs["contract_end_date"] = contract_end
 
-    # --- daily activity multiplier ------------------------------------------------------
+def _activity(rng, cfg, days: pd.DatetimeIndex, it: pd.DataFrame) -> np.ndarray:
+    """Daily call-rate multiplier per subscriber: rhythm, holidays, confounders and intent lead-ups."""
+    n, n_days = len(it), len(days)
     d = np.arange(n_days)[None, :]
-    mult = np.ones((n, n_days))
-    mult *= np.where(days.dayofweek >= 5, 0.8, 1.0)[None, :]
+    mult = np.broadcast_to(np.where(days.dayofweek >= 5, 0.8, 1.0)[None, :], (n, n_days)).copy()
     for h0, h1 in HOLIDAYS:
-        mult[:, (days >= pd.Timestamp(h0)) & (days <= pd.Timestamp(h1))] *= 0.55
-    cd = churn_day[:, None]
-    in_lead = (d >= cd - lead[:, None]) & (d < cd)
-    frac = np.clip((d - (cd - lead[:, None])) / lead[:, None], 0, 1)  # 0 -> 1 through the lead-up
-    noise = rng.random(n) < 0.25  # a quarter of churners show their signal weakly
-    strength = np.where(noise, 0.4, 1.0)[:, None]
+        hol = (days >= pd.Timestamp(h0)) & (days <= pd.Timestamp(h1))
+        if hol.any():
+            mult[:, hol] *= 0.55
+            travellers = np.flatnonzero(rng.random(n) < 0.15)  # holiday trips: silence that ends
+            first = np.flatnonzero(hol)[0]
+            for i in travellers:
+                s = first + rng.integers(0, 4)
+                mult[i, s : s + rng.integers(3, 8)] = 0
+    stayer = it["churn_cause"].to_numpy() == "none"
+    for i in np.flatnonzero(stayer & (rng.random(n) < 0.08)):  # travel gaps
+        s = rng.integers(0, max(n_days - 10, 1))
+        mult[i, s : s + rng.integers(4, 11)] = 0
+    for i in np.flatnonzero(stayer & (rng.random(n) < 0.05)):  # temporary dips that recover
+        s = rng.integers(0, max(n_days - 21, 1))
+        mult[i, s : s + rng.integers(14, 22)] *= 0.4
+    onset, end = it["onset_day"].to_numpy()[:, None], it["end_day"].to_numpy()[:, None]
+    in_lead = (d >= onset) & (d < end)
+    frac = np.clip((d - onset) / np.maximum(end - onset, 1), 0, 1)
+    strength = np.where(it["weak_signal"].to_numpy(), 0.4, 1.0)[:, None]
+    cause = it["churn_cause"].to_numpy()
     for c, drop in (("competitor", 0.65), ("disengagement", 0.92), ("dissatisfaction", 0.35), ("contract_expiry", 0.2)):
         rows = cause == c
         mult[rows] *= np.where(in_lead[rows], 1 - drop * strength[rows] * frac[rows], 1.0)
-    # zero-call streaks: disengaging churners, and travelling stayers (a confounder that ends)
-    for i in np.flatnonzero((cause == "disengagement") & ~noise):
+    for i in np.flatnonzero((cause == "disengagement") & ~it["weak_signal"].to_numpy()):
+        o, e = int(onset[i, 0]), int(end[i, 0])
         for _ in range(rng.integers(1, 4)):
-            s = churn_day[i] - rng.integers(3, lead[i])
-            mult[i, max(s, 0) : max(s + rng.integers(3, 9), 0)] = 0
-    for i in np.flatnonzero((cause == "none") & (rng.random(n) < 0.08)):
-        s = rng.integers(0, n_days - 10)
-        mult[i, s : s + rng.integers(4, 11)] = 0
-    mult[d >= cd] = 0  # gone
+            s = e - rng.integers(3, max(e - o, 4))
+            if 0 <= s < n_days:
+                mult[i, s : s + rng.integers(3, 9)] = 0
+    churned = it["churns"].to_numpy()[:, None] & (d >= end)
+    mult[churned] = 0
+    return mult
 
-    # --- calls ---------------------------------------------------------------------------
+
+def _in_lead(rng, it, rows, k_strong, k_weak, n_days):
+    """(subscriber row, day) pairs: ``k`` events at random days of each selected lead-up."""
+    pairs = []
+    for i in rows:
+        o, e = int(it.at[i, "onset_day"]), int(it.at[i, "end_day"])
+        k = rng.integers(*k_weak) if it.at[i, "weak_signal"] else rng.integers(*k_strong)
+        for day in rng.integers(o, max(e, o + 1), k):
+            if 0 <= day < min(e, n_days):
+                pairs.append((i, int(day)))
+    return pairs
+
+
+def _contact_pool(rng, cfg, n: int) -> np.ndarray:
+    """CONTACTS numbers per subscriber: on-net, off-net, landline, international, service numbers."""
+    m = n * CONTACTS
+    kind = rng.choice(5, m, p=[0.45, 0.44, 0.08, 0.01, 0.02])
+    out = _numbers(rng, cfg.on_net_prefixes, m)
+    off = kind == 1
+    out[off] = _numbers(rng, cfg.off_net_prefixes, off.sum())
+    land = kind == 2
+    out[land] = np.char.add(rng.choice(np.array(["010", "021", "020", "0755", "028"]), land.sum()), _digits(rng, land.sum(), 8))
+    intl = kind == 3
+    out[intl] = np.char.add(rng.choice(np.array(["00852", "00886", "001", "0044"]), intl.sum()), _digits(rng, intl.sum(), 8))
+    svc = kind == 4
+    out[svc] = rng.choice(np.array(["95533", "95588", "12306", "95555"]), svc.sum())
+    return out
+
+
+def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir) -> dict:
+    rng = np.random.default_rng([cfg.seed, chunk])
+    n_days = len(days)
+    start = pd.Timestamp(cfg.start_date)
+    subs = _subscribers(rng, cfg, offset, n)
+    it = _intents(rng, cfg, subs)
+    ce = (it["churn_cause"] == "contract_expiry").to_numpy()  # contracts end just before they leave
+    subs.loc[ce, "contract_end_date"] = start + pd.to_timedelta(it.loc[ce, "end_day"] - rng.integers(0, 8, ce.sum()), unit="D")
+    mult = _activity(rng, cfg, days, it)
+
+    # calls from the pool of contacts
     base = np.clip(np.exp(rng.normal(np.log(3.0), 0.7, n)), 0.3, 25)
     counts = rng.poisson(base[:, None] * mult)
     sub_idx, day_idx = np.nonzero(counts)
     reps = counts[sub_idx, day_idx]
-    sub_idx, day_idx = np.repeat(sub_idx, reps), np.repeat(day_idx, reps)
+    sub_idx, day_idx = np.repeat(sub_idx, reps).astype(np.int64), np.repeat(day_idx, reps).astype(np.int64)
     m = len(sub_idx)
-    contact = sub_idx.astype(np.int64) * 40 + rng.integers(0, 40, m)
-    other = (13_000_000_000 + (contact * 7_919_993) % 9_000_000_000).astype(str)
     seconds = np.clip(rng.normal(14 * 3600, 4 * 3600, m), 0, 86_399).astype(np.int64)
-    calls = pd.DataFrame(
-        {
-            "subscriber_idx": sub_idx,
-            "day_idx": day_idx,
-            "seconds": seconds,
-            "other_party": other,
-            "direction": np.where(rng.random(m) < 0.55, "out", "in"),
-            "duration_s": np.clip(rng.lognormal(np.log(90), 1.0, m), 1, 7200).astype(np.int64),
-        }
-    )
-    # hotline calls: competitor churners ring 10086/10010 in the lead-up; a few loyal stayers once
-    hot_rows = []
-    for i in tqdm(np.flatnonzero(cause == "competitor"), desc="hotline calls", leave=False, disable=None):
-        k = rng.integers(1, 5) if not noise[i] else rng.integers(0, 2)
-        lo = max(churn_day[i] - lead[i], 0)
-        for day in rng.integers(lo, max(churn_day[i], lo + 1), k):
-            hot_rows.append((i, day, rng.choice(cfg.competitor_hotlines)))
-    for i in np.flatnonzero((cause == "none") & (rng.random(n) < 0.04)):
-        hot_rows.append((i, rng.integers(0, n_days), rng.choice(cfg.competitor_hotlines)))
-    for i in np.flatnonzero((cause == "contract_expiry") & (rng.random(n) < 0.5)):
-        hot_rows.append((i, max(churn_day[i] - rng.integers(1, 20), 0), cfg.own_hotline))
-    if hot_rows:
-        h = np.array(hot_rows, dtype=object)
-        hot = pd.DataFrame(
-            {
-                "subscriber_idx": h[:, 0].astype(int),
-                "day_idx": h[:, 1].astype(int),
-                "seconds": rng.integers(8 * 3600, 21 * 3600, len(h)),
-                "other_party": h[:, 2].astype(str),
-                "direction": "out",
-                "duration_s": rng.integers(30, 900, len(h)),
-            }
-        )
-        hot = hot[hot["day_idx"] < np.minimum(churn_day[hot["subscriber_idx"]], n_days)]
-        calls = pd.concat([calls, hot], ignore_index=True)
-    start_time = (
-        pd.Timestamp(start) + pd.to_timedelta(calls["day_idx"], unit="D") + pd.to_timedelta(calls["seconds"], unit="s")
-    )
-    cdr = pd.DataFrame(
-        {
-            "subscriber_id": subs["subscriber_id"].to_numpy()[calls["subscriber_idx"]],
-            "other_party": calls["other_party"].to_numpy(),
-            "start_time": start_time.to_numpy(),
-            "duration_s": calls["duration_s"].to_numpy(),
-            "direction": calls["direction"].to_numpy(),
-        }
-    ).sort_values("start_time", kind="stable", ignore_index=True)
+    other = sub_idx * CONTACTS + rng.integers(0, CONTACTS, m)
+    pool = _contact_pool(rng, cfg, n)
 
-    # --- complaints ----------------------------------------------------------------------
-    comp = []
-    for i in np.flatnonzero(cause == "dissatisfaction"):
-        k = rng.integers(1, 4) if not noise[i] else rng.integers(0, 2)
-        lo = max(churn_day[i] - lead[i], 0)
-        comp += [(i, day) for day in rng.integers(lo, max(churn_day[i], lo + 1), k)]
-    bg = rng.poisson(0.15, n)  # background complaints: most who complain stay
+    # hotline calls: competitor intents ring 10086/10010; a few loyal stayers once; expiring contracts 10000
+    hot = _in_lead(rng, it, np.flatnonzero(it["churn_cause"] == "competitor"), (1, 5), (0, 2), n_days)
+    hot_num = [rng.choice(cfg.competitor_hotlines) for _ in hot]
+    loyal = np.flatnonzero((it["churn_cause"] == "none").to_numpy() & (rng.random(n) < 0.04))
+    hot += [(i, int(rng.integers(0, n_days))) for i in loyal]
+    hot_num += [rng.choice(cfg.competitor_hotlines) for _ in loyal]
+    renew = _in_lead(rng, it, np.flatnonzero(ce & (rng.random(n) < 0.5)), (1, 2), (0, 2), n_days)
+    hot += renew
+    hot_num += [cfg.own_hotline] * len(renew)
+    if hot:
+        h = np.array(hot, dtype=np.int64)
+        pool = np.concatenate([pool, np.array(hot_num)])
+        sub_idx = np.concatenate([sub_idx, h[:, 0]])
+        day_idx = np.concatenate([day_idx, h[:, 1]])
+        seconds = np.concatenate([seconds, rng.integers(8 * 3600, 21 * 3600, len(h))])
+        other = np.concatenate([other, n * CONTACTS + np.arange(len(h))])
+    m = len(sub_idx)
+    # one call per subscriber, second and number: drop exact duplicates
+    key = ((sub_idx * n_days + day_idx) * 86_400 + seconds) * (len(pool) + 1) + other
+    keep = np.sort(np.unique(key, return_index=True)[1])
+    sub_idx, day_idx, seconds, other = sub_idx[keep], day_idx[keep], seconds[keep], other[keep]
+    m = len(sub_idx)
+    duration = np.clip(rng.lognormal(np.log(90), 1.0, m), 1, 7200).astype(np.int32)
+    is_hot = other >= n * CONTACTS
+    duration[is_hot] = rng.integers(30, 900, is_hot.sum())
+    direction = np.where(is_hot | (rng.random(m) < 0.55), 1, 0).astype(np.int8)
+
+    order = np.argsort(day_idx, kind="stable")
+    bounds = np.searchsorted(day_idx[order], np.arange(n_days + 1))
+    ids = pa.array(subs["subscriber_id"].to_numpy())
+    dictionary = pa.array(pool)
+    directions = pa.array(["in", "out"])
+    t0 = np.datetime64(start, "s")
+    for d in range(n_days):
+        sl = order[bounds[d] : bounds[d + 1]]
+        if not len(sl):
+            continue
+        tbl = pa.table({
+            "subscriber_id": pa.DictionaryArray.from_arrays(pa.array(sub_idx[sl].astype(np.int32)), ids),
+            "other_party": pa.DictionaryArray.from_arrays(pa.array(other[sl].astype(np.int32)), dictionary),
+            "start_time": pa.array(t0 + (day_idx[sl] * 86_400 + seconds[sl]).astype("timedelta64[s]")),
+            "duration_s": pa.array(duration[sl]),
+            "direction": pa.DictionaryArray.from_arrays(pa.array(direction[sl]), directions),
+        })
+        part = cdr_dir / f"date={days[d].date()}"
+        part.mkdir(parents=True, exist_ok=True)
+        pq.write_table(tbl, part / f"part-{chunk:05d}.parquet")
+
+    # complaints: dissatisfied intents, plus background complaints (most who complain stay)
+    comp = _in_lead(rng, it, np.flatnonzero(it["churn_cause"] == "dissatisfaction"), (1, 4), (0, 2), n_days)
+    bg = rng.poisson(0.15 * n_days / 212, n)
     for i in np.flatnonzero(bg):
-        comp += [(i, day) for day in rng.integers(0, n_days, bg[i])]
-    comp = [(i, day) for i, day in comp if day < min(churn_day[i], n_days)]
-    comp_idx = np.array([c[0] for c in comp], dtype=int)
-    complaints = pd.DataFrame(
-        {
-            "subscriber_id": subs["subscriber_id"].to_numpy()[comp_idx],
-            "complaint_time": pd.Timestamp(start)
-            + pd.to_timedelta(np.array([c[1] for c in comp], dtype=int), unit="D")
-            + pd.to_timedelta(rng.integers(8 * 3600, 20 * 3600, len(comp)), unit="s"),
-            "category": rng.choice(["billing", "network", "service"], len(comp)),
-        }
-    ).sort_values("complaint_time", ignore_index=True)
+        comp += [(i, int(day)) for day in rng.integers(0, n_days, bg[i])]
+    gone = np.where(it["churns"].to_numpy(), it["end_day"].to_numpy(), NO_INTENT)
+    comp = np.array([(i, day) for i, day in comp if day < gone[i]], dtype=np.int64).reshape(-1, 2)
+    complaints = pd.DataFrame({
+        "subscriber_id": subs["subscriber_id"].to_numpy()[comp[:, 0]],
+        "complaint_time": start + pd.to_timedelta(comp[:, 1], unit="D")
+        + pd.to_timedelta(rng.integers(8 * 3600, 20 * 3600, len(comp)), unit="s"),
+        "category": rng.choice(["billing", "network", "service"], len(comp)),
+    })
 
-    # --- billing: one bill per month, issued on the month's last day ---------------------
-    month_starts = pd.date_range(start, end, freq="MS", inclusive="left")
+    # billing: one bill per month, issued on its last day; bill shock before dissatisfied exits
     bills = []
-    for ms in month_starts:
+    diss = (it["churn_cause"] == "dissatisfaction").to_numpy() & ~it["weak_signal"].to_numpy()
+    onset, end = it["onset_day"].to_numpy(), it["end_day"].to_numpy()
+    for ms in pd.date_range(cfg.start_date, cfg.end_date, freq="MS", inclusive="left"):
         me = ms + pd.offsets.MonthEnd(0)
-        alive = (pd.Timestamp(start) + pd.to_timedelta(churn_day, unit="D")) > me
-        me_idx = (me - pd.Timestamp(start)).days
-        shock = (cause == "dissatisfaction") & (me_idx >= churn_day - lead) & (me_idx < churn_day) & ~noise
-        usage = mult[:, max(me_idx - 29, 0) : me_idx + 1].mean(axis=1)
+        k = (me - start).days
+        shock = diss & (k >= onset) & (k < end)
+        usage = mult[:, max(k - 29, 0) : min(k, n_days - 1) + 1].mean(axis=1)
         charge = subs["monthly_fee"].to_numpy() * (0.85 + 0.3 * np.clip(usage, 0, 1.5)) * np.where(shock, 1.6, 1.0)
         arrears = np.where(rng.random(n) < np.where(shock, 0.4, 0.03), np.round(charge * rng.uniform(0.3, 1.5, n), 2), 0.0)
-        bills.append(
-            pd.DataFrame(
-                {
-                    "subscriber_id": subs["subscriber_id"],
-                    "bill_month": ms,
-                    "bill_date": me.normalize(),
-                    "charge": np.round(charge * rng.normal(1, 0.05, n), 2),
-                    "arrears": arrears,
-                }
-            )[alive]
-        )
-    billing = pd.concat(bills, ignore_index=True)
+        bills.append(pd.DataFrame({
+            "subscriber_id": subs["subscriber_id"], "bill_month": ms, "bill_date": me.normalize(),
+            "charge": np.round(charge * rng.normal(1, 0.05, n), 2), "arrears": arrears,
+        })[k < gone])
 
-    # --- churn events and ground truth ---------------------------------------------------
-    observed = churner & (churn_day < n_days)
-    ev_type = np.array([EVENT_TYPE.get(c, "") for c in cause], dtype=object)
-    silent = cause == "silent"
+    observed = it["churns"].to_numpy() & (end >= 0) & (end < n_days)
+    ev_type = np.array([EVENT_TYPE.get(c, "") for c in it["churn_cause"]], dtype=object)
+    silent = (it["churn_cause"] == "silent").to_numpy()
     ev_type[silent] = rng.choice(["port_out", "cancellation", "inactivity"], silent.sum())
-    churn_date = pd.Timestamp(start) + pd.to_timedelta(churn_day, unit="D")
-    churn_events = pd.DataFrame(
-        {
-            "subscriber_id": subs["subscriber_id"][observed].to_numpy(),
-            "event_date": churn_date[observed],
-            "event_type": ev_type[observed].astype(str),
-        }
-    ).sort_values("event_date", ignore_index=True)
-    truth = pd.DataFrame(
-        {
-            "subscriber_id": subs["subscriber_id"],
-            "churn_cause": cause,
-            "churn_date": pd.Series(churn_date).where(churner),
-            "signal_weak": noise & churner,
-        }
-    )
-    log.info(
-        "generated %d subscribers, %d calls, %d bills, %d complaints, %d churn events",
-        n, len(cdr), len(billing), len(complaints), len(churn_events),
-    )
-    return RawTables(subs, cdr, billing, complaints, churn_events, truth)
+    churn_events = pd.DataFrame({
+        "subscriber_id": it["subscriber_id"][observed].to_numpy(),
+        "event_date": start + pd.to_timedelta(end[observed], unit="D"),
+        "event_type": ev_type[observed].astype(str),
+    })
+    # a subscriber who left before the data starts is not in the export
+    present = ~(it["churns"].to_numpy() & (end < 0))
+    return {"subscribers": subs[present], "billing": pd.concat(bills, ignore_index=True),
+            "complaints": complaints, "churn_events": churn_events, "intents": it[present], "calls": m}
 
 
-def write_raw(tables: RawTables, settings: Settings) -> dict[str, str]:
-    """Write each raw table as ``data/raw/<table>.parquet`` (atomically) and the truth beside it."""
-    out = {}
-    for name, df in tables.tables().items():
-        out[name] = str(write_parquet_atomic(df, settings.raw_dir / f"{name}.parquet"))
-    write_parquet_atomic(tables.truth, settings.workdir / "data" / "truth" / "churn_causes.parquet")
-    return out
+def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
+    """P(churn within the label horizon | the simulator's state at T) for subscribers active at T.
+
+    Intent under way at T (onset <= T < end): the lead-up length is uniform, so the chance that it
+    ends inside the horizon is the share of the remaining possible lengths that do, times the
+    churn share. No intent yet: the chance that one both starts after T and ends inside the horizon.
+    """
+    cfg, horizon = settings.data, settings.features.label_horizon_days
+    lmin, lmax = cfg.lead_days
+    lengths = np.arange(lmin, lmax + 1)
+    q = cfg.intent_churn_share
+    out = []
+    for snap in snapshots:
+        t = (pd.Timestamp(snap) - pd.Timestamp(cfg.start_date)).days
+        onset, end = intents["onset_day"].to_numpy(), intents["end_day"].to_numpy()
+        churns = intents["churns"].to_numpy()
+        active = ~(churns & (end < t))
+        p = np.zeros(len(intents))
+        under_way = (onset <= t) & (end >= t)
+        a = (t - onset[under_way])[:, None]
+        remaining = lengths[None, :] >= a
+        inside = remaining & (lengths[None, :] <= a + horizon - 1)
+        p[under_way] = q * inside.sum(1) / np.maximum(remaining.sum(1), 1)
+        not_yet = onset > t
+        h = intents["daily_hazard"].to_numpy()[not_yet][:, None]
+        k = np.arange(horizon)
+        geom = h * (1 - h) ** k[None, :]  # P(end = T + k)
+        starts_after = (lengths[None, :] < k[:, None]).mean(axis=1)  # P(lead < k): onset after T
+        num = (geom * starts_after[None, :]).sum(1)
+        den = ((1 - h) ** (lengths[None, :] + 1)).mean(1)  # P(no onset by T)
+        p[not_yet] = q * num / den
+        out.append(pd.DataFrame({"subscriber_id": intents["subscriber_id"], "snapshot": pd.Timestamp(snap),
+                                 "true_probability": p})[active])
+    return pd.concat(out, ignore_index=True)
+
+
+def generate(settings: Settings) -> GenerationSummary:
+    """Write the landing tables and ground truth for ``settings.data`` (atomically: all or nothing)."""
+    import time
+
+    cfg = settings.data
+    t0 = time.perf_counter()
+    days = pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")
+    landing = settings.landing_dir
+    tmp = landing.with_name(landing.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "cdr").mkdir(parents=True)
+    parts: dict[str, list] = {"subscribers": [], "billing": [], "complaints": [], "churn_events": [], "intents": []}
+    calls = 0
+    chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
+    for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
+        out = _chunk(cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr")
+        calls += out.pop("calls")
+        for name, df in out.items():
+            parts[name].append(df)
+    tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
+    intents = tables.pop("intents")
+    for name, df in tables.items():
+        sort = {"billing": ["bill_date", "subscriber_id"], "complaints": ["complaint_time"],
+                "churn_events": ["event_date", "subscriber_id"]}.get(name, ["subscriber_id"])
+        df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
+    replace_dir_atomic(tmp, landing)
+    start = pd.Timestamp(cfg.start_date)
+    truth = intents.assign(
+        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
+        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
+    ).drop(columns=["onset_day", "end_day", "daily_hazard"])
+    write_parquet_atomic(truth, settings.truth_dir / "intents.parquet")
+    write_parquet_atomic(true_probabilities(intents, settings.features.snapshots, settings),
+                         settings.truth_dir / "true_probability.parquet")
+    summary = GenerationSummary(len(tables["subscribers"]), calls, len(tables["churn_events"]),
+                                int((intents["churn_cause"] != "none").sum()), time.perf_counter() - t0)
+    log.info("generated %d subscribers, %d calls (%.0f rows/s), %d churn events, %d intents -> %s",
+             summary.subscribers, summary.calls, summary.rows_per_second, summary.churn_events, summary.intents, landing)
+    return summary

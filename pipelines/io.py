@@ -38,3 +38,21 @@ def write_json_atomic(obj: Any, path: Path) -> Path:
 
 def write_text_atomic(text: str, path: Path) -> Path:
     return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def replace_dir_atomic(new: Path, final: Path) -> Path:
+    """Swap a fully written folder ``new`` into place of ``final``; the old one is removed after.
+
+    Two renames: at no moment is ``final`` half-written, and a failure before the swap leaves the
+    previous folder as it was.
+    """
+    import shutil
+
+    new, final = Path(new), Path(final)
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -10,31 +10,42 @@ from pipelines.io import write_json_atomic, write_parquet_atomic
 log = logging.getLogger(__name__)
 
 
-def generate_data(settings: Settings) -> dict[str, str]:
-    """Write a seeded operator data set to ``data/raw`` (and its ground truth to ``data/truth``)."""
-    from pipelines.generate import generate, write_raw
+def generate_data(settings: Settings) -> dict:
+    """Simulate the operator's export into ``data/landing`` (ground truth into ``data/truth``)."""
+    from dataclasses import asdict
 
-    return write_raw(generate(settings), settings)
+    from pipelines.generate import generate
+
+    summary = generate(settings)
+    return asdict(summary) | {"rows_per_second": summary.rows_per_second}
 
 
 def validate_data(settings: Settings) -> dict:
-    """Run the Great Expectations suites on the raw tables; raises ValidationFailed on bad input."""
-    from pipelines.validate import validate_raw
+    """Run the Great Expectations suites on the landing export; raises ValidationFailed on bad input."""
+    from pipelines.validate import validate_landing
 
-    return validate_raw(settings)
+    return validate_landing(settings)
+
+
+def ingest_data(settings: Settings) -> dict:
+    """Validated landing export -> pseudonymised ``data/raw`` (no third-party numbers past here)."""
+    from pipelines.ingest import ingest
+
+    return ingest(settings)
 
 
 def build_features(settings: Settings) -> dict:
-    """Validated raw tables -> point-in-time feature table -> Feast (apply + materialise).
+    """Ingested tables -> point-in-time feature table -> Feast (apply + materialise).
 
-    Nothing is written unless the raw tables pass validation and the new feature table passes its
-    own suite; the table and labels are then replaced atomically.
+    Nothing is written unless the export passes validation (re-checked if it changed since) and the
+    new feature table passes its own suite; the table and labels are then replaced atomically.
     """
     from features.compute import compute_features
     from features.store import apply_and_materialize
-    from pipelines.validate import ensure_validated, validate_features
+    from pipelines.ingest import ensure_ingested
+    from pipelines.validate import validate_features
 
-    ensure_validated(settings)
+    ensure_ingested(settings)
     feats, labels = compute_features(settings.raw_dir, settings.features.snapshots, settings)
     validate_features(feats, settings, file=f"{settings.feature_table} (new, not yet written)")
     write_parquet_atomic(labels, settings.label_table)
@@ -60,8 +71,10 @@ def train_models(settings: Settings) -> dict:
 
 
 def run_all(settings: Settings) -> dict:
-    """Every stage in order, in this process (what ``dvc repro`` does stage by stage)."""
+    """Every stage in order, in this process (what ``dvc repro`` does stage by stage):
+    generate, validate, ingest, features, train."""
     generate_data(settings)
     validate_data(settings)
+    ingest_data(settings)
     build_features(settings)
     return train_models(settings)

@@ -74,3 +74,22 @@ def trained_copy(copy_trained) -> Settings:
 def make_config():
     """``make_config(workdir, section={...})`` -> path of a small config (see :func:`write_config`)."""
     return write_config
+
+
+def write_tables(folder: Path, tables: dict) -> Path:
+    """Write tables the way the pipeline lays them out: ``cdr`` as one partition, the rest as files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        if name == "cdr":
+            part = folder / "cdr" / "date=all"
+            part.mkdir(parents=True, exist_ok=True)
+            df.drop(columns=["date"], errors="ignore").to_parquet(part / "part-0.parquet", index=False)
+        else:
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+@pytest.fixture
+def save_tables():
+    """``save_tables(folder, {"cdr": df, ...})`` (see :func:`write_tables`)."""
+    return write_tables

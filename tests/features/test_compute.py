@@ -10,14 +10,14 @@ from pipelines.config import load_settings
 T = pd.Timestamp("2026-03-01")
 
 
-def _calls(sid, days, seconds, other="13800000000", direction="out"):
-    return pd.DataFrame({"subscriber_id": sid, "other_party": other,
+def _calls(sid, days, seconds, callee="off_net", direction="out"):
+    return pd.DataFrame({"subscriber_id": sid, "callee_class": callee, "callee_hash": "h",
                          "start_time": [pd.Timestamp(d) + pd.Timedelta(hours=10) for d in days],
                          "duration_s": seconds, "direction": direction})
 
 
 @pytest.fixture
-def hand_case(tmp_path, make_config):
+def hand_case(tmp_path, make_config, save_tables):
     s = load_settings(make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"]}))
     subs = pd.DataFrame({
         "subscriber_id": ["A", "B", "C"],
@@ -29,15 +29,12 @@ def hand_case(tmp_path, make_config):
     cdr = pd.concat([
         _calls("A", pd.date_range("2025-12-17", "2026-02-14"), 120),  # baseline: 60 days x 2 min
         _calls("A", pd.date_range("2026-02-15", "2026-02-20"), 60),   # recent: 6 days x 1 min
-        _calls("A", ["2026-02-25"], 60, other="10086"),                # competitor hotline
-        pd.DataFrame({"subscriber_id": "A", "other_party": "13800000000", "direction": "in", "duration_s": 600,
-                      "start_time": [T]}),                               # at T: must not count
+        _calls("A", ["2026-02-25"], 60, callee="competitor_hotline"),  # 10086
+        pd.DataFrame({"subscriber_id": "A", "callee_class": "on_net", "callee_hash": "h", "direction": "in",
+                      "duration_s": 600, "start_time": [T]}),           # at T: must not count
         _calls("C", ["2026-01-05"], 60),
     ], ignore_index=True)
-    raw = s.raw_dir
-    raw.mkdir(parents=True)
-    subs.to_parquet(raw / "subscribers.parquet")
-    cdr.to_parquet(raw / "cdr.parquet")
+    raw = save_tables(s.raw_dir, {"subscribers": subs, "cdr": cdr})
     pd.DataFrame({"subscriber_id": "A", "bill_month": pd.to_datetime(["2025-12-01", "2026-01-01", "2026-02-01"]),
                   "bill_date": pd.to_datetime(["2025-12-31", "2026-01-31", "2026-02-28"]),
                   "charge": [100.0, 100.0, 150.0], "arrears": [0.0, 0.0, 20.0]}).to_parquet(raw / "billing.parquet")

@@ -1,47 +1,94 @@
+"""The simulator: seeded, churn in the operator's range, signals and confounders where configured."""
+
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from pipelines.config import load_settings
 from pipelines.generate import generate
+from pipelines.validate import read_cdr
 
 
-@pytest.fixture
-def tables(make_config):
-    def _tables(workdir):
-        return generate(load_settings(make_config(workdir, data={"n_subscribers": 1500, "seed": 3})))
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """One generated data set (2000 subscribers, seven months), read back from the landing zone."""
+    from conftest import write_config  # noqa: PLC0415 - conftest sits on sys.path under pytest
 
-    return _tables
-
-
-def test_same_seed_same_data(tmp_path, tables):
-    a, b = tables(tmp_path / "a"), tables(tmp_path / "b")
-    pd.testing.assert_frame_equal(a.cdr, b.cdr)
-    pd.testing.assert_frame_equal(a.churn_events, b.churn_events)
-
-
-def test_churners_carry_the_operator_signals(tmp_path, tables):
-    t = tables(tmp_path)
-    truth = t.truth.set_index("subscriber_id")
-    months = (pd.Timestamp("2026-07-01") - pd.Timestamp("2025-12-01")).days / 30.4
-    monthly = 1 - (1 - len(t.churn_events) / len(t.subscribers)) ** (1 / months)
-    assert 0.02 < monthly < 0.07  # around the configured 4.5%: half-year churn 15-30%
-
-    hot = t.cdr[t.cdr["other_party"].isin(["10086", "10010"])]
-    callers = set(hot["subscriber_id"])
-    comp = truth.index[truth["churn_cause"] == "competitor"]
-    stay = truth.index[truth["churn_cause"] == "none"]
-    assert np.mean([s in callers for s in comp]) > 0.6
-    assert 0 < np.mean([s in callers for s in stay]) < 0.1  # loyal callers exist: a confounder
-
-    complainers = set(t.complaints["subscriber_id"])
-    diss = truth.index[truth["churn_cause"] == "dissatisfaction"]
-    assert np.mean([s in complainers for s in diss]) > 3 * np.mean([s in complainers for s in stay])
+    s = load_settings(write_config(tmp_path_factory.mktemp("sim"), data={"n_subscribers": 2000, "seed": 3,
+                                                                          "chunk_subscribers": 700}))
+    summary = generate(s)
+    t = {n: pd.read_parquet(s.landing_dir / f"{n}.parquet") for n in ("subscribers", "complaints", "churn_events")}
+    t["cdr"] = read_cdr(s.landing_dir / "cdr")
+    t["intents"] = pd.read_parquet(s.truth_dir / "intents.parquet").set_index("subscriber_id")
+    t["truth_p"] = pd.read_parquet(s.truth_dir / "true_probability.parquet")
+    return s, summary, t
 
 
-def test_no_activity_after_churn(tmp_path, tables):
-    t = tables(tmp_path)
-    last_call = t.cdr.groupby("subscriber_id")["start_time"].max()
-    ev = t.churn_events.set_index("subscriber_id")["event_date"]
+def test_same_seed_same_data(sim, tmp_path, make_config):
+    s, _, t = sim
+    again = load_settings(make_config(tmp_path, data=s.data.model_dump(mode="json")))
+    generate(again)
+    pd.testing.assert_frame_equal(pd.read_parquet(again.landing_dir / "churn_events.parquet"), t["churn_events"])
+    cdr = read_cdr(again.landing_dir / "cdr")
+    pd.testing.assert_frame_equal(cdr.sort_values(list(cdr.columns), ignore_index=True),
+                                  t["cdr"].sort_values(list(cdr.columns), ignore_index=True))
+
+
+def test_churn_rate_in_the_operators_range(sim):
+    s, summary, t = sim
+    months = s.data.n_days / 30.4
+    monthly = 1 - (1 - len(t["churn_events"]) / summary.subscribers) ** (1 / months)
+    half_year = 1 - (1 - monthly) ** 6
+    assert 0.15 <= half_year <= 0.30, half_year
+
+
+def test_signals_are_more_common_among_churners_with_that_cause(sim):
+    s, _, t = sim
+    it, cdr = t["intents"], t["cdr"]
+    inside = (it["onset_date"] >= pd.Timestamp(s.data.start_date)) & (it["end_date"] < pd.Timestamp(s.data.end_date))
+    it = it[inside | (it["churn_cause"] == "none")]  # lead-ups that lie wholly inside the data
+    callers = set(cdr.loc[cdr["other_party"].isin(["10086", "10010"]), "subscriber_id"])
+    share = lambda ids, group: np.mean([i in group for i in ids])  # noqa: E731
+    comp = it.index[(it["churn_cause"] == "competitor") & ~it["weak_signal"]]
+    stay = it.index[it["churn_cause"] == "none"]
+    assert share(comp, callers) > 0.8
+    assert 0.01 < share(stay, callers) < 0.1  # loyal subscribers who ring a competitor once: a confounder
+    complainers = set(t["complaints"]["subscriber_id"])
+    diss = it.index[(it["churn_cause"] == "dissatisfaction") & ~it["weak_signal"]]
+    assert share(diss, complainers) > 3 * share(stay, complainers) > 0
+
+
+def test_confounders_and_recoveries_exist(sim):
+    s, _, t = sim
+    it = t["intents"]
+    recovered = it[(it["churn_cause"] != "none") & ~it["churns"]]
+    assert 0.05 < len(recovered) / max((it["churn_cause"] != "none").sum(), 1) < 0.3  # 1 - intent_churn_share
+    # stayers with a silent week: travel or holidays; their calls resume
+    cdr = t["cdr"]
+    days = cdr.assign(day=cdr["start_time"].dt.normalize()).groupby("subscriber_id")["day"].unique()
+    stay = [i for i in it.index[it["churn_cause"] == "none"] if i in days.index]
+    gaps = [np.diff(np.sort(days[i])).max() / np.timedelta64(1, "D") for i in stay]
+    assert np.mean(np.array(gaps) >= 5) > 0.05
+
+
+def test_no_activity_after_churn(sim):
+    _, _, t = sim
+    last_call = t["cdr"].groupby("subscriber_id")["start_time"].max()
+    ev = t["churn_events"].set_index("subscriber_id")["event_date"]
     common = ev.index.intersection(last_call.index)
     assert (last_call[common] < ev[common]).all()
+
+
+def test_truth_probability_ranks_churners_well_but_not_perfectly(sim):
+    from sklearn.metrics import roc_auc_score
+
+    s, _, t = sim
+    p = t["truth_p"]
+    last = p[p["snapshot"] == p["snapshot"].max()]
+    ev = t["churn_events"]
+    t0 = last["snapshot"].iloc[0]
+    churned = ev[(ev["event_date"] >= t0) & (ev["event_date"] < t0 + pd.Timedelta(days=30))]["subscriber_id"]
+    y = last["subscriber_id"].isin(set(churned))
+    auc = roc_auc_score(y, last["true_probability"])
+    assert 0.85 < auc < 1.0
+    assert last["true_probability"].between(0, 1).all()

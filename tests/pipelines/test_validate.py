@@ -1,63 +1,109 @@
-"""Bad raw input stops the pipeline with a message naming the problem, and nothing is lost."""
+"""Bad input in the operator's export stops the pipeline with a message naming the problem,
+and nothing downstream (ingested tables, feature table, registered model) is lost."""
 
 import hashlib
+import shutil
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.validate import ValidationFailed, validate_raw
+from pipelines.validate import ValidationFailed, validate_landing
 
 
 def _digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files if f.is_file())).hexdigest()
 
 
-CORRUPTIONS = {
-    "missing column": (lambda df: df.drop(columns=["duration_s"]), ["duration_s", "missing"]),
-    "negative duration": (lambda df: df.assign(duration_s=df["duration_s"].where(df.index != 5, -30)),
-                          ["duration_s", "expect_column_values_to_be_between", "-30"]),
-    "null subscriber": (lambda df: df.assign(subscriber_id=df["subscriber_id"].where(df.index != 7, None)),
+def _partition(s, day="2026-03-10"):
+    return next((s.landing_dir / "cdr" / f"date={day}").glob("*.parquet"))
+
+
+def _edit(path, fn):
+    fn(pd.read_parquet(path)).to_parquet(path, index=False)
+
+
+def _set(col, value, row=5):
+    def fn(df):
+        df[col] = df[col].astype(object)
+        df.loc[row, col] = value
+        return df
+    return fn
+
+
+CDR_CORRUPTIONS = {
+    "missing column": (lambda s: _edit(_partition(s), lambda df: df.drop(columns=["duration_s"]))
+                       , ["duration_s", "required column is missing", "date=2026-03-10"]),
+    "negative duration": (lambda s: _edit(_partition(s), _set("duration_s", -30)),
+                          ["duration_s", "expect_column_values_to_be_between", "-30", "2026-03-10"]),
+    "null subscriber": (lambda s: _edit(_partition(s), _set("subscriber_id", None)),
                         ["subscriber_id", "expect_column_values_to_not_be_null"]),
+    "duplicate call": (lambda s: _edit(_partition(s), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True)),
+                       ["duplicate calls", "subscriber_id,start_time,other_party"]),
+    "future timestamp": (lambda s: _edit(_partition(s), _set("start_time", pd.Timestamp("2031-01-01 10:00"))),
+                         ["start_time", "not in the future", "2031-01-01"]),
+    "orphan call": (lambda s: _edit(_partition(s), _set("subscriber_id", "S-NOT-A-SUBSCRIBER")),
+                    ["orphans", "S-NOT-A-SUBSCRIBER"]),
+    "missing partition": (lambda s: shutil.rmtree(_partition(s, "2026-04-02").parent),
+                          ["partition_present", "2026-04-02", "missing"]),
+    "latest partition missing": (lambda s: shutil.rmtree(_partition(s, "2026-06-30").parent),
+                                 ["freshness", "date=2026-06-30"]),
 }
 
 
-@pytest.mark.parametrize("kind", list(CORRUPTIONS))
-def test_corrupted_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
+@pytest.mark.parametrize("kind", list(CDR_CORRUPTIONS))
+def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
     from models.registry import use_tracking
 
     s = trained_copy
-    corrupt, expected = CORRUPTIONS[kind]
-    cdr_path = s.raw_dir / "cdr.parquet"
-    corrupt(pd.read_parquet(cdr_path)).to_parquet(cdr_path, index=False)
-    before = {p: _digest(p) for p in (s.feature_table, s.label_table)}
+    corrupt, expected = CDR_CORRUPTIONS[kind]
+    before = {p: _digest(p) for p in (s.raw_dir, s.feature_table, s.label_table)}
     client = use_tracking(s)
     champion = client.get_model_version_by_alias(s.mlflow.registered_model, "champion").version
     n_versions = len(client.search_model_versions(f"name='{s.mlflow.registered_model}'"))
+    corrupt(s)
 
     result = CliRunner().invoke(app, ["features", "--config", str(s.config_path)])
 
     assert result.exit_code == 2, result.output
     message = result.stderr if hasattr(result, "stderr") else result.output
-    assert str(cdr_path) in message
+    assert str(s.landing_dir / "cdr") in message
     for word in expected:
-        assert word in message
-    assert {p: _digest(p) for p in before} == before  # feature table and labels untouched
+        assert word in message, (word, message)
+    assert {p: _digest(p) for p in before} == before  # ingested tables, feature table and labels untouched
     client = use_tracking(s)
     assert client.get_model_version_by_alias(s.mlflow.registered_model, "champion").version == champion
     assert len(client.search_model_versions(f"name='{s.mlflow.registered_model}'")) == n_versions
+    assert (s.reports_dir / "validation_failed.json").exists()
 
 
-def test_bad_category_and_missing_file_are_named(trained_copy):
+def test_bad_category_orphan_event_and_missing_file_are_named(trained_copy):
     s = trained_copy
-    ev = pd.read_parquet(s.raw_dir / "churn_events.parquet")
+    ev = pd.read_parquet(s.landing_dir / "churn_events.parquet")
     ev.loc[0, "event_type"] = "abducted"
-    ev.to_parquet(s.raw_dir / "churn_events.parquet", index=False)
-    (s.raw_dir / "complaints.parquet").unlink()
+    ev.loc[1, "subscriber_id"] = "S-GHOST"
+    ev.to_parquet(s.landing_dir / "churn_events.parquet", index=False)
+    (s.landing_dir / "complaints.parquet").unlink()
     with pytest.raises(ValidationFailed) as info:
-        validate_raw(s)
+        validate_landing(s)
     msg = str(info.value)
     assert "event_type" in msg and "abducted" in msg
+    assert "orphans" in msg and "S-GHOST" in msg
     assert "complaints.parquet" in msg and "not found" in msg
-    assert (s.reports_dir / "validation_failed.json").exists()
+
+
+def test_unknown_callee_formats_warn_below_the_threshold_and_fail_above(trained_copy, make_config):
+    s = trained_copy
+    path = _partition(s)
+    _edit(path, _set("other_party", "12AB"))  # one odd number in ~2 million: a warning
+    report = validate_landing(s)
+    cdr = report["tables"]["cdr"]["failures"]
+    assert [f["severity"] for f in cdr] == ["warning"] and "callee_format" in cdr[0]["detail"]
+    assert (s.reports_dir / "data_docs" / "index.html").exists()
+
+    strict = s.model_copy(update={"validation": s.validation.model_copy(update={"warn": []})})
+    _edit(path, lambda df: df.assign(other_party="12AB"))  # a whole partition of them: above 0.1%
+    with pytest.raises(ValidationFailed, match="callee_format"):
+        validate_landing(strict)

@@ -1,0 +1,75 @@
+"""Ingestion keeps no third-party phone number: only a class and a salted hash per call."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from pipelines.ingest import CALLEE_CLASSES, classify, pseudonymise
+from pipelines.validate import read_cdr
+
+
+def test_number_plan_classes(trained):
+    numbers = pd.Series(["10086", "10010", "10000", "13312345678", "13812345678", "01087654321",
+                         "0085212345678", "95533", "12AB"])
+    assert list(classify(numbers, trained)) == ["competitor_hotline", "competitor_hotline", "own_service", "on_net",
+                                                "off_net", "landline", "international", "service", "unknown"]
+
+
+def test_hash_depends_on_the_salt():
+    n = pd.Series(["13812345678"])
+    assert pseudonymise(n, b"a" * 32)[0] != pseudonymise(n, b"b" * 32)[0]
+    assert pseudonymise(n, b"a" * 32)[0] == pseudonymise(n, b"a" * 32)[0]
+
+
+def _private_numbers(settings) -> set[str]:
+    cdr = read_cdr(settings.landing_dir / "cdr")
+    others = set(cdr["other_party"].astype(str))
+    public = set(settings.data.competitor_hotlines) | set(settings.data.own_service_numbers)
+    numbers = {n for n in others if len(n) >= 8} - public
+    subs = pd.read_parquet(settings.landing_dir / "subscribers.parquet")
+    return numbers | set(subs["msisdn"])
+
+
+def test_no_phone_number_is_written_after_ingestion(trained):
+    numbers = _private_numbers(trained)
+    assert len(numbers) > 10_000
+    after = [trained.raw_dir, trained.features_dir, trained.feast_dir, trained.reports_dir, trained.artifact_root,
+             trained.workdir / "mlflow.db"]
+    files = [f for p in after for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    assert len(files) > 10
+    digits = re.compile(rb"\d{8,15}")
+    found = {}
+    for f in files:
+        if f.suffix == ".parquet":
+            df = pd.read_parquet(f)
+            values = {str(v) for c in df.columns if df[c].dtype in (object, "category") or str(df[c].dtype) == "string"
+                      for v in df[c].dropna().unique()}
+        else:
+            values = {m.decode() for m in digits.findall(f.read_bytes())}
+        leaked = values & numbers
+        if leaked:
+            found[str(f)] = sorted(leaked)[:3]
+    assert not found, f"phone numbers after ingestion: {found}"
+
+
+def test_ingested_calls_carry_class_and_hash_only(trained):
+    cdr = pd.read_parquet(trained.raw_dir / "cdr")
+    assert "other_party" not in cdr.columns and "msisdn" not in pd.read_parquet(trained.raw_dir / "subscribers.parquet")
+    assert set(cdr["callee_class"].astype(str)) <= set(CALLEE_CLASSES)
+    assert cdr["callee_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
+
+
+@pytest.mark.parametrize("env", [True, False])
+def test_salt_from_environment_or_a_private_file(trained_copy, monkeypatch, env):
+    from pipelines.ingest import salt
+
+    if env:
+        monkeypatch.setenv(trained_copy.privacy.salt_env, "from-the-environment")
+        assert salt(trained_copy) == b"from-the-environment"
+    else:
+        monkeypatch.delenv(trained_copy.privacy.salt_env, raising=False)
+        value = salt(trained_copy)
+        path = trained_copy.workdir / "data" / ".secrets" / "salt"
+        assert value == path.read_text().encode() and len(value) == 64
+        assert oct(path.stat().st_mode)[-3:] == "600"
