@@ -252,12 +252,12 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         sl = order[bounds[d] : bounds[d + 1]]
         if not len(sl):
             continue
-        tbl = pa.table({
-            "subscriber_id": pa.DictionaryArray.from_arrays(pa.array(sub_idx[sl].astype(np.int32)), ids),
-            "other_party": pa.DictionaryArray.from_arrays(pa.array(other[sl].astype(np.int32)), dictionary),
+        tbl = pa.table({  # plain strings by index: parquet dictionary-encodes each file on its own
+            "subscriber_id": ids.take(pa.array(sub_idx[sl])),
+            "other_party": dictionary.take(pa.array(other[sl])),
             "start_time": pa.array(t0 + (day_idx[sl] * 86_400 + seconds[sl]).astype("timedelta64[s]")),
             "duration_s": pa.array(duration[sl]),
-            "direction": pa.DictionaryArray.from_arrays(pa.array(direction[sl]), directions),
+            "direction": directions.take(pa.array(direction[sl])),
         })
         part = cdr_dir / f"date={days[d].date()}"
         part.mkdir(parents=True, exist_ok=True)
