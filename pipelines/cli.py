@@ -108,6 +108,14 @@ def run(config: ConfigOpt = None) -> None:
 
 
 @app.command()
+def truth(config: ConfigOpt = None) -> None:
+    """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot."""
+    from pipelines.truth import format_report, truth_report
+
+    typer.echo(format_report(truth_report(_setup(config))))
+
+
+@app.command()
 def serve(
     config: ConfigOpt = None,
     port: Annotated[Optional[int], typer.Option(help="port (default: serving.port)")] = None,
