@@ -10,18 +10,13 @@ in the workdir (``data/.secrets/salt``): never from the repository.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from pipelines.config import Settings
 from pipelines.io import replace_dir_atomic, write_json_atomic
@@ -48,48 +43,61 @@ def salt(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def classify(numbers: pd.Series, settings: Settings) -> np.ndarray:
-    """The class of each dialled number, from the operator's number plan in ``settings.data``."""
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def classify_sql(settings: Settings, column: str = "other_party") -> str:
+    """SQL for the class of each dialled number, from the operator's number plan in ``settings.data``."""
     cfg = settings.data
-    s = numbers.astype(str)
-    mobile = s.str.fullmatch(r"1\d{10}")
-    prefix = s.str[:3]
-    conditions = [
-        s.isin(cfg.competitor_hotlines),
-        s.isin(cfg.own_service_numbers),
-        mobile & prefix.isin(cfg.on_net_prefixes),
-        mobile,  # any other mobile number belongs to another network
-        s.str.fullmatch(r"0[1-9]\d{9,10}"),
-        s.str.fullmatch(r"00\d{6,15}"),
-        s.str.fullmatch(r"1\d{4}|95\d{3}"),
-    ]
-    return np.select([c.to_numpy(dtype=bool) for c in conditions], CALLEE_CLASSES[:-1], "unknown")
+    n = f"CAST({column} AS VARCHAR)"
+    return f"""CASE
+        WHEN {n} IN ({_sql_list(cfg.competitor_hotlines)}) THEN 'competitor_hotline'
+        WHEN {n} IN ({_sql_list(cfg.own_service_numbers)}) THEN 'own_service'
+        WHEN regexp_full_match({n}, '1[0-9]{{10}}') AND substr({n}, 1, 3) IN ({_sql_list(cfg.on_net_prefixes)}) THEN 'on_net'
+        WHEN regexp_full_match({n}, '1[0-9]{{10}}') THEN 'off_net'
+        WHEN regexp_full_match({n}, '0[1-9][0-9]{{9,10}}') THEN 'landline'
+        WHEN regexp_full_match({n}, '00[0-9]{{6,15}}') THEN 'international'
+        WHEN regexp_full_match({n}, '1[0-9]{{4}}|95[0-9]{{3}}') THEN 'service'
+        ELSE 'unknown' END"""
+
+
+def hash_sql(column: str = "other_party") -> str:
+    """A salted SHA-256 of the number, 16 hex digits: countable contacts, no recoverable number."""
+    return f"substr(sha256($salt || CAST({column} AS VARCHAR)), 1, 16)"
+
+
+def classify(numbers: pd.Series, settings: Settings) -> np.ndarray:
+    """Classes of ``numbers`` through the same SQL ingestion runs."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
+        return con.execute(f"SELECT {classify_sql(settings)} AS c FROM numbers").df()["c"].to_numpy()
+    finally:
+        con.close()
 
 
 def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
-    return np.array([hashlib.blake2b(n.encode(), key=key[:64], digest_size=8).hexdigest() for n in numbers.astype(str)])
+    import duckdb
 
-
-def _cdr_partition(path: Path, settings: Settings, key: bytes) -> pa.Table:
-    df = pd.read_parquet(path)
-    other = df["other_party"].astype("category").cat.remove_unused_categories()
-    cats = other.cat.categories.to_series()
-    classes = pd.Categorical(classify(cats, settings), categories=CALLEE_CLASSES)
-    hashes = pseudonymise(cats, key)
-    codes = other.cat.codes.to_numpy()
-    return pa.table({
-        "subscriber_id": pa.array(df["subscriber_id"].astype(str)).dictionary_encode(),
-        "callee_class": pa.DictionaryArray.from_arrays(pa.array(classes.codes[codes].astype(np.int8)),
-                                                       pa.array(list(CALLEE_CLASSES))),
-        "callee_hash": pa.array(hashes[codes]),
-        "start_time": pa.array(df["start_time"]),
-        "duration_s": pa.array(df["duration_s"].astype(np.int32)),
-        "direction": pa.array(df["direction"].astype(str)).dictionary_encode(),
-    })
+    con = duckdb.connect()
+    try:
+        con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
+        return con.execute(f"SELECT {hash_sql()} AS h FROM numbers", {"salt": key.decode()}).df()["h"].to_numpy()
+    finally:
+        con.close()
 
 
 def ingest(settings: Settings) -> dict:
-    """Validate the landing export (unless already validated as is), then write ``data/raw``."""
+    """Validate the landing export (unless already validated as is), then write ``data/raw``.
+
+    One DuckDB statement streams every CDR partition through the number-plan classification and
+    the salted hash and writes the result partitioned by day, using all cores.
+    """
+    import duckdb
+
     ensure_validated(settings)
     key = salt(settings)
     src, dst = settings.landing_dir, settings.raw_dir
@@ -100,21 +108,28 @@ def ingest(settings: Settings) -> dict:
     subs.to_parquet(tmp / "subscribers.parquet", index=False)
     for name in ("billing", "complaints", "churn_events"):
         shutil.copy2(src / f"{name}.parquet", tmp / f"{name}.parquet")
-    files = sorted((src / "cdr").glob(f"{PARTITION}=*/*.parquet"))
-    rows, counts = 0, pd.Series(0, index=list(CALLEE_CLASSES))
-    for f in tqdm(files, desc="ingesting cdr", unit="file", disable=None):
-        out = tmp / "cdr" / f.parent.name
-        out.mkdir(parents=True, exist_ok=True)
-        tbl = _cdr_partition(f, settings, key)
-        pq.write_table(tbl, out / f.name)
-        rows += tbl.num_rows
-        counts = counts.add(tbl.column("callee_class").to_pandas().value_counts(), fill_value=0)
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"""
+            COPY (
+                SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
+                       start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
+                FROM read_parquet('{src / "cdr"}/{PARTITION}=*/*.parquet', hive_partitioning = true)
+            ) TO '{tmp / "cdr"}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')
+        """, {"salt": key.decode()})
+        counts = con.execute(f"""
+            SELECT callee_class, count(*) FROM read_parquet('{tmp / "cdr"}/*/*.parquet') GROUP BY 1
+        """).fetchall()
+    finally:
+        con.close()
     replace_dir_atomic(tmp, dst)
-    summary = {"cdr_rows": rows, "partitions": len({f.parent.name for f in files}),
-               "callee_classes": {k: int(v) for k, v in counts.items()}, "landing": _landing_fingerprint(settings)}
+    classes = {c: 0 for c in CALLEE_CLASSES} | {c: int(k) for c, k in counts}
+    summary = {"cdr_rows": sum(classes.values()), "partitions": len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
+               "callee_classes": classes, "landing": _landing_fingerprint(settings)}
     write_json_atomic(summary, settings.reports_dir / "ingest.json")
-    log.info("ingested %d calls from %d files into %s; other-party numbers replaced by class + salted hash",
-             rows, len(files), dst)
+    log.info("ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
+             summary["cdr_rows"], summary["partitions"], dst)
     return summary
 
 
