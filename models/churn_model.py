@@ -3,6 +3,12 @@
 Training, the batch job and the BentoML service all hold a :class:`ChurnModel`, so a score and its
 reasons are computed the same way wherever they are asked for. ``explain`` returns SHAP values in
 log-odds: ``base + contributions.sum(axis=1)`` equals the model's raw (logit) output.
+
+Inputs may carry categorical columns (a customer table's ``contract``, ``payment_method``...):
+``categories`` fixes each one's vocabulary at training time, LightGBM splits on them natively, and
+the logistic pipeline one-hot encodes them. Contributions are always reported per *original*
+column: the SHAP values of a column's one-hot indicators are summed back onto it, which keeps the
+sum exact because the model is linear in those indicators.
 """
 
 from __future__ import annotations
@@ -30,13 +36,32 @@ class ChurnModel:
     estimator: Any
     background: pd.DataFrame  # a training sample: the reference for linear SHAP
     params: dict = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> training vocabulary
     _explainer: Any = field(default=None, repr=False, compare=False)
 
     def _x(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's input frame: numeric columns as float64, categoricals with their training categories
+        (an unseen value becomes missing)."""
         missing = [f for f in self.features if f not in X.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}")
-        return X[self.features].astype("float64")
+        if not self.categories:
+            return X[self.features].astype("float64")
+        return pd.DataFrame(
+            {
+                f: pd.Categorical(X[f].map(lambda v: v if pd.isna(v) else str(v)), categories=self.categories[f])
+                if f in self.categories
+                else pd.to_numeric(X[f]).astype("float64")
+                for f in self.features
+            },
+            index=X.index,
+        )
+
+    def fit(self, X: pd.DataFrame, y) -> "ChurnModel":
+        """Fit the estimator on the same input frame that scoring and explaining use."""
+        self.estimator.fit(self._x(X), np.asarray(y))
+        self._explainer = None
+        return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.estimator.predict_proba(self._x(X))[:, 1]
@@ -58,13 +83,16 @@ class ChurnModel:
         elif self.kind == "logistic":
             import shap
 
-            scaler, lr = self.estimator.named_steps["scale"], self.estimator.named_steps["lr"]
+            # every step before the last prepares the input (scaling; one-hot encoding of categoricals)
+            prep, lr = self.estimator[:-1], self.estimator[-1]
             if self._explainer is None:
                 self._explainer = shap.LinearExplainer(
-                    lr, shap.maskers.Independent(scaler.transform(self._x(self.background)), max_samples=len(self.background))
+                    lr, shap.maskers.Independent(_dense(prep.transform(self._x(self.background))),
+                                                 max_samples=len(self.background))
                 )
-            sv = self._explainer(scaler.transform(x))
-            values = np.asarray(sv.values)
+            sv = self._explainer(_dense(prep.transform(x)))
+            # SHAP per encoded column -> per original column (sum of a categorical's indicators)
+            values = np.asarray(sv.values) @ _source_matrix(prep, self.features)
             base = np.broadcast_to(np.asarray(sv.base_values, dtype=float).reshape(-1), (len(x),)).copy()
         elif self.kind == "rules":
             base, values = self.estimator.contributions(x, self._x(self.background))
@@ -76,6 +104,43 @@ class ChurnModel:
         state = dict(self.__dict__)
         state["_explainer"] = None
         return state
+
+    def __setstate__(self, state):  # models pickled before categorical support have no ``categories``
+        self.__dict__.update({"categories": {}, "params": {}, **state})
+
+
+def _dense(a) -> np.ndarray:
+    return a.toarray() if hasattr(a, "toarray") else np.asarray(a, dtype=float)
+
+
+def _source_matrix(prep, features: list[str]) -> np.ndarray:
+    """(n_encoded, n_features) 0/1 matrix: which original column each encoded column comes from.
+
+    Understands a plain scaler (one column per feature) and a ``ColumnTransformer`` whose
+    transformers keep one column per input (scaling, imputing) or one-hot encode it.
+    """
+    from sklearn.compose import ColumnTransformer
+
+    last = prep[-1] if hasattr(prep, "steps") else prep
+    if not isinstance(last, ColumnTransformer):
+        return np.eye(len(features))
+    n_out = sum(s.stop - s.start for s in last.output_indices_.values())
+    out = np.zeros((n_out, len(features)))
+    for name, trans, cols in last.transformers_:
+        sl = last.output_indices_[name]
+        if sl.stop == sl.start:
+            continue
+        enc = trans[-1] if hasattr(trans, "steps") else trans
+        if hasattr(enc, "categories_"):  # one-hot: one indicator per category (minus a dropped one)
+            drop = getattr(enc, "drop_idx_", None)
+            sizes = [len(c) - (drop is not None and drop[i] is not None) for i, c in enumerate(enc.categories_)]
+        else:
+            sizes = [1] * len(cols)
+        owners = np.repeat([features.index(c) for c in cols], sizes)
+        if len(owners) != sl.stop - sl.start:
+            raise ValueError(f"cannot map the {sl.stop - sl.start} columns of {name!r} back to {list(cols)}")
+        out[np.arange(sl.start, sl.stop), owners] = 1.0
+    return out
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

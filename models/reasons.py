@@ -1,11 +1,15 @@
 """Turn SHAP contributions into reasons staff can act on: code, sentence and suggested action.
 
 Templates live in ``configs/reasons.yaml``; this module only picks the top contributions and fills
-the templates with the subscriber's own values.
+the templates with the subscriber's own values. A column with no template of its own (a customer
+table's ``contract`` or ``tenure``, say) gets the ``generic`` sentence, e.g. "contract =
+Month-to-month raises the risk"; its value stays text when the column is categorical.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +31,7 @@ Lang = Literal["en", "zh"]
 class Reason:
     code: str
     feature: str
-    value: float
+    value: float | str  # text for a categorical column
     contribution: float  # SHAP value in log-odds; > 0 raises the risk
     sentence: str
     action: str
@@ -41,9 +45,27 @@ def load_templates(path: Path = REASONS_FILE) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def _sentence(feature: str, value: float, contribution: float, lang: Lang, settings: Settings, tpl: dict) -> tuple[str, str, str]:
-    spec = tpl["reasons"][feature]
-    meta = BY_NAME[feature]
+def _value_text(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    if math.isnan(value):
+        return "missing"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def _generic(feature: str, value: float | str, contribution: float, lang: Lang, tpl: dict) -> tuple[str, str, str]:
+    spec = tpl["generic"]
+    fields = {"column": feature, "value_text": _value_text(value),
+              "column_code": re.sub(r"[^0-9A-Za-z]+", "_", feature).strip("_").upper()}
+    which = spec["raises"] if contribution > 0 else spec["lowers"]
+    return spec["code"].format(**fields), which[lang].format(**fields), spec["action"] if contribution > 0 else "none"
+
+
+def _sentence(feature: str, value: float | str, contribution: float, lang: Lang, settings: Settings, tpl: dict) -> tuple[str, str, str]:
+    spec = tpl["reasons"].get(feature)
+    meta = BY_NAME.get(feature)
+    if spec is None or meta is None or isinstance(value, str) or settings.features is None:
+        return _generic(feature, value, contribution, lang, tpl)
     fields = {
         "value": value,
         "abs_value": abs(value),
@@ -67,14 +89,19 @@ def top_reasons(
     k = k or settings.serving.top_reasons
     contrib = explanation.contributions
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-    values = X[explanation.features].to_numpy(dtype=float)
+    values = X[explanation.features]
+    numeric = [pd.api.types.is_numeric_dtype(values[f]) or pd.api.types.is_bool_dtype(values[f])
+               for f in explanation.features]
+    values = values.to_numpy(dtype=object)
     out = []
     for i, idx in enumerate(order):
         row = []
         for j in idx:
             f = explanation.features[j]
-            code, sentence, action = _sentence(f, values[i, j], contrib[i, j], lang, settings, tpl)
-            row.append(Reason(code, f, float(values[i, j]), float(contrib[i, j]), sentence, action))
+            v = values[i, j]
+            value = float(v) if numeric[j] else (float("nan") if pd.isna(v) else str(v))
+            code, sentence, action = _sentence(f, value, contrib[i, j], lang, settings, tpl)
+            row.append(Reason(code, f, value, float(contrib[i, j]), sentence, action))
         out.append(row)
     return out
 

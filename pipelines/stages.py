@@ -22,6 +22,9 @@ def generate_data(settings: Settings) -> dict:
 
 def validate_data(settings: Settings) -> dict:
     """Run the Great Expectations suites on the landing export; raises ValidationFailed on bad input."""
+    if settings.source is not None:  # a customer table (docs/real-data.md)
+        from pipelines.customer_table import validate_stage
+        return validate_stage(settings)
     from pipelines.validate import validate_landing
 
     return validate_landing(settings)
@@ -59,6 +62,9 @@ def build_features(settings: Settings) -> dict:
 
 def train_models(settings: Settings) -> dict:
     """Train and compare the candidates; register the winner as ``champion`` (see models.train)."""
+    if settings.source is not None:  # a customer table (docs/real-data.md)
+        from pipelines.customer_table import train_stage
+        return train_stage(settings)
     from models.train import train
 
     decision = train(settings)
@@ -73,6 +79,9 @@ def train_models(settings: Settings) -> dict:
 def run_all(settings: Settings) -> dict:
     """Every stage in order, in this process (what ``dvc repro`` does stage by stage):
     generate, validate, ingest, features, train."""
+    if settings.source is not None:  # a customer table: validate + train (docs/real-data.md)
+        from pipelines.customer_table import run_stage
+        return run_stage(settings)
     generate_data(settings)
     validate_data(settings)
     ingest_data(settings)

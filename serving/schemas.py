@@ -16,7 +16,7 @@ class ModelInfo(BaseModel):
 class ReasonOut(BaseModel):
     code: str = Field(description="reason code, e.g. COMPETITOR_HOTLINE")
     feature: str
-    value: float = Field(description="the subscriber's own feature value")
+    value: float | str = Field(description="the subscriber's own feature value (text for a categorical column)")
     contribution: float = Field(description="SHAP contribution in log-odds; > 0 raises the risk")
     sentence: str
     action: str
