@@ -44,6 +44,15 @@ def _setup(config: Path | None, verbose: bool = False) -> Settings:
     return settings
 
 
+def _cdr_only(settings: Settings, command: str) -> Settings:
+    """The operator-records stages need the CDR sections; a customer-table config has none."""
+    if settings.source is not None:
+        typer.secho(f"`churn {command}` works on operator records; {settings.config_path} describes a customer "
+                    "table (source:), for which `validate`, `train` and `run` apply", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    return settings
+
+
 def _stage(fn, settings: Settings):
     from pipelines.validate import ValidationFailed
 
@@ -62,7 +71,7 @@ def generate(config: ConfigOpt = None) -> None:
     """Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, complaints, churn_events)."""
     from pipelines.stages import generate_data
 
-    _stage(generate_data, _setup(config))
+    _stage(generate_data, _cdr_only(_setup(config), "generate"))
 
 
 @app.command()
@@ -78,7 +87,7 @@ def ingest(config: ConfigOpt = None) -> None:
     """Pseudonymise the validated export into data/raw: call classes and salted hashes, no numbers."""
     from pipelines.stages import ingest_data
 
-    _stage(ingest_data, _setup(config))
+    _stage(ingest_data, _cdr_only(_setup(config), "ingest"))
 
 
 @app.command()
@@ -86,7 +95,7 @@ def features(config: ConfigOpt = None) -> None:
     """Compute point-in-time features, register them in Feast and materialise the online store."""
     from pipelines.stages import build_features
 
-    _stage(build_features, _setup(config))
+    _stage(build_features, _cdr_only(_setup(config), "features"))
 
 
 @app.command()
@@ -95,8 +104,9 @@ def train(config: ConfigOpt = None) -> None:
     from pipelines.stages import train_models
 
     d = _stage(train_models, _setup(config))
-    typer.echo(f"champion: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f} "
-               f"(rules baseline {d['rules_baseline_score']:.3f})")
+    baseline = d.get("rules_baseline_score")
+    versus = "" if baseline is None or baseline != baseline else f" (rules baseline {baseline:.3f})"
+    typer.echo(f"champion: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}")
 
 
 @app.command()
@@ -112,7 +122,7 @@ def truth(config: ConfigOpt = None) -> None:
     """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot."""
     from pipelines.truth import format_report, truth_report
 
-    typer.echo(format_report(truth_report(_setup(config))))
+    typer.echo(format_report(truth_report(_cdr_only(_setup(config), "truth"))))
 
 
 @app.command()
@@ -124,7 +134,7 @@ def serve(
     """Run the BentoML warning service in the foreground (Ctrl-C stops it)."""
     from serving.server import serve_command, serve_env
 
-    settings = _setup(config)
+    settings = _cdr_only(_setup(config), "serve")
     cmd = serve_command(settings, port)
     log.info("starting: %s", " ".join(cmd))
     os.chdir(REPO_ROOT)
@@ -142,7 +152,7 @@ def demo(
     from pipelines.stages import run_all
     from serving.server import running_server
 
-    settings = _setup(config)
+    settings = _cdr_only(_setup(config), "demo")
     t0 = time.monotonic()
     if use_dvc:
         if config is not None:
