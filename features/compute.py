@@ -26,45 +26,84 @@ _SQL = """
 WITH snaps AS (SELECT CAST(unnest($snapshots) AS DATE) AS snapshot_date),
 churned AS (SELECT subscriber_id, min(CAST(event_date AS DATE)) AS churn_date FROM churn_events GROUP BY 1),
 active AS (
-    SELECT s.subscriber_id, n.snapshot_date, s.activation_date, s.plan, s.contract_end_date, c.churn_date
+    SELECT s.subscriber_id, n.snapshot_date, s.activation_date, s.plan, s.contract_end_date, s.monthly_fee,
+           c.churn_date
     FROM subscribers s CROSS JOIN snaps n LEFT JOIN churned c USING (subscriber_id)
     WHERE CAST(s.activation_date AS DATE) < n.snapshot_date
       AND (c.churn_date IS NULL OR c.churn_date >= n.snapshot_date)
 ),
-daily AS (
+calls AS (  -- every call in the lookback before each snapshot, never one at or after it
     SELECT c.subscriber_id, n.snapshot_date, CAST(c.start_time AS DATE) AS day,
-           count(*) AS calls, sum(c.duration_s) / 60.0 AS minutes,
-           count(*) FILTER (WHERE c.direction = 'out' AND c.callee_class = 'competitor_hotline') AS comp_calls,
-           count(*) FILTER (WHERE c.direction = 'out' AND c.callee_class = 'own_service') AS own_calls
+           date_diff('day', CAST(c.start_time AS DATE), n.snapshot_date) AS ago,  -- 1 = the day before T
+           c.duration_s, c.direction, c.callee_class, c.callee_hash
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
      AND c.start_time >= CAST(n.snapshot_date - to_days(CAST($lookback AS INTEGER)) AS TIMESTAMP)
-    GROUP BY 1, 2, 3
 ),
-usage AS (
+daily AS (
+    SELECT subscriber_id, snapshot_date, day, ago,
+           count(*) AS calls, sum(duration_s) / 60.0 AS minutes,
+           coalesce(sum(duration_s) FILTER (WHERE direction = 'out'), 0) / 60.0 AS out_minutes,
+           coalesce(sum(duration_s) FILTER (WHERE direction = 'in'), 0) / 60.0 AS in_minutes,
+           count(*) FILTER (WHERE direction = 'out' AND callee_class = 'competitor_hotline') AS comp_calls,
+           count(*) FILTER (WHERE direction = 'out' AND callee_class = 'own_service') AS own_calls,
+           count(*) FILTER (WHERE callee_class = 'on_net') AS on_net,
+           count(*) FILTER (WHERE callee_class = 'off_net') AS off_net
+    FROM calls GROUP BY 1, 2, 3, 4
+),
+usage AS (  -- "last N days" is ago <= N: the N calendar days before T
     SELECT subscriber_id, snapshot_date,
-        sum(minutes) FILTER (WHERE day >= snapshot_date - to_days(CAST($recent AS INTEGER))) / $recent AS minutes_recent_per_day,
-        sum(minutes) FILTER (WHERE day < snapshot_date - to_days(CAST($recent AS INTEGER))) / $baseline AS minutes_baseline_per_day,
-        sum(calls) FILTER (WHERE day >= snapshot_date - to_days(CAST($recent AS INTEGER))) / $recent AS calls_recent_per_day,
-        sum(calls) FILTER (WHERE day < snapshot_date - to_days(CAST($recent AS INTEGER))) / $baseline AS calls_baseline_per_day,
-        count(*) FILTER (WHERE day >= snapshot_date - to_days(30)) AS call_days_30d,
-        sum(comp_calls) FILTER (WHERE day >= snapshot_date - to_days(30)) AS competitor_hotline_calls_30d,
-        sum(own_calls) FILTER (WHERE day >= snapshot_date - to_days(30)) AS own_hotline_calls_30d,
-        date_diff('day', max(day), snapshot_date) AS days_since_last_call
+        sum(minutes) FILTER (WHERE ago <= $recent) AS minutes_r,
+        sum(minutes) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS minutes_b,
+        sum(out_minutes) FILTER (WHERE ago <= $recent) AS out_r,
+        sum(out_minutes) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS out_b,
+        sum(in_minutes) FILTER (WHERE ago <= $recent) AS in_r,
+        sum(in_minutes) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS in_b,
+        sum(calls) FILTER (WHERE ago <= $recent) AS calls_r,
+        sum(calls) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS calls_b,
+        sum(on_net) FILTER (WHERE ago <= $recent) AS on_r,
+        sum(off_net) FILTER (WHERE ago <= $recent) AS off_r,
+        sum(on_net) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS on_b,
+        sum(off_net) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS off_b,
+        -- weekly minutes over 8 weeks, week w = 0 (oldest) .. 7 (last): slope from the sums
+        sum(minutes * (7 - floor((ago - 1) / 7.0))) FILTER (WHERE ago <= 56) AS trend_sxy,
+        sum(minutes) FILTER (WHERE ago <= 56) AS trend_sy,
+        count(*) FILTER (WHERE ago <= 7) AS call_days_7d,
+        count(*) FILTER (WHERE ago <= 30) AS call_days_30d,
+        sum(comp_calls) FILTER (WHERE ago <= 7) AS competitor_hotline_calls_7d,
+        sum(comp_calls) FILTER (WHERE ago <= 30) AS competitor_hotline_calls_30d,
+        sum(comp_calls) FILTER (WHERE ago <= 90) AS competitor_hotline_calls_90d,
+        min(ago) FILTER (WHERE comp_calls > 0) AS days_since_competitor_hotline,
+        sum(own_calls) FILTER (WHERE ago <= 7) AS own_hotline_calls_7d,
+        sum(own_calls) FILTER (WHERE ago <= 30) AS own_hotline_calls_30d,
+        sum(own_calls) FILTER (WHERE ago <= 90) AS own_hotline_calls_90d,
+        min(ago) AS days_since_last_call
     FROM daily GROUP BY 1, 2
 ),
-gaps AS (  -- zero-call runs inside the last 30 days, including the ones at either edge
+contacts AS (  -- distinct other parties (salted hashes) in the recent window and the one as long before it
     SELECT subscriber_id, snapshot_date,
-           date_diff('day', coalesce(lag(day) OVER w, CAST(snapshot_date - to_days(31) AS DATE)), day) - 1 AS gap
-    FROM daily WHERE day >= snapshot_date - to_days(30)
+           count(*) FILTER (WHERE in_recent = 1) AS contacts_r,
+           count(*) FILTER (WHERE in_before = 1) AS contacts_p
+    FROM (
+        SELECT subscriber_id, snapshot_date, callee_hash,
+               max(CASE WHEN ago <= $recent THEN 1 ELSE 0 END) AS in_recent,
+               max(CASE WHEN ago > $recent THEN 1 ELSE 0 END) AS in_before
+        FROM calls WHERE ago <= 2 * $recent GROUP BY 1, 2, 3
+    ) h GROUP BY 1, 2
+),
+gaps AS (  -- zero-call runs inside the last 30 days, including the ones at either edge
+    SELECT subscriber_id, snapshot_date, coalesce(lag(ago) OVER w, 31) - ago - 1 AS gap
+    FROM daily WHERE ago <= 30
     WINDOW w AS (PARTITION BY subscriber_id, snapshot_date ORDER BY day)
     UNION ALL
-    SELECT subscriber_id, snapshot_date, date_diff('day', max(day), snapshot_date) - 1
-    FROM daily WHERE day >= snapshot_date - to_days(30) GROUP BY 1, 2
+    SELECT subscriber_id, snapshot_date, min(ago) - 1 FROM daily WHERE ago <= 30 GROUP BY 1, 2
 ),
 streaks AS (SELECT subscriber_id, snapshot_date, max(gap) AS longest_zero_streak_30d FROM gaps GROUP BY 1, 2),
 compl AS (
-    SELECT c.subscriber_id, n.snapshot_date, count(*) AS complaints_90d
+    SELECT c.subscriber_id, n.snapshot_date,
+           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - to_days(7) AS TIMESTAMP)) AS complaints_7d,
+           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - to_days(30) AS TIMESTAMP)) AS complaints_30d,
+           count(*) AS complaints_90d
     FROM complaints c JOIN snaps n
       ON c.complaint_time < CAST(n.snapshot_date AS TIMESTAMP)
      AND c.complaint_time >= CAST(n.snapshot_date - to_days(90) AS TIMESTAMP)
@@ -79,43 +118,100 @@ bill_feats AS (
     SELECT subscriber_id, snapshot_date,
            max(charge) FILTER (WHERE k = 1) AS monthly_charge,
            max(arrears) FILTER (WHERE k = 1) AS arrears,
+           avg(charge) FILTER (WHERE k <= 3) AS arpu_3m,
            avg(charge) FILTER (WHERE k BETWEEN 2 AND 4) AS prev_charge
     FROM bills WHERE k <= 4 GROUP BY 1, 2
+),
+topups AS (
+    SELECT r.subscriber_id, n.snapshot_date,
+           min(date_diff('day', CAST(r.recharge_time AS DATE), n.snapshot_date)) AS days_since_recharge
+    FROM recharges r JOIN snaps n
+      ON r.recharge_time < CAST(n.snapshot_date AS TIMESTAMP)
+     AND r.recharge_time >= CAST(n.snapshot_date - to_days(90) AS TIMESTAMP)
+    GROUP BY 1, 2
 )
 SELECT
     a.subscriber_id,
     CAST(a.snapshot_date AS TIMESTAMPTZ) AS event_timestamp,
-    coalesce(u.minutes_recent_per_day, 0) AS minutes_recent_per_day,
-    coalesce(u.minutes_baseline_per_day, 0) AS minutes_baseline_per_day,
-    100 * (coalesce(u.minutes_recent_per_day, 0) - coalesce(u.minutes_baseline_per_day, 0))
-        / greatest(coalesce(u.minutes_baseline_per_day, 0), 1.0) AS minutes_change_pct,
-    100 * (coalesce(u.calls_recent_per_day, 0) - coalesce(u.calls_baseline_per_day, 0))
-        / greatest(coalesce(u.calls_baseline_per_day, 0), 0.1) AS calls_change_pct,
+    coalesce(u.minutes_r, 0) / $recent AS minutes_recent_per_day,
+    coalesce(u.minutes_b, 0) / $baseline AS minutes_baseline_per_day,
+    100 * (coalesce(u.minutes_r, 0) / $recent - coalesce(u.minutes_b, 0) / $baseline)
+        / greatest(coalesce(u.minutes_b, 0) / $baseline, 1.0) AS minutes_change_pct,
+    coalesce(u.minutes_r, 0) / $recent - coalesce(u.minutes_b, 0) / $baseline AS minutes_diff_per_day,
+    100 * (coalesce(u.out_r, 0) / $recent - coalesce(u.out_b, 0) / $baseline)
+        / greatest(coalesce(u.out_b, 0) / $baseline, 1.0) AS out_minutes_change_pct,
+    100 * (coalesce(u.in_r, 0) / $recent - coalesce(u.in_b, 0) / $baseline)
+        / greatest(coalesce(u.in_b, 0) / $baseline, 1.0) AS in_minutes_change_pct,
+    100 * (coalesce(u.calls_r, 0) / $recent - coalesce(u.calls_b, 0) / $baseline)
+        / greatest(coalesce(u.calls_b, 0) / $baseline, 0.1) AS calls_change_pct,
+    -- least squares over x = 0..7: slope = (8 sum(xy) - 28 sum(y)) / 336, as % of the weekly mean
+    100 * ((8 * coalesce(u.trend_sxy, 0) - 28 * coalesce(u.trend_sy, 0)) / 336.0)
+        / greatest(coalesce(u.trend_sy, 0) / 8, 1.0) AS minutes_trend_pct_8w,
+    coalesce(ct.contacts_r, 0) AS contacts_recent,
+    100 * (coalesce(ct.contacts_r, 0) - coalesce(ct.contacts_p, 0)) / greatest(coalesce(ct.contacts_p, 0), 1)
+        AS contacts_change_pct,
+    7 - coalesce(u.call_days_7d, 0) AS zero_call_days_7d,
     30 - coalesce(u.call_days_30d, 0) AS zero_call_days_30d,
     coalesce(s.longest_zero_streak_30d, 30) AS longest_zero_streak_30d,
     coalesce(u.days_since_last_call, $lookback) AS days_since_last_call,
+    coalesce(u.competitor_hotline_calls_7d, 0) AS competitor_hotline_calls_7d,
     coalesce(u.competitor_hotline_calls_30d, 0) AS competitor_hotline_calls_30d,
+    coalesce(u.competitor_hotline_calls_90d, 0) AS competitor_hotline_calls_90d,
+    least(coalesce(u.days_since_competitor_hotline, 90), 90) AS days_since_competitor_hotline,
+    coalesce(u.own_hotline_calls_7d, 0) AS own_hotline_calls_7d,
     coalesce(u.own_hotline_calls_30d, 0) AS own_hotline_calls_30d,
+    coalesce(u.own_hotline_calls_90d, 0) AS own_hotline_calls_90d,
+    coalesce(cp.complaints_7d, 0) AS complaints_7d,
+    coalesce(cp.complaints_30d, 0) AS complaints_30d,
     coalesce(cp.complaints_90d, 0) AS complaints_90d,
     CASE WHEN a.plan = 'postpaid' AND a.contract_end_date IS NOT NULL
          THEN least(greatest(date_diff('day', a.snapshot_date, CAST(a.contract_end_date AS DATE)), 0), 365)
          ELSE 365 END AS days_to_contract_end,
+    CASE WHEN a.plan = 'postpaid' AND a.contract_end_date IS NOT NULL
+              AND date_diff('day', a.snapshot_date, CAST(a.contract_end_date AS DATE)) <= $renewal
+         THEN 1 ELSE 0 END AS in_renewal_window,
     date_diff('day', CAST(a.activation_date AS DATE), a.snapshot_date) AS tenure_days,
     CASE WHEN a.plan = 'postpaid' THEN 1 ELSE 0 END AS is_postpaid,
+    coalesce(a.monthly_fee, 0) AS tariff_fee,
     coalesce(bf.monthly_charge, 0) AS monthly_charge,
+    coalesce(bf.arpu_3m, 0) AS arpu_3m,
+    {arpu_tier} AS arpu_tier,
     coalesce(100 * (bf.monthly_charge - bf.prev_charge) / greatest(bf.prev_charge, 1.0), 0) AS bill_change_pct,
     coalesce(bf.arrears, 0) AS arrears,
+    CASE WHEN a.plan = 'prepaid' THEN least(coalesce(tu.days_since_recharge, 90), 90) ELSE 0 END
+        AS days_since_recharge,
+    CASE WHEN coalesce(u.on_r, 0) + coalesce(u.off_r, 0) > 0
+         THEN 100.0 * u.off_r / (u.on_r + u.off_r) ELSE 0 END AS offnet_share_recent,
+    CASE WHEN coalesce(u.on_r, 0) + coalesce(u.off_r, 0) > 0 AND coalesce(u.on_b, 0) + coalesce(u.off_b, 0) > 0
+         THEN 100.0 * u.off_r / (u.on_r + u.off_r) - 100.0 * u.off_b / (u.on_b + u.off_b) ELSE 0 END
+        AS offnet_share_change,
     CAST(a.churn_date IS NOT NULL AND a.churn_date < a.snapshot_date + to_days(CAST($horizon AS INTEGER)) AS INTEGER)
         AS churned_within_horizon
 FROM active a
 LEFT JOIN usage u USING (subscriber_id, snapshot_date)
+LEFT JOIN contacts ct USING (subscriber_id, snapshot_date)
 LEFT JOIN streaks s USING (subscriber_id, snapshot_date)
 LEFT JOIN compl cp USING (subscriber_id, snapshot_date)
 LEFT JOIN bill_feats bf USING (subscriber_id, snapshot_date)
+LEFT JOIN topups tu USING (subscriber_id, snapshot_date)
 ORDER BY event_timestamp, subscriber_id
 """
 
-RAW_TABLES = ("subscribers", "cdr", "billing", "complaints", "churn_events")
+
+def feature_sql(settings: Settings) -> str:
+    """The feature query for these settings (ARPU tier thresholds are written into it as numbers)."""
+    tiers = " + ".join(f"CASE WHEN coalesce(bf.arpu_3m, 0) >= {float(t)!r} THEN 1 ELSE 0 END"
+                       for t in settings.features.arpu_tiers) or "0"
+    return _SQL.replace("{arpu_tier}", f"({tiers})")
+
+
+def lookback_days(settings: Settings) -> int:
+    """How far back a snapshot's features read calls: the widest window in the catalogue."""
+    fc = settings.features
+    return max(fc.recent_days + fc.baseline_days, 90, 56, 2 * fc.recent_days)
+
+
+RAW_TABLES = ("subscribers", "cdr", "billing", "complaints", "churn_events", "recharges")
 
 
 def compute_features(
@@ -136,13 +232,14 @@ def compute_features(
             src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
             con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})")
         df = con.execute(
-            _SQL,
+            feature_sql(settings),
             {
                 "snapshots": [d.isoformat() for d in snapshots],
                 "recent": fc.recent_days,
                 "baseline": fc.baseline_days,
-                "lookback": fc.recent_days + fc.baseline_days,
+                "lookback": lookback_days(settings),
                 "horizon": fc.label_horizon_days,
+                "renewal": fc.renewal_window_days,
             },
         ).df()
     finally:

@@ -71,6 +71,8 @@ class FeatureConfig(_Strict):
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
     ttl_days: int = Field(45, gt=0)
+    renewal_window_days: int = Field(60, ge=0, description="a postpaid contract ending this soon is up for renewal")
+    arpu_tiers: list[float] = Field([50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3...")
 
     @model_validator(mode="after")
     def _sorted(self) -> "FeatureConfig":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.catalogue import FEATURE_NAMES
+from features.catalogue import CATALOGUE, FEATURE_NAMES
 from pipelines.config import Settings
 from pipelines.io import write_json_atomic
 
@@ -126,15 +126,10 @@ def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
         add(gxe.ExpectColumnValuesToBeBetween(column="event_date", min_value=period[0], max_value=period[1]))
     elif table == FEATURE_TABLE:
         add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"]))
-        for name in FEATURE_NAMES:
-            add(gxe.ExpectColumnValuesToNotBeNull(column=name))
-        for name in ("zero_call_days_30d", "longest_zero_streak_30d"):
-            add(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=30))
-        for name in ("competitor_hotline_calls_30d", "own_hotline_calls_30d", "complaints_90d", "tenure_days",
-                     "monthly_charge", "arrears", "minutes_recent_per_day", "minutes_baseline_per_day"):
-            add(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0))
-        add(gxe.ExpectColumnValuesToBeBetween(column="days_to_contract_end", min_value=0, max_value=365))
-        add(gxe.ExpectColumnValuesToBeBetween(column="minutes_change_pct", min_value=-100))
+        for f in CATALOGUE:  # not null, inside the range the catalogue states
+            add(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
+            if f.lo is not None or f.hi is not None:
+                add(gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.lo, max_value=f.hi))
     return suite
 
 

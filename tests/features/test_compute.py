@@ -1,5 +1,6 @@
 """Feature values on a hand-made case, computed by hand."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -10,8 +11,8 @@ from pipelines.config import load_settings
 T = pd.Timestamp("2026-03-01")
 
 
-def _calls(sid, days, seconds, callee="off_net", direction="out"):
-    return pd.DataFrame({"subscriber_id": sid, "callee_class": callee, "callee_hash": "h",
+def _calls(sid, days, seconds, callee="off_net", direction="out", hashes="h"):
+    return pd.DataFrame({"subscriber_id": sid, "callee_class": callee, "callee_hash": hashes,
                          "start_time": [pd.Timestamp(d) + pd.Timedelta(hours=10) for d in days],
                          "duration_s": seconds, "direction": direction})
 
@@ -27,9 +28,10 @@ def hand_case(tmp_path, make_config, save_tables):
         "monthly_fee": [100.0, 30.0, 30.0], "vip_tier": "none", "region": "north",
     })
     cdr = pd.concat([
-        _calls("A", pd.date_range("2025-12-17", "2026-02-14"), 120),  # baseline: 60 days x 2 min
-        _calls("A", pd.date_range("2026-02-15", "2026-02-20"), 60),   # recent: 6 days x 1 min
-        _calls("A", ["2026-02-25"], 60, callee="competitor_hotline"),  # 10086
+        _calls("A", pd.date_range("2025-12-17", "2026-01-15"), 120, callee="on_net"),  # baseline: 60 days x 2 min,
+        _calls("A", pd.date_range("2026-01-16", "2026-02-14"), 120),                  # half of them off-net
+        _calls("A", pd.date_range("2026-02-15", "2026-02-20"), 60, hashes=list("pqpqpq")),  # recent: 6 days x 1 min
+        _calls("A", ["2026-02-25"], 60, callee="competitor_hotline", hashes="x"),  # 10086
         pd.DataFrame({"subscriber_id": "A", "callee_class": "on_net", "callee_hash": "h", "direction": "in",
                       "duration_s": 600, "start_time": [T]}),           # at T: must not count
         _calls("C", ["2026-01-05"], 60),
@@ -42,6 +44,8 @@ def hand_case(tmp_path, make_config, save_tables):
                   "category": "network"}).to_parquet(raw / "complaints.parquet")
     pd.DataFrame({"subscriber_id": ["C", "A"], "event_date": pd.to_datetime(["2026-02-10", "2026-03-20"]),
                   "event_type": ["port_out", "port_out"]}).to_parquet(raw / "churn_events.parquet")
+    pd.DataFrame({"subscriber_id": ["B", "B"], "recharge_time": pd.to_datetime(["2026-02-10 12:00", "2026-03-01 08:00"]),
+                  "amount": [50.0, 50.0]}).to_parquet(raw / "recharges.parquet")  # the second one is at T
     feats, labels = compute_features(raw, [T.date()], s)
     return feats.set_index("subscriber_id"), labels.set_index("subscriber_id")
 
@@ -50,28 +54,54 @@ def test_hand_computed_values(hand_case):
     feats, labels = hand_case
     assert set(feats.index) == {"A", "B"}  # C churned before T: not active
     a = feats.loc["A"]
+    weekly = [14, 14, 14, 14, 14, 14, 6, 1]        # minutes in the 8 weeks before T, oldest first
+    slope = np.polyfit(np.arange(8), weekly, 1)[0]
     expected = {
         "minutes_baseline_per_day": 2.0,
         "minutes_recent_per_day": 7 / 14,          # 6 x 1 min + the 1-min hotline call
         "minutes_change_pct": -75.0,
+        "minutes_diff_per_day": -1.5,
+        "out_minutes_change_pct": -75.0,            # every call of A's is outgoing
+        "in_minutes_change_pct": 0.0,               # no incoming minutes before or after: no change
         "calls_change_pct": -50.0,                  # 0.5 calls/day vs 1.0
+        "minutes_trend_pct_8w": 100 * slope / (sum(weekly) / 8),
+        "contacts_recent": 3.0,                     # p, q and the hotline
+        "contacts_change_pct": 200.0,               # 3 vs. 1 (h) in the 14 days before
+        "zero_call_days_7d": 6.0,                   # Feb 22-28: only Feb 25
         "zero_call_days_30d": 7.0,                  # 30 days from Jan 30: 23 with calls
         "longest_zero_streak_30d": 4.0,             # Feb 21-24
         "days_since_last_call": 4.0,                # Feb 25
+        "competitor_hotline_calls_7d": 1.0,
         "competitor_hotline_calls_30d": 1.0,
+        "competitor_hotline_calls_90d": 1.0,
+        "days_since_competitor_hotline": 4.0,
+        "own_hotline_calls_7d": 0.0,
         "own_hotline_calls_30d": 0.0,
+        "own_hotline_calls_90d": 0.0,
+        "complaints_7d": 0.0,
+        "complaints_30d": 0.0,                      # Jan 15 is 45 days back
         "complaints_90d": 1.0,                      # the November one is older than 90 days
         "days_to_contract_end": 20.0,
+        "in_renewal_window": 1.0,                   # 20 <= 60 days
         "tenure_days": 424.0,
         "is_postpaid": 1.0,
+        "tariff_fee": 100.0,
         "monthly_charge": 150.0,
+        "arpu_3m": 350 / 3,
+        "arpu_tier": 2.0,                           # reaches 50 and 100, not 200
         "bill_change_pct": 50.0,
         "arrears": 20.0,
+        "days_since_recharge": 0.0,                 # postpaid
+        "offnet_share_recent": 100.0,               # the recent mobile calls are all off-net
+        "offnet_share_change": 50.0,                # vs. half of them in the baseline
     }
     assert set(expected) == set(FEATURE_NAMES)
     for name, value in expected.items():
         assert a[name] == pytest.approx(value), name
     b = feats.loc["B"]
-    assert (b["zero_call_days_30d"], b["longest_zero_streak_30d"], b["days_since_last_call"]) == (30, 30, 74)
-    assert (b["days_to_contract_end"], b["tenure_days"], b["monthly_charge"]) == (365, 28, 0)
+    assert (b["zero_call_days_7d"], b["zero_call_days_30d"], b["longest_zero_streak_30d"]) == (7, 30, 30)
+    assert (b["days_since_last_call"], b["days_since_competitor_hotline"]) == (90, 90)  # capped at the lookback
+    assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (365, 0, 28, 0)
+    assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (30, 0, 0, 0)
+    assert b["days_since_recharge"] == 19           # Feb 10; the top-up at T does not count yet
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
