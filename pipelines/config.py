@@ -30,6 +30,7 @@ class DataConfig(_Strict):
     intent_churn_share: float = Field(0.85, gt=0, le=1, description="share of intents that end in churn; the rest recover")
     lead_days: tuple[int, int] = (21, 56)
     prepaid_share: float = Field(0.55, ge=0, le=1)
+    median_daily_calls: float = Field(3.0, gt=0, description="median calls a day of a subscriber (log-normal spread)")
     chunk_subscribers: int = Field(50_000, gt=0, description="subscribers generated per chunk (bounds memory)")
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"

@@ -205,7 +205,7 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     mult = _activity(rng, cfg, days, it)
 
     # calls from the pool of contacts
-    base = np.clip(np.exp(rng.normal(np.log(3.0), 0.7, n)), 0.3, 25)
+    base = np.clip(np.exp(rng.normal(np.log(cfg.median_daily_calls), 0.7, n)), 0.3, 25)
     counts = rng.poisson(base[:, None] * mult)
     sub_idx, day_idx = np.nonzero(counts)
     reps = counts[sub_idx, day_idx]
