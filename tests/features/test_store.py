@@ -25,3 +25,14 @@ def test_online_features_equal_the_latest_snapshot_and_unknown_ids_are_empty(tra
     assert online.index.tolist() == ids  # request order kept
     np.testing.assert_allclose(online.loc[ids[:-1], FEATURE_NAMES], latest.loc[ids[:-1], FEATURE_NAMES])
     assert online.loc["NOT-A-SUBSCRIBER"].isna().all()
+
+
+def test_training_and_serving_see_the_same_values_for_the_same_subscriber_and_date(trained):
+    """No skew: Feast's point-in-time join (training) and its online store (serving) agree."""
+    table = pd.read_parquet(trained.feature_table)
+    latest = table["event_timestamp"].max()
+    ids = table.loc[table["event_timestamp"] == latest, "subscriber_id"].sample(40, random_state=3).tolist()
+    hist = historical_features(trained, pd.DataFrame({"subscriber_id": ids, "event_timestamp": latest}))
+    online = online_features(get_store(trained), ids)
+    pd.testing.assert_frame_equal(hist.set_index("subscriber_id").loc[ids, FEATURE_NAMES],
+                                  online.set_index("subscriber_id").loc[ids, FEATURE_NAMES], check_exact=True)
