@@ -68,7 +68,7 @@ def _stage(fn, settings: Settings):
 
 @app.command()
 def generate(config: ConfigOpt = None) -> None:
-    """Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, complaints, churn_events)."""
+    """Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, complaints, churn_events, recharges)."""
     from pipelines.stages import generate_data
 
     _stage(generate_data, _cdr_only(_setup(config), "generate"))

@@ -8,10 +8,13 @@ dissatisfaction (complaints, bill shock, arrears); gradual disengagement (usage 
 streaks); and churn with no visible signal. At the end of the lead-up the subscriber churns (share
 ``intent_churn_share``) or recovers: a usage drop that comes back. Stayers carry confounders: a
 one-off competitor-hotline call, travel gaps, holiday-week silence, temporary usage dips.
+Prepaid subscribers top up their balance in their own rhythm; those leaving for competitor,
+dissatisfaction or disengagement reasons stop topping up when the lead-up begins, and some loyal
+ones pause for a month or two.
 
 Output (``data/landing``, the operator's export as ingestion receives it, phone numbers included):
-``subscribers``, ``billing``, ``complaints``, ``churn_events`` (parquet) and ``cdr/date=YYYY-MM-DD/``
-partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
+``subscribers``, ``billing``, ``complaints``, ``churn_events``, ``recharges`` (parquet) and
+``cdr/date=YYYY-MM-DD/`` partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
 outcome) and, per snapshot, the churn probability the simulator's own process implies. It is
 never a feature; it measures the best AUC any model could reach and whether reasons name causes.
 Subscribers are generated in chunks so 10^8 calls fit in memory.
@@ -47,6 +50,10 @@ CONTACTS = 40      # distinct numbers a subscriber calls
 VIP_THRESHOLDS = (("diamond", 260.0), ("gold", 170.0), ("silver", 110.0))
 TARIFFS = {"prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
            "postpaid": ((0, "postpaid_39"), (70, "postpaid_89"), (130, "postpaid_159"))}
+RECHARGE_DENOMINATIONS = np.array([10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0])  # top-up cards, CNY
+RECHARGE_RHYTHM_DAYS = (7.0, 30.0)  # range of a prepaid subscriber's typical days between top-ups
+RECHARGE_STOP_CAUSES = ("competitor", "dissatisfaction", "disengagement")  # top-ups stop from the onset
+RECHARGE_PAUSE_SHARE = 0.05  # loyal prepaid subscribers with a long pause in top-ups (a confounder)
 
 
 @dataclass
@@ -178,6 +185,52 @@ def _in_lead(rng, it, rows, k_strong, k_weak, n_days):
     return pairs
 
 
+def _recharges(rng, subs: pd.DataFrame, it: pd.DataFrame, n_days: int, start: pd.Timestamp) -> pd.DataFrame:
+    """Prepaid top-ups: ``subscriber_id``, ``recharge_time`` (naive), ``amount`` (CNY, a card value).
+
+    Each prepaid subscriber has a rhythm of 7-30 days between top-ups (log-uniform) and jitters
+    around it (gamma, gaps at least 0.35 of the rhythm, so at most one top-up a day). The amount
+    is the denomination nearest to the monthly fee's share of one rhythm, now and then one card up
+    or down. Intents of the causes in ``RECHARGE_STOP_CAUSES`` stop topping up from the onset of
+    the lead-up: for good if they churn, until the end of the lead-up if they recover. Silent
+    intents top up as usual until they leave; nobody tops up on or after the day they leave. A
+    share of loyal subscribers pauses for 30-60 days. Vectorised over subscribers: one column of
+    gaps per top-up round.
+    """
+    pre = np.flatnonzero((subs["plan"] == "prepaid").to_numpy())
+    p = len(pre)
+    rhythm = np.exp(rng.uniform(*np.log(RECHARGE_RHYTHM_DAYS), p))
+    t = rhythm * rng.random(p)  # the first top-up falls anywhere in the first cycle
+    rounds = [t]
+    while (t < n_days).any():
+        t = t + rhythm * np.clip(rng.gamma(6.0, 1 / 6, p), 0.35, 3.0)
+        rounds.append(t)
+    times = np.stack(rounds, axis=1)  # (prepaid subscribers, rounds), in days since start
+    row, k = np.nonzero(times < n_days)
+    day = np.floor(times[row, k]).astype(np.int64)
+
+    cause = it["churn_cause"].to_numpy()[pre][row]
+    onset, end = it["onset_day"].to_numpy()[pre][row], it["end_day"].to_numpy()[pre][row]
+    gone = np.where(it["churns"].to_numpy()[pre][row], end, NO_INTENT)
+    keep = (day < gone) & ~(np.isin(cause, RECHARGE_STOP_CAUSES) & (day >= onset) & (day < end))
+    pause = (it["churn_cause"].to_numpy()[pre] == "none") & (rng.random(p) < RECHARGE_PAUSE_SHARE)
+    p0 = rng.integers(-30, n_days, p)  # pauses may run in from before the data starts
+    p1 = p0 + rng.integers(30, 61, p)
+    keep &= ~(pause[row] & (day >= p0[row]) & (day < p1[row]))
+    row, day = row[keep], day[keep]
+
+    fee = subs["monthly_fee"].to_numpy()[pre]
+    usual = np.abs(np.log(RECHARGE_DENOMINATIONS)[None, :] - np.log(fee * rhythm / 30.4)[:, None]).argmin(axis=1)
+    step = rng.choice([-1, 0, 1], len(row), p=[0.1, 0.8, 0.1])
+    amount = RECHARGE_DENOMINATIONS[np.clip(usual[row] + step, 0, len(RECHARGE_DENOMINATIONS) - 1)]
+    seconds = np.clip(rng.normal(14.5 * 3600, 3.5 * 3600, len(row)), 7 * 3600, 23 * 3600).astype(np.int64)
+    return pd.DataFrame({
+        "subscriber_id": subs["subscriber_id"].to_numpy()[pre][row],
+        "recharge_time": start + pd.to_timedelta(day * 86_400 + seconds, unit="s"),
+        "amount": amount.astype("float64"),
+    })
+
+
 def _contact_pool(rng, cfg, n: int) -> np.ndarray:
     """CONTACTS numbers per subscriber: on-net, off-net, landline, international, service numbers."""
     m = n * CONTACTS
@@ -302,10 +355,13 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         "event_date": start + pd.to_timedelta(end[observed], unit="D"),
         "event_type": ev_type[observed].astype(str),
     })
+    # prepaid top-ups, from a stream of their own so the other tables stay as they were
+    recharges = _recharges(np.random.default_rng([cfg.seed, chunk, 1]), subs, it, n_days, start)
     # a subscriber who left before the data starts is not in the export
     present = ~(it["churns"].to_numpy() & (end < 0))
     return {"subscribers": subs[present], "billing": pd.concat(bills, ignore_index=True),
-            "complaints": complaints, "churn_events": churn_events, "intents": it[present], "calls": m}
+            "complaints": complaints, "churn_events": churn_events, "recharges": recharges,
+            "intents": it[present], "calls": m}
 
 
 def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
@@ -355,7 +411,8 @@ def generate(settings: Settings) -> GenerationSummary:
     tmp = landing.with_name(landing.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "cdr").mkdir(parents=True)
-    parts: dict[str, list] = {"subscribers": [], "billing": [], "complaints": [], "churn_events": [], "intents": []}
+    parts: dict[str, list] = {"subscribers": [], "billing": [], "complaints": [], "churn_events": [], "recharges": [],
+                              "intents": []}
     calls = 0
     chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
     for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
@@ -367,7 +424,8 @@ def generate(settings: Settings) -> GenerationSummary:
     intents = tables.pop("intents")
     for name, df in tables.items():
         sort = {"billing": ["bill_date", "subscriber_id"], "complaints": ["complaint_time"],
-                "churn_events": ["event_date", "subscriber_id"]}.get(name, ["subscriber_id"])
+                "churn_events": ["event_date", "subscriber_id"],
+                "recharges": ["recharge_time", "subscriber_id"]}.get(name, ["subscriber_id"])
         df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
     replace_dir_atomic(tmp, landing)
     start = pd.Timestamp(cfg.start_date)

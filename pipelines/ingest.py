@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CALLEE_CLASSES = ("competitor_hotline", "own_service", "on_net", "off_net", "landline", "international",
                   "service", "unknown")
 PRIVATE_SUBSCRIBER_COLUMNS = ("msisdn",)
+SMALL_TABLES = ("billing", "complaints", "churn_events", "recharges")  # no phone numbers: copied as they are
 
 
 def salt(settings: Settings) -> bytes:
@@ -106,7 +107,7 @@ def ingest(settings: Settings) -> dict:
     tmp.mkdir(parents=True)
     subs = pd.read_parquet(src / "subscribers.parquet").drop(columns=list(PRIVATE_SUBSCRIBER_COLUMNS))
     subs.to_parquet(tmp / "subscribers.parquet", index=False)
-    for name in ("billing", "complaints", "churn_events"):
+    for name in SMALL_TABLES:
         shutil.copy2(src / f"{name}.parquet", tmp / f"{name}.parquet")
     con = duckdb.connect()
     try:

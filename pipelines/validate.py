@@ -1,12 +1,13 @@
 """Great Expectations suites that guard the operator's export before anything downstream runs.
 
 Every landing table gets a suite: schema, nulls in keys, value ranges, allowed categories,
-timestamps inside the batch period and not in the future, duplicate calls, referential integrity
-(calls, bills, complaints and events of known subscribers); the CDR partitions are checked for
-presence (freshness: the latest day is there; no day is missing). Checks listed in
-``validation.warn`` only warn. A failing batch raises :class:`ValidationFailed` whose message names
-each failed expectation, the table, the file or partition and example bad values; the full result
-goes to ``reports/validation.json`` and GX Data Docs HTML to ``reports/data_docs/index.html``.
+timestamps inside the batch period and not in the future, duplicate calls and recharges,
+referential integrity (calls, bills, complaints, events and recharges of known subscribers); the
+CDR partitions are checked for presence (freshness: the latest day is there; no day is missing).
+Checks listed in ``validation.warn`` only warn. A failing batch raises :class:`ValidationFailed`
+whose message names each failed expectation, the table, the file or partition and example bad
+values; the full result goes to ``reports/validation.json`` and GX Data Docs HTML to
+``reports/data_docs/index.html``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ SCHEMAS: dict[str, list[str]] = {
     "billing": ["subscriber_id", "bill_month", "bill_date", "charge", "arrears"],
     "complaints": ["subscriber_id", "complaint_time", "category"],
     "churn_events": ["subscriber_id", "event_date", "event_type"],
+    "recharges": ["subscriber_id", "recharge_time", "amount"],
 }
+MAX_RECHARGE = 10_000  # CNY: a larger single prepaid top-up is an export error
 FEATURE_TABLE = "subscriber_features"
 PARTITION = "date"  # the CDR export is partitioned by call date: cdr/date=YYYY-MM-DD/*.parquet
 _counter = itertools.count()
@@ -124,6 +127,16 @@ def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
         add(gxe.ExpectColumnValuesToNotBeNull(column="event_date"))
         add(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=["port_out", "cancellation", "inactivity"]))
         add(gxe.ExpectColumnValuesToBeBetween(column="event_date", min_value=period[0], max_value=period[1]))
+    elif table == "recharges":
+        add(gxe.ExpectColumnValuesToNotBeNull(column="recharge_time"))
+        add(gxe.ExpectColumnValuesToBeBetween(column="recharge_time", min_value=period[0], max_value=period[1],
+                                              meta={"check": "timestamps inside the batch period, not in the future"}))
+        add(gxe.ExpectColumnValuesToNotBeNull(column="amount"))
+        add(gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=MAX_RECHARGE, strict_min=True,
+                                              meta={"check": "recharge amount above 0 and at most "
+                                                             f"{MAX_RECHARGE} CNY"}))
+        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "recharge_time"],
+                                                meta={"check": "duplicate recharges"}))
     elif table == FEATURE_TABLE:
         add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"]))
         for f in CATALOGUE:  # not null, inside the range the catalogue states

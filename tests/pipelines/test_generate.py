@@ -17,7 +17,8 @@ def sim(tmp_path_factory):
     s = load_settings(write_config(tmp_path_factory.mktemp("sim"), data={"n_subscribers": 2000, "seed": 3,
                                                                           "chunk_subscribers": 700}))
     summary = generate(s)
-    t = {n: pd.read_parquet(s.landing_dir / f"{n}.parquet") for n in ("subscribers", "complaints", "churn_events")}
+    t = {n: pd.read_parquet(s.landing_dir / f"{n}.parquet")
+         for n in ("subscribers", "complaints", "churn_events", "recharges")}
     t["cdr"] = read_cdr(s.landing_dir / "cdr")
     t["intents"] = pd.read_parquet(s.truth_dir / "intents.parquet").set_index("subscriber_id")
     t["truth_p"] = pd.read_parquet(s.truth_dir / "true_probability.parquet")
@@ -29,6 +30,7 @@ def test_same_seed_same_data(sim, tmp_path, make_config):
     again = load_settings(make_config(tmp_path, data=s.data.model_dump(mode="json")))
     generate(again)
     pd.testing.assert_frame_equal(pd.read_parquet(again.landing_dir / "churn_events.parquet"), t["churn_events"])
+    pd.testing.assert_frame_equal(pd.read_parquet(again.landing_dir / "recharges.parquet"), t["recharges"])
     cdr = read_cdr(again.landing_dir / "cdr")
     pd.testing.assert_frame_equal(cdr.sort_values(list(cdr.columns), ignore_index=True),
                                   t["cdr"].sort_values(list(cdr.columns), ignore_index=True))
@@ -77,6 +79,50 @@ def test_no_activity_after_churn(sim):
     ev = t["churn_events"].set_index("subscriber_id")["event_date"]
     common = ev.index.intersection(last_call.index)
     assert (last_call[common] < ev[common]).all()
+
+
+def test_only_prepaid_subscribers_recharge(sim):
+    s, _, t = sim
+    r, subs = t["recharges"], t["subscribers"]
+    assert list(r.columns) == ["subscriber_id", "recharge_time", "amount"]
+    assert str(r["recharge_time"].dtype) == "datetime64[ns]" and r["amount"].dtype == "float64"
+    prepaid = set(subs.loc[subs["plan"] == "prepaid", "subscriber_id"])
+    assert set(r["subscriber_id"]) <= prepaid
+    assert np.mean([i in set(r["subscriber_id"]) for i in prepaid]) > 0.85  # the rest left early in the data
+    assert (r["amount"] > 0).all() and r["amount"].isin([10, 20, 30, 50, 100, 200, 300, 500]).all()
+    assert r["recharge_time"].between(pd.Timestamp(s.data.start_date), pd.Timestamp(s.data.end_date),
+                                      inclusive="left").all()
+    assert not r.duplicated(["subscriber_id", "recharge_time"]).any()
+    per_sub = r.groupby("subscriber_id").size() / (s.data.n_days / 30.4)
+    assert 1 < per_sub.median() < 4  # a top-up every 7-30 days
+
+
+def test_no_recharge_after_churn(sim):
+    _, _, t = sim
+    last = t["recharges"].groupby("subscriber_id")["recharge_time"].max()
+    ev = t["churn_events"].set_index("subscriber_id")["event_date"]
+    common = ev.index.intersection(last.index)
+    assert len(common) > 50
+    assert (last[common] < ev[common]).all()
+
+
+def test_churners_stop_recharging_in_the_lead_up_and_some_stayers_pause(sim):
+    s, _, t = sim
+    it, r = t["intents"], t["recharges"]
+    start, end = pd.Timestamp(s.data.start_date), pd.Timestamp(s.data.end_date)
+    last = r.groupby("subscriber_id")["recharge_time"].max()
+    ev = t["churn_events"].set_index("subscriber_id")["event_date"]
+    prepaid = set(t["subscribers"].loc[t["subscribers"]["plan"] == "prepaid", "subscriber_id"])
+    it = it[it.index.isin(prepaid)]
+    leavers = it.index[it["churns"] & it["churn_cause"].isin(["competitor", "dissatisfaction", "disengagement"])
+                       & (it["onset_date"] >= start) & it.index.isin(ev.index) & it.index.isin(last.index)]
+    stayers = it.index[(it["churn_cause"] == "none") & it.index.isin(last.index)]
+    days = lambda ids, at: (at - last[ids]).dt.total_seconds().to_numpy() / 86_400  # noqa: E731
+    before_leaving, stayer_gap = days(leavers, ev[leavers]), days(stayers, end)
+    assert len(leavers) > 30 and len(stayers) > 300
+    assert before_leaving.mean() > 2 * stayer_gap.mean()
+    assert before_leaving.min() >= s.data.lead_days[0] - 1  # no top-up in the whole lead-up
+    assert 0.005 < np.mean(stayer_gap > 30) < 0.15  # loyal subscribers who pause: a confounder
 
 
 def test_truth_probability_ranks_churners_well_but_not_perfectly(sim):

@@ -60,6 +60,15 @@ def test_ingested_calls_carry_class_and_hash_only(trained):
     assert cdr["callee_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
 
 
+def test_small_tables_are_copied_to_raw(trained):
+    for name in ("billing", "complaints", "churn_events", "recharges"):
+        pd.testing.assert_frame_equal(pd.read_parquet(trained.raw_dir / f"{name}.parquet"),
+                                      pd.read_parquet(trained.landing_dir / f"{name}.parquet"))
+    r = pd.read_parquet(trained.raw_dir / "recharges.parquet")
+    assert list(r.columns) == ["subscriber_id", "recharge_time", "amount"] and len(r) > 1000
+    assert str(r["recharge_time"].dtype) == "datetime64[ns]" and r["amount"].dtype == "float64"
+
+
 @pytest.mark.parametrize("env", [True, False])
 def test_salt_from_environment_or_a_private_file(trained_copy, monkeypatch, env):
     from pipelines.ingest import salt

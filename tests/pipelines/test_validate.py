@@ -53,12 +53,10 @@ CDR_CORRUPTIONS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(CDR_CORRUPTIONS))
-def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
+def _assert_stopped_and_outputs_kept(s, corrupt, file, expected):
+    """Corrupt the export, run the features stage: exit 2 naming ``file`` and ``expected``; nothing lost."""
     from models.registry import use_tracking
 
-    s = trained_copy
-    corrupt, expected = CDR_CORRUPTIONS[kind]
     before = {p: _digest(p) for p in (s.raw_dir, s.feature_table, s.label_table)}
     client = use_tracking(s)
     champion = client.get_model_version_by_alias(s.mlflow.registered_model, "champion").version
@@ -69,7 +67,7 @@ def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
 
     assert result.exit_code == 2, result.output
     message = result.stderr if hasattr(result, "stderr") else result.output
-    assert str(s.landing_dir / "cdr") in message
+    assert str(file) in message
     for word in expected:
         assert word in message, (word, message)
     assert {p: _digest(p) for p in before} == before  # ingested tables, feature table and labels untouched
@@ -77,6 +75,18 @@ def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
     assert client.get_model_version_by_alias(s.mlflow.registered_model, "champion").version == champion
     assert len(client.search_model_versions(f"name='{s.mlflow.registered_model}'")) == n_versions
     assert (s.reports_dir / "validation_failed.json").exists()
+
+
+@pytest.mark.parametrize("kind", list(CDR_CORRUPTIONS))
+def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
+    corrupt, expected = CDR_CORRUPTIONS[kind]
+    _assert_stopped_and_outputs_kept(trained_copy, corrupt, trained_copy.landing_dir / "cdr", expected)
+
+
+def test_negative_recharge_amount_stops_the_pipeline_and_keeps_outputs(trained_copy):
+    path = trained_copy.landing_dir / "recharges.parquet"
+    _assert_stopped_and_outputs_kept(trained_copy, lambda s: _edit(path, _set("amount", -30.0)), path,
+                                     ["amount", "expect_column_values_to_be_between", "-30.0", "above 0"])
 
 
 def test_bad_category_orphan_event_and_missing_file_are_named(trained_copy):
@@ -92,6 +102,27 @@ def test_bad_category_orphan_event_and_missing_file_are_named(trained_copy):
     assert "event_type" in msg and "abducted" in msg
     assert "orphans" in msg and "S-GHOST" in msg
     assert "complaints.parquet" in msg and "not found" in msg
+
+
+def test_bad_recharges_are_named(trained_copy):
+    s = trained_copy
+    path = s.landing_dir / "recharges.parquet"
+    r = pd.read_parquet(path)
+    r.loc[0, "amount"] = 25_000.0  # above any top-up card
+    r.loc[1, "recharge_time"] = pd.Timestamp("2031-01-01 10:00")
+    r.loc[2, "subscriber_id"] = "S-GHOST"
+    r = pd.concat([r, r.iloc[[3]]], ignore_index=True)
+    r.to_parquet(path, index=False)
+    with pytest.raises(ValidationFailed) as info:
+        validate_landing(s)
+    failures = [f for f in info.value.failures if f.table == "recharges"]
+    assert {f.file for f in failures} == {str(path)}
+    msg = str(info.value)
+    assert "amount" in msg and "25000.0" in msg
+    assert "recharge_time" in msg and "2031-01-01" in msg
+    assert "orphans" in msg and "S-GHOST" in msg
+    assert "duplicate recharges" in msg and "subscriber_id,recharge_time" in msg
+    assert len(failures) == len(info.value.failures) == 4  # the other tables pass
 
 
 def test_unknown_callee_formats_warn_below_the_threshold_and_fail_above(trained_copy, make_config):
