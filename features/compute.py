@@ -133,17 +133,19 @@ topups AS (
 SELECT
     a.subscriber_id,
     CAST(a.snapshot_date AS TIMESTAMPTZ) AS event_timestamp,
+    -- changes are relative to max(baseline, a floor) so a zero baseline gives no infinite ratio;
+    -- greatest(.., -100) only absorbs floating-point rounding below the true minimum of -100%
     coalesce(u.minutes_r, 0) / $recent AS minutes_recent_per_day,
     coalesce(u.minutes_b, 0) / $baseline AS minutes_baseline_per_day,
-    100 * (coalesce(u.minutes_r, 0) / $recent - coalesce(u.minutes_b, 0) / $baseline)
-        / greatest(coalesce(u.minutes_b, 0) / $baseline, 1.0) AS minutes_change_pct,
+    greatest(100 * (coalesce(u.minutes_r, 0) / $recent - coalesce(u.minutes_b, 0) / $baseline)
+        / greatest(coalesce(u.minutes_b, 0) / $baseline, 1.0), -100) AS minutes_change_pct,
     coalesce(u.minutes_r, 0) / $recent - coalesce(u.minutes_b, 0) / $baseline AS minutes_diff_per_day,
-    100 * (coalesce(u.out_r, 0) / $recent - coalesce(u.out_b, 0) / $baseline)
-        / greatest(coalesce(u.out_b, 0) / $baseline, 1.0) AS out_minutes_change_pct,
-    100 * (coalesce(u.in_r, 0) / $recent - coalesce(u.in_b, 0) / $baseline)
-        / greatest(coalesce(u.in_b, 0) / $baseline, 1.0) AS in_minutes_change_pct,
-    100 * (coalesce(u.calls_r, 0) / $recent - coalesce(u.calls_b, 0) / $baseline)
-        / greatest(coalesce(u.calls_b, 0) / $baseline, 0.1) AS calls_change_pct,
+    greatest(100 * (coalesce(u.out_r, 0) / $recent - coalesce(u.out_b, 0) / $baseline)
+        / greatest(coalesce(u.out_b, 0) / $baseline, 1.0), -100) AS out_minutes_change_pct,
+    greatest(100 * (coalesce(u.in_r, 0) / $recent - coalesce(u.in_b, 0) / $baseline)
+        / greatest(coalesce(u.in_b, 0) / $baseline, 1.0), -100) AS in_minutes_change_pct,
+    greatest(100 * (coalesce(u.calls_r, 0) / $recent - coalesce(u.calls_b, 0) / $baseline)
+        / greatest(coalesce(u.calls_b, 0) / $baseline, 0.1), -100) AS calls_change_pct,
     -- least squares over x = 0..7: slope = (8 sum(xy) - 28 sum(y)) / 336, as % of the weekly mean
     100 * ((8 * coalesce(u.trend_sxy, 0) - 28 * coalesce(u.trend_sy, 0)) / 336.0)
         / greatest(coalesce(u.trend_sy, 0) / 8, 1.0) AS minutes_trend_pct_8w,
