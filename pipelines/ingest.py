@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CALLEE_CLASSES = ("competitor_hotline", "own_service", "on_net", "off_net", "landline", "international",
                   "service", "unknown")
 PRIVATE_SUBSCRIBER_COLUMNS = ("msisdn",)
-SMALL_TABLES = ("billing", "complaints", "churn_events", "recharges")  # no phone numbers: copied as they are
+SMALL_TABLES = ("billing", "complaints", "churn_events", "recharges")  # no numbers: their schema columns copied
 
 
 def salt(settings: Settings) -> bytes:
@@ -105,10 +105,12 @@ def ingest(settings: Settings) -> dict:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    subs = pd.read_parquet(src / "subscribers.parquet").drop(columns=list(PRIVATE_SUBSCRIBER_COLUMNS))
-    subs.to_parquet(tmp / "subscribers.parquet", index=False)
+    # data minimisation: only the columns the schema names pass (an extra column, say a phone number
+    # in a real export, stops here), and the subscriber's own number never does
+    keep = [c for c in SCHEMAS["subscribers"] if c not in PRIVATE_SUBSCRIBER_COLUMNS]
+    pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(tmp / "subscribers.parquet", index=False)
     for name in SMALL_TABLES:
-        shutil.copy2(src / f"{name}.parquet", tmp / f"{name}.parquet")
+        pd.read_parquet(src / f"{name}.parquet", columns=SCHEMAS[name]).to_parquet(tmp / f"{name}.parquet", index=False)
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")

@@ -82,3 +82,18 @@ def test_salt_from_environment_or_a_private_file(trained_copy, monkeypatch, env)
         path = trained_copy.workdir / "data" / ".secrets" / "salt"
         assert value == path.read_text().encode() and len(value) == 64
         assert oct(path.stat().st_mode)[-3:] == "600"
+
+
+def test_columns_outside_the_schema_stop_at_ingestion(trained_copy):
+    """A real export may carry more than we need (a contact number, an e-mail): none of it passes."""
+    from pipelines.ingest import ingest
+
+    land = trained_copy.landing_dir
+    c = pd.read_parquet(land / "complaints.parquet")
+    c.assign(caller_number="13912345678").to_parquet(land / "complaints.parquet", index=False)
+    s = pd.read_parquet(land / "subscribers.parquet")
+    s.assign(email="someone@example.com").to_parquet(land / "subscribers.parquet", index=False)
+    ingest(trained_copy)
+    assert "caller_number" not in pd.read_parquet(trained_copy.raw_dir / "complaints.parquet").columns
+    raw_subs = pd.read_parquet(trained_copy.raw_dir / "subscribers.parquet")
+    assert not {"email", "msisdn"} & set(raw_subs.columns) and len(raw_subs) == len(s)
