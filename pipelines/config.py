@@ -71,6 +71,8 @@ class FeatureConfig(_Strict):
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
     ttl_days: int = Field(45, gt=0)
+    max_staleness_days: int = Field(35, gt=0, description="`churn freshness` fails when the online store's newest "
+                                    "snapshot is older than this (monthly snapshots: a month and a few days)")
 
     @model_validator(mode="after")
     def _sorted(self) -> "FeatureConfig":

@@ -1,4 +1,4 @@
-"""Incremental feature builds (only new snapshots) and incremental materialisation.
+"""Incremental feature builds (only new snapshots), incremental materialisation and the freshness check.
 
 Each test works on a private copy of the session's trained workdir, whose feature table was built
 (with its manifest) by the pipeline itself.
@@ -11,11 +11,13 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features
 from features.manifest import manifest_path
-from features.store import VIEW, get_store, online_features
+from features.store import VIEW, freshness, get_store, online_features
+from pipelines.cli import app
 from pipelines.stages import build_features
 from pipelines.validate import ValidationFailed
 
@@ -40,6 +42,13 @@ def _row_hashes(df: pd.DataFrame) -> list[int]:
 
 def _files(settings) -> dict:
     return {p.name: p.read_bytes() for p in (settings.feature_table, settings.label_table, manifest_path(settings))}
+
+
+def _stderr(result) -> str:
+    try:
+        return result.stderr
+    except ValueError:  # click < 8.2 mixes the streams
+        return result.output
 
 
 def test_pipeline_writes_a_manifest(trained):
@@ -166,3 +175,51 @@ def test_failed_validation_of_new_rows_keeps_the_old_table(trained, copy_trained
     assert _files(s) == files  # feature table, labels and manifest byte-identical
     assert _intervals(s) == intervals  # nothing loaded into the online store
 
+
+def test_freshness_right_after_a_build(trained):
+    latest = trained.features.snapshots[-1]
+    report = freshness(trained, as_of=latest + dt.timedelta(days=3))
+    assert report["status"] == "fresh" and report["ok"]
+    assert report["latest_snapshot"] == str(latest) and report["age_days"] == 3
+    assert report["online_sample"]["found"] == report["online_sample"]["at_table_latest"] > 0
+
+    result = CliRunner().invoke(app, ["freshness", "--config", str(trained.config_path),
+                                      "--as-of", str(latest + dt.timedelta(days=3))])
+    assert result.exit_code == 0, result.output
+    assert "fresh" in result.stdout and f"latest snapshot     {latest}" in result.stdout
+
+
+def test_freshness_is_stale_far_in_the_future(trained):
+    result = CliRunner().invoke(app, ["freshness", "--config", str(trained.config_path), "--as-of", "2027-06-01"])
+    assert result.exit_code == 1, result.output
+    assert "stale" in result.stdout
+    latest = trained.features.snapshots[-1]
+    age = (dt.date(2027, 6, 1) - latest).days
+    assert f"features are stale: the online store's newest snapshot {latest} is {age} days old on 2027-06-01 " \
+           "(bound features.max_staleness_days = 35)" in _stderr(result)
+
+
+def test_freshness_when_never_materialised(make_config, tmp_path):
+    config = make_config(tmp_path / "empty")
+    result = CliRunner().invoke(app, ["freshness", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "never materialised" in result.stdout
+    assert "the online store has never been materialised" in _stderr(result)
+    assert not (tmp_path / "empty" / "data").exists()  # the check creates nothing
+
+
+def test_freshness_when_the_online_store_lags_the_table(trained, copy_trained):
+    """The table has a snapshot the online store never got (a load that failed after the write)."""
+    from features import manifest as mf
+    from features.store import apply_and_materialize
+
+    s = _with_new_snapshot(copy_trained, trained)
+    feats, labels = compute_features(s.raw_dir, s.features.snapshots, s)
+    feats.to_parquet(s.feature_table, index=False)
+    labels.to_parquet(s.label_table, index=False)
+    report = freshness(s, as_of=NEW)
+    assert report["status"] == "stale" and report["latest_snapshot"] == str(s.features.snapshots[-2])
+    assert f"the feature table has {NEW}" in report["message"]
+    assert mf.plan(s, mf.read_manifest(s), mf.raw_fingerprint(s), mf.definition_version(s)).mode == "full"
+    assert apply_and_materialize(s, incremental=True)["mode"] == "incremental"
+    assert freshness(s, as_of=NEW)["status"] == "fresh"
