@@ -80,18 +80,36 @@ def definitions(settings: Settings) -> list:
     return [subscriber, view]
 
 
-def apply_and_materialize(settings: Settings, snapshots: list[dt.date] | None = None) -> None:
-    """Register the definitions and load the latest snapshot's values into the online store."""
+def apply_and_materialize(settings: Settings, snapshots: list[dt.date] | None = None, *,
+                          incremental: bool = False) -> dict:
+    """Register the definitions and load the snapshots' newest values into the online store.
+
+    Full (the default): materialise the whole span of ``snapshots`` (default: the configured ones).
+    ``incremental=True``: Feast's ``materialize_incremental`` loads only what lies after the view's
+    last materialised interval, up to the newest snapshot; nothing if that is already loaded, and a
+    full load if the view was never materialised. Returns ``{"mode": "full" | "incremental" |
+    "up to date", "start": ..., "end": ...}`` (ISO timestamps).
+    """
     store = get_store(settings)
     store.apply(definitions(settings))
     snaps = snapshots or settings.features.snapshots
     start = pd.Timestamp(min(snaps), tz="UTC") - pd.Timedelta(days=1)
     end = pd.Timestamp(max(snaps), tz="UTC") + pd.Timedelta(seconds=1)
+    last = store.get_feature_view(VIEW).most_recent_end_time if incremental else None
+    last = pd.Timestamp(last).tz_convert("UTC") if last is not None else None
+    where = f"into the {settings.feast.online_store.type} online store"
+    if last is not None and end <= last:
+        log.info("feast: applied %s; online store already holds everything up to %s", VIEW, last)
+        return {"mode": "up to date", "start": None, "end": last.isoformat()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
-    log.info("feast: applied %s and materialised %s..%s into the %s online store",
-             VIEW, start.date(), end.date(), settings.feast.online_store.type)
+        if last is not None:
+            store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[VIEW])
+        else:
+            store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
+    mode, start = ("incremental", last) if last is not None else ("full", start)
+    log.info("feast: applied %s and materialised %s %s..%s %s", VIEW, mode, start, end, where)
+    return {"mode": mode, "start": start.isoformat(), "end": end.isoformat()}
 
 
 def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
@@ -108,3 +126,127 @@ def online_features(store, subscriber_ids: list[str]) -> pd.DataFrame:
     resp = store.get_online_features(features=FEATURE_REFS, entity_rows=[{JOIN_KEY: i} for i in subscriber_ids])
     df = pd.DataFrame(resp.to_dict())
     return df[[JOIN_KEY, *FEATURE_NAMES]].astype({n: "float64" for n in FEATURE_NAMES})
+
+
+def _as_date(value: dt.date | dt.datetime | str | None) -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc).date()
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _table_snapshots(settings: Settings) -> tuple[list[dt.date], list[str]]:
+    """The feature table's snapshots, and the (sorted) subscriber ids of its newest one."""
+    if not settings.feature_table.exists():
+        return [], []
+    df = pd.read_parquet(settings.feature_table, columns=[JOIN_KEY, "event_timestamp"])
+    if df.empty:
+        return [], []
+    newest = df["event_timestamp"].max()
+    snaps = sorted({t.date() for t in df["event_timestamp"].unique()})
+    return snaps, sorted(df.loc[df["event_timestamp"] == newest, JOIN_KEY].astype(str))
+
+
+def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = None, sample: int = 20) -> dict:
+    """How fresh the features the online store serves are, against ``features.max_staleness_days``.
+
+    Reads the feature view's materialisation intervals from the Feast registry and asks the online
+    store itself for up to ``sample`` subscribers of the feature table's newest snapshot (their event
+    timestamps show which snapshot is served). ``status`` is ``fresh``, ``stale`` (older than the
+    bound, the online store behind the feature table, or serving nothing) or ``never materialised``
+    (no registry, no view, or no interval loaded). ``as_of`` defaults to today (UTC). Creates
+    nothing when there is no registry yet.
+    """
+    from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+    from feast.online_response import TIMESTAMP_POSTFIX
+
+    day = _as_date(as_of)
+    bound = settings.features.max_staleness_days
+    report: dict = {"view": VIEW, "online_store": settings.feast.online_store.type, "as_of": day.isoformat(),
+                    "max_staleness_days": bound, "status": "never materialised", "ok": False,
+                    "latest_snapshot": None, "age_days": None, "source": None, "materialised_until": None,
+                    "intervals": [], "table_latest_snapshot": None, "online_sample": None, "message": ""}
+
+    def never(why: str) -> dict:
+        report["message"] = f"the online store has never been materialised ({why}): run `churn features`"
+        return report
+
+    if not (settings.feast_dir / "registry.db").exists():
+        return never(f"no Feast registry in {settings.feast_dir}")
+    store = get_store(settings)
+    try:
+        view = store.get_feature_view(VIEW)
+    except (FeastObjectNotFoundException, ProjectNotFoundException):
+        return never(f"no feature view {VIEW} in project {settings.feast.project}")
+    intervals = sorted((pd.Timestamp(a).tz_convert("UTC"), pd.Timestamp(b).tz_convert("UTC"))
+                       for a, b in view.materialization_intervals)
+    if not intervals:
+        return never(f"feature view {VIEW} has no materialised interval")
+    until = max(b for _, b in intervals)
+    report["intervals"] = [[a.isoformat(), b.isoformat()] for a, b in intervals]
+    report["materialised_until"] = until.isoformat()
+
+    snaps, ids = _table_snapshots(settings)
+    covered = [s for s in snaps if any(a <= pd.Timestamp(s, tz="UTC") < b for a, b in intervals)]
+    report["table_latest_snapshot"] = snaps[-1].isoformat() if snaps else None
+    latest = covered[-1] if covered else None
+    report["source"] = "registry intervals x feature table"
+    if not snaps:  # no table to compare with: the newest instant the intervals cover
+        latest, report["source"] = (until - pd.Timedelta(seconds=1)).date(), "registry intervals"
+    if ids and sample > 0:
+        picked = ids[:: max(1, len(ids) // sample)][:sample]
+        resp = store.get_online_features(features=FEATURE_REFS[:1], entity_rows=[{JOIN_KEY: i} for i in picked])
+        stamps = [s for s in resp.to_dict(include_event_timestamps=True)[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX] if s > 0]
+        served = [dt.datetime.fromtimestamp(s, dt.timezone.utc).date() for s in stamps]
+        at_newest = sum(d == snaps[-1] for d in served)
+        report["online_sample"] = {"subscribers": len(picked), "found": len(served), "at_table_latest": at_newest}
+        latest, report["source"] = (max(served) if served else None), "online store sample"
+
+    if latest is None:
+        report.update(status="stale", message=f"the online store serves nothing for subscribers of the newest "
+                      f"snapshot {report['table_latest_snapshot']} although the registry says materialised until "
+                      f"{until}: run `churn features`")
+        return report
+    age = (day - latest).days
+    days = f"{age} day{'' if abs(age) == 1 else 's'}"
+    report.update(latest_snapshot=latest.isoformat(), age_days=age)
+    sampled = report["online_sample"]
+    partial = bool(sampled and sampled["at_table_latest"] < sampled["subscribers"])
+    lagging = bool(snaps) and (latest < snaps[-1] or partial)
+    if age > bound:
+        report.update(status="stale", message=f"features are stale: the online store's newest snapshot {latest} is "
+                      f"{days} old on {day} (bound features.max_staleness_days = {bound}): add a newer snapshot "
+                      "(with data up to it) to features.snapshots and run `churn features`")
+    elif lagging:
+        got = f" ({sampled['at_table_latest']} of {sampled['subscribers']} sampled subscribers served)" \
+            if sampled else ""
+        report.update(status="stale", message=f"the online store lags the feature table: it serves {latest}, the "
+                      f"feature table has {snaps[-1]}{got}: run `churn features` to load it")
+    else:
+        report.update(status="fresh", ok=True, message=f"features are fresh: newest snapshot {latest}, "
+                      f"{days} old on {day} (bound {bound})")
+    return report
+
+
+def format_freshness(report: dict) -> str:
+    """A short table of :func:`freshness`'s report."""
+    sample = report.get("online_sample")
+    rows = [
+        ("status", report["status"]),
+        ("latest snapshot", f"{report['latest_snapshot'] or '-'}"
+         + (f" (from the {report['source']})" if report.get("source") else "")),
+        ("age", f"{report['age_days']} day{'' if abs(report['age_days']) == 1 else 's'} on {report['as_of']}"
+         if report["age_days"] is not None
+         else f"- (on {report['as_of']})"),
+        ("bound", f"{report['max_staleness_days']} days (features.max_staleness_days)"),
+        ("materialised until", f"{report['materialised_until'] or 'never'}"
+         + (f" ({len(report['intervals'])} interval(s))" if report["intervals"] else "")),
+        ("feature table", f"newest snapshot {report['table_latest_snapshot'] or '-'}"),
+    ]
+    if sample:
+        rows.append(("online sample", f"{sample['found']}/{sample['subscribers']} subscribers found, "
+                                      f"{sample['at_table_latest']} at the table's newest snapshot"))
+    width = max(len(k) for k, _ in rows)
+    head = f"feature freshness: {report['view']} in the {report['online_store']} online store"
+    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows)])

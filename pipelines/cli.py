@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -96,6 +97,25 @@ def features(config: ConfigOpt = None) -> None:
     from pipelines.stages import build_features
 
     _stage(build_features, _cdr_only(_setup(config), "features"))
+
+
+@app.command()
+def freshness(
+    config: ConfigOpt = None,
+    as_of: Annotated[Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"],
+                                                      help="judge the age on this date (default: today, UTC)")] = None,
+) -> None:
+    """Check the online store's features are fresh; exit 1 when stale or never materialised."""
+    from features.store import format_freshness
+    from features.store import freshness as check_freshness
+
+    settings = _cdr_only(_setup(config), "freshness")
+    report = check_freshness(settings, as_of.date() if as_of else None)
+    typer.echo(format_freshness(report))
+    if not report["ok"]:
+        typer.secho(report["message"], fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    log.info("%s", report["message"])
 
 
 @app.command()

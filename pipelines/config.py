@@ -74,6 +74,8 @@ class FeatureConfig(_Strict):
     ttl_days: int = Field(45, gt=0)
     renewal_window_days: int = Field(60, ge=0, description="a postpaid contract ending this soon is up for renewal")
     arpu_tiers: list[float] = Field([50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3...")
+    max_staleness_days: int = Field(35, gt=0, description="`churn freshness` fails when the online store's newest "
+                                    "snapshot is older than this (monthly snapshots: a month and a few days)")
 
     @model_validator(mode="after")
     def _sorted(self) -> "FeatureConfig":

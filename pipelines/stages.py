@@ -38,26 +38,97 @@ def ingest_data(settings: Settings) -> dict:
 
 
 def build_features(settings: Settings) -> dict:
-    """Ingested tables -> point-in-time feature table -> Feast (apply + materialise).
+    """Ingested tables -> point-in-time feature table -> Feast (apply + materialise), incrementally.
+
+    When ``data/features/manifest.json`` shows the tables were built from the ingested data on disk
+    now and the same feature definitions, only the snapshots they lack are computed, validated and
+    appended (snapshots no longer configured are dropped) and only the new interval is loaded into
+    the online store; otherwise everything is recomputed and fully materialised
+    (``features.manifest.plan`` says which and why).
 
     Nothing is written unless the export passes validation (re-checked if it changed since) and the
-    new feature table passes its own suite; the table and labels are then replaced atomically.
+    new rows pass the feature-table suite; labels, table and manifest are then each replaced
+    atomically, the manifest last (a run stopped in between leaves a manifest that no longer
+    matches the files, so the next run rebuilds). Nothing is rewritten when nothing changed.
     """
+    import datetime as dt
+
+    import pandas as pd
+
+    from features import manifest as mf
     from features.compute import compute_features
     from features.store import apply_and_materialize
     from pipelines.ingest import ensure_ingested
     from pipelines.validate import validate_features
 
     ensure_ingested(settings)
-    feats, labels = compute_features(settings.raw_dir, settings.features.snapshots, settings)
-    validate_features(feats, settings, file=f"{settings.feature_table} (new, not yet written)")
-    write_parquet_atomic(labels, settings.label_table)
-    write_parquet_atomic(feats, settings.feature_table)
-    apply_and_materialize(settings)
-    summary = {"rows": len(feats), "snapshots": [str(s) for s in settings.features.snapshots],
-               "churn_rate": float(labels["churned"].mean())}
+    raw_fp, definition = mf.raw_fingerprint(settings), mf.definition_version(settings)
+    previous = mf.read_manifest(settings)
+    plan = mf.plan(settings, previous, raw_fp, definition)
+    log.info("%s", plan.describe())
+    snapshots = list(settings.features.snapshots)
+    changed = plan.mode == "full" or bool(plan.compute or plan.drop)
+    if changed:
+        if plan.compute:
+            new_feats, new_labels = compute_features(settings.raw_dir, plan.compute, settings)
+            what = "new" if plan.mode == "full" else f"new rows for {', '.join(map(str, plan.compute))}"
+            validate_features(new_feats, settings, file=f"{settings.feature_table} ({what}, not yet written)")
+        else:
+            new_feats = new_labels = None
+        if plan.mode == "full":
+            feats, labels = new_feats, new_labels
+        else:
+            feats = _grow(pd.read_parquet(settings.feature_table), new_feats, plan.keep)
+            labels = _grow(pd.read_parquet(settings.label_table), new_labels, plan.keep)
+        write_parquet_atomic(labels, settings.label_table)
+        write_parquet_atomic(feats, settings.feature_table)
+        manifest = {
+            "format": mf.FORMAT,
+            "built_at": _now(),
+            "build": {"mode": plan.mode, "reason": plan.reason, "computed": [str(s) for s in plan.compute],
+                      "kept": [str(s) for s in plan.keep], "dropped": [str(s) for s in plan.drop]},
+            "raw_fingerprint": raw_fp,
+            "definition": definition,
+            "snapshots": mf.snapshot_summary(labels, snapshots, settings),
+            "tables": {key: {"file": path.name, "sha256": mf.file_sha256(path)}
+                       for key, path in (("features", settings.feature_table), ("labels", settings.label_table))},
+            "online": {"status": "pending"},
+        }
+        write_json_atomic(manifest, mf.manifest_path(settings))  # last: until it is written the old one mismatches
+        incomplete = [d for d, v in manifest["snapshots"].items() if v["labels_complete"] is False]
+        if incomplete:
+            last_day = mf.data_end(settings) - dt.timedelta(days=1)
+            log.info("features: labels of %s look past the last ingested day %s: they count the churn seen so far",
+                     ", ".join(incomplete), last_day)
+    else:  # same data, definitions, files and snapshots: nothing to compute or record
+        labels, manifest = pd.read_parquet(settings.label_table), previous
+    loaded = apply_and_materialize(settings, snapshots, incremental=plan.materialise == "incremental")
+    online = {"status": "done", "mode": loaded["mode"], "end": loaded["end"], "at": _now()}
+    if changed or (manifest.get("online") or {}).get("status") != "done" or loaded["mode"] != "up to date":
+        write_json_atomic(manifest | {"online": online}, mf.manifest_path(settings))
+    summary = {"rows": sum(v["rows"] for v in manifest["snapshots"].values()), "snapshots": [str(s) for s in snapshots],
+               "churn_rate": float(labels["churned"].mean()),
+               "build": plan.mode, "computed": len(plan.compute), "kept": len(plan.keep), "dropped": len(plan.drop),
+               "materialised": loaded["mode"]}
     write_json_atomic(summary, settings.reports_dir / "features.json")
     return summary
+
+
+def _grow(old, new, keep: list):
+    """The kept snapshots' rows as they were, plus the new rows, in the computation's order."""
+    import pandas as pd
+
+    kept = old[old["event_timestamp"].dt.date.isin(set(keep))]
+    if new is None or new.empty:
+        return kept.reset_index(drop=True)
+    both = pd.concat([kept, new.astype(kept.dtypes.to_dict())], ignore_index=True)
+    return both.sort_values(["event_timestamp", "subscriber_id"], kind="mergesort", ignore_index=True)
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def train_models(settings: Settings) -> dict:
