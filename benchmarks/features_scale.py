@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--daily-calls", type=float, default=1.0, help="median calls per subscriber a day")
     ap.add_argument("--data", type=Path, help="keep the generated data here and reuse it if present")
     ap.add_argument("--pandas-sample", type=float, default=0.01, help="share of subscribers for the pandas peer")
+    ap.add_argument("--validate", action="store_true", help="run the Great Expectations suites before ingesting")
     ap.add_argument("--online-only", action="store_true", help="only the online read, on the demo store")
     args = ap.parse_args()
     rows = []
@@ -137,7 +138,7 @@ def main() -> None:
             else:
                 s = _settings(work, args.subscribers, args.days, args.daily_calls)
                 generate(s)
-                ingest(s)
+                ingest(s, skip_validation=not args.validate)  # GX on 10^8 rows takes minutes; not measured here
                 shutil.rmtree(s.landing_dir)  # only the ingested tables are needed now
             glob = f"{s.raw_dir / 'cdr'}/*/*.parquet"
             n_rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall()[0][0]

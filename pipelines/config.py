@@ -64,6 +64,8 @@ class ValidationConfig(_Strict):
 
     callee_format_mostly: float = Field(0.999, gt=0, le=1, description="share of callee numbers in a known format")
     warn: list[str] = ["callee_format"]
+    cdr_batch_rows: int = Field(5_000_000, gt=0, description="CDRs are checked in batches of whole day partitions "
+                                "of about this many rows, so memory stays bounded at operator scale")
 
 
 class FeatureConfig(_Strict):

@@ -235,31 +235,46 @@ def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: lis
     return failures
 
 
-def read_cdr(cdr_dir: Path, failures: list[Failure] | None = None) -> pd.DataFrame:
-    """All CDR partitions as one frame with its ``date`` partition column (categoricals as text).
+def cdr_batches(cdr_dir: Path, failures: list[Failure] | None = None, max_rows: int | None = None):
+    """CDR day partitions as frames of whole days, about ``max_rows`` rows each (all in one if None).
 
-    Each file's schema is checked on the way: a file missing a required column is named in
-    ``failures`` (when given) and left out of the frame.
+    Each frame has the ``date`` partition column (categoricals as text). Each file's schema is
+    checked on the way: a file missing a required column is named in ``failures`` (when given) and
+    left out. Whole days per batch keep the duplicate check exact: a call's day is its partition.
     """
-    files = sorted(Path(cdr_dir).glob(f"{PARTITION}=*/*.parquet"))
-    frames = []
-    for f in files:
-        part = pd.read_parquet(f)
-        missing = [c for c in SCHEMAS["cdr"] if c not in part.columns]
-        if missing:
-            if failures is not None:
-                failures += [Failure("cdr", str(f), "expect_table_columns_to_include", c, "required column is missing",
-                                     partitions=[f.parent.name.split("=", 1)[1]]) for c in missing]
-            continue
-        part[PARTITION] = f.parent.name.split("=", 1)[1]
-        frames.append(part)
-    if not frames:
-        return pd.DataFrame(columns=[*SCHEMAS["cdr"], PARTITION])
+    frames, rows = [], 0
+    for day in sorted(Path(cdr_dir).glob(f"{PARTITION}=*")):
+        for f in sorted(day.glob("*.parquet")):
+            part = pd.read_parquet(f)
+            missing = [c for c in SCHEMAS["cdr"] if c not in part.columns]
+            if missing:
+                if failures is not None:
+                    failures += [Failure("cdr", str(f), "expect_table_columns_to_include", c,
+                                         "required column is missing", partitions=[day.name.split("=", 1)[1]])
+                                 for c in missing]
+                continue
+            part[PARTITION] = day.name.split("=", 1)[1]
+            frames.append(part)
+            rows += len(part)
+        if frames and max_rows is not None and rows >= max_rows:
+            yield _text_frame(frames)
+            frames, rows = [], 0
+    if frames:
+        yield _text_frame(frames)
+
+
+def _text_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(object)
     return df
+
+
+def read_cdr(cdr_dir: Path, failures: list[Failure] | None = None) -> pd.DataFrame:
+    """All CDR partitions as one frame (small exports and tests; validation reads :func:`cdr_batches`)."""
+    frames = list(cdr_batches(cdr_dir, failures))
+    return frames[0] if frames else pd.DataFrame(columns=[*SCHEMAS["cdr"], PARTITION])
 
 
 def partition_failures(settings: Settings, cdr_dir: Path) -> list[Failure]:
@@ -301,13 +316,17 @@ def validate_landing(settings: Settings) -> dict:
             failures.append(Failure(table, str(path), "file_exists", None, "table not found in the export"))
             continue
         found = partition_failures(settings, path) if table == "cdr" else []
-        df = read_cdr(path, found) if table == "cdr" else pd.read_parquet(path)
-        found += validate_table(df, table, str(path), settings, ctx, known_ids=known)
-        summary[table] = {"file": str(path), "rows": len(df), "fingerprint": _fingerprint(path),
+        batches = cdr_batches(path, found, settings.validation.cdr_batch_rows) if table == "cdr" \
+            else [pd.read_parquet(path)]
+        rows = 0
+        for df in batches:  # bounded memory: one batch of whole days at a time
+            found += validate_table(df, table, str(path), settings, ctx, known_ids=known)
+            rows += len(df)
+        summary[table] = {"file": str(path), "rows": rows, "fingerprint": _fingerprint(path),
                           "failures": [asdict(f) for f in found]}
         failures += found
         errors = [f for f in found if f.severity == "error"]
-        log.info("validated %-12s %9d rows: %s", table, len(df),
+        log.info("validated %-12s %9d rows: %s", table, rows,
                  "ok" if not found else f"{len(errors)} error(s), {len(found) - len(errors)} warning(s)")
     for w in (f for f in failures if f.severity == "warning"):
         log.warning("%s", w)

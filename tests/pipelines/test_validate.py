@@ -138,3 +138,23 @@ def test_unknown_callee_formats_warn_below_the_threshold_and_fail_above(trained_
     _edit(path, lambda df: df.assign(other_party="12AB"))  # a whole partition of them: above 0.1%
     with pytest.raises(ValidationFailed, match="callee_format"):
         validate_landing(strict)
+
+
+def test_cdrs_are_checked_in_bounded_batches_of_whole_days(trained_copy):
+    """Operator scale: the export is validated a few days at a time; every batch is checked."""
+    from pipelines.validate import cdr_batches, read_cdr
+
+    total = len(read_cdr(trained_copy.landing_dir / "cdr"))
+    s = trained_copy.model_copy(update={"validation": trained_copy.validation.model_copy(
+        update={"cdr_batch_rows": total // 6})})
+    batches = [(len(b), set(b["date"])) for b in cdr_batches(s.landing_dir / "cdr", max_rows=total // 6)]
+    assert 6 <= len(batches) <= 8 and sum(n for n, _ in batches) == total
+    days = [d for _, ds in batches for d in ds]
+    assert len(days) == len(set(days))  # a day never straddles two batches
+    assert validate_landing(s)["tables"]["cdr"]["rows"] == total
+    _edit(_partition(s, "2026-06-20"), _set("duration_s", -30))  # in the last batch
+    _edit(_partition(s, "2026-03-10"), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True))  # in an early one
+    with pytest.raises(ValidationFailed) as err:
+        validate_landing(s)
+    message = str(err.value)
+    assert "2026-06-20" in message and "-30" in message and "duplicate calls" in message
