@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -124,8 +125,12 @@ def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataF
 def online_features(store, subscriber_ids: list[str]) -> pd.DataFrame:
     """Online values per id, in request order; an id unknown to the store comes back as all-NaN."""
     resp = store.get_online_features(features=FEATURE_REFS, entity_rows=[{JOIN_KEY: i} for i in subscriber_ids])
-    df = pd.DataFrame(resp.to_dict())
-    return df[[JOIN_KEY, *FEATURE_NAMES]].astype({n: "float64" for n in FEATURE_NAMES})
+    d = resp.to_dict()
+    # one float block built in numpy: a per-column pandas astype cost 10x Feast's own read here
+    values = np.array([[np.nan if v is None else v for v in d[n]] for n in FEATURE_NAMES], dtype="float64").T
+    df = pd.DataFrame(values.reshape(len(subscriber_ids), len(FEATURE_NAMES)), columns=FEATURE_NAMES)
+    df.insert(0, JOIN_KEY, list(d[JOIN_KEY]))
+    return df
 
 
 def _as_date(value: dt.date | dt.datetime | str | None) -> dt.date:
