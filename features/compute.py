@@ -33,52 +33,44 @@ active AS (
       AND (c.churn_date IS NULL OR c.churn_date >= n.snapshot_date)
 ),
 calls AS (  -- every call in the lookback before each snapshot, never one at or after it
-    SELECT c.subscriber_id, n.snapshot_date, CAST(c.start_time AS DATE) AS day,
+    SELECT c.subscriber_id, n.snapshot_date,
            date_diff('day', CAST(c.start_time AS DATE), n.snapshot_date) AS ago,  -- 1 = the day before T
-           c.duration_s, c.direction, c.callee_class, c.callee_hash
+           c.duration_s, c.direction, c.callee_class
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
      AND c.start_time >= CAST(n.snapshot_date - to_days(CAST($lookback AS INTEGER)) AS TIMESTAMP)
 ),
-daily AS (
-    SELECT subscriber_id, snapshot_date, day, ago,
-           count(*) AS calls, sum(duration_s) AS secs,  -- integer sums: the same result in any order
-           coalesce(sum(duration_s) FILTER (WHERE direction = 'out'), 0) AS out_secs,
-           coalesce(sum(duration_s) FILTER (WHERE direction = 'in'), 0) AS in_secs,
-           count(*) FILTER (WHERE direction = 'out' AND callee_class = 'competitor_hotline') AS comp_calls,
-           count(*) FILTER (WHERE direction = 'out' AND callee_class = 'own_service') AS own_calls,
-           count(*) FILTER (WHERE callee_class = 'on_net') AS on_net,
-           count(*) FILTER (WHERE callee_class = 'off_net') AS off_net
-    FROM calls GROUP BY 1, 2, 3, 4
-),
-usage AS (  -- "last N days" is ago <= N: the N calendar days before T
-    SELECT subscriber_id, snapshot_date,
-        sum(secs) FILTER (WHERE ago <= $recent) / 60.0 AS minutes_r,
-        sum(secs) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) / 60.0 AS minutes_b,
-        sum(out_secs) FILTER (WHERE ago <= $recent) / 60.0 AS out_r,
-        sum(out_secs) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) / 60.0 AS out_b,
-        sum(in_secs) FILTER (WHERE ago <= $recent) / 60.0 AS in_r,
-        sum(in_secs) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) / 60.0 AS in_b,
-        sum(calls) FILTER (WHERE ago <= $recent) AS calls_r,
-        sum(calls) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS calls_b,
-        sum(on_net) FILTER (WHERE ago <= $recent) AS on_r,
-        sum(off_net) FILTER (WHERE ago <= $recent) AS off_r,
-        sum(on_net) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS on_b,
-        sum(off_net) FILTER (WHERE ago > $recent AND ago <= $recent + $baseline) AS off_b,
+usage AS (  -- one pass, one row per subscriber and snapshot; "last N days" is ago <= N (T-N .. T-1)
+    SELECT subscriber_id, snapshot_date,  -- integer sums: the same result in whatever order the engine adds
+        sum(CASE WHEN ago <= $recent THEN duration_s ELSE 0 END) / 60.0 AS minutes_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN duration_s ELSE 0 END) / 60.0 AS minutes_b,
+        sum(CASE WHEN ago <= $recent AND direction = 'out' THEN duration_s ELSE 0 END) / 60.0 AS out_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'out' THEN duration_s ELSE 0 END) / 60.0 AS out_b,
+        sum(CASE WHEN ago <= $recent AND direction = 'in' THEN duration_s ELSE 0 END) / 60.0 AS in_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'in' THEN duration_s ELSE 0 END) / 60.0 AS in_b,
+        sum(CASE WHEN ago <= $recent THEN 1 ELSE 0 END) AS calls_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN 1 ELSE 0 END) AS calls_b,
+        sum(CASE WHEN ago <= $recent AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_r,
+        sum(CASE WHEN ago <= $recent AND callee_class = 'off_net' THEN 1 ELSE 0 END) AS off_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_b,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'off_net' THEN 1 ELSE 0 END) AS off_b,
         -- weekly minutes over 8 weeks, week w = 0 (oldest) .. 7 (last): slope from the sums
-        sum(secs * CAST(7 - floor((ago - 1) / 7.0) AS INTEGER)) FILTER (WHERE ago <= 56) / 60.0 AS trend_sxy,
-        sum(secs) FILTER (WHERE ago <= 56) / 60.0 AS trend_sy,
-        count(*) FILTER (WHERE ago <= 7) AS call_days_7d,
-        count(*) FILTER (WHERE ago <= 30) AS call_days_30d,
-        sum(comp_calls) FILTER (WHERE ago <= 7) AS competitor_hotline_calls_7d,
-        sum(comp_calls) FILTER (WHERE ago <= 30) AS competitor_hotline_calls_30d,
-        sum(comp_calls) FILTER (WHERE ago <= 90) AS competitor_hotline_calls_90d,
-        min(ago) FILTER (WHERE comp_calls > 0) AS days_since_competitor_hotline,
-        sum(own_calls) FILTER (WHERE ago <= 7) AS own_hotline_calls_7d,
-        sum(own_calls) FILTER (WHERE ago <= 30) AS own_hotline_calls_30d,
-        sum(own_calls) FILTER (WHERE ago <= 90) AS own_hotline_calls_90d,
+        sum(CASE WHEN ago <= 56 THEN duration_s * CAST(7 - floor((ago - 1) / 7.0) AS INTEGER) ELSE 0 END) / 60.0 AS trend_sxy,
+        sum(CASE WHEN ago <= 56 THEN duration_s ELSE 0 END) / 60.0 AS trend_sy,
+        -- the days with a call in the last 30 days as bits (bit k-1 = day T-k): day counts and streaks
+        bit_or(CASE WHEN ago <= 30 THEN CAST(1 AS BIGINT) << CAST(ago - 1 AS INTEGER) ELSE 0 END) AS call_day_bits,
+        sum(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+            AS competitor_hotline_calls_7d,
+        sum(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+            AS competitor_hotline_calls_30d,
+        sum(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+            AS competitor_hotline_calls_90d,
+        min(CASE WHEN direction = 'out' AND callee_class = 'competitor_hotline' THEN ago END) AS days_since_competitor_hotline,
+        sum(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_7d,
+        sum(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_30d,
+        sum(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_90d,
         min(ago) AS days_since_last_call
-    FROM daily GROUP BY 1, 2
+    FROM calls GROUP BY 1, 2
 ),
 contacts AS (  -- distinct other parties (salted hashes) in the recent window and the one as long before it
     SELECT subscriber_id, snapshot_date,
@@ -88,17 +80,18 @@ contacts AS (  -- distinct other parties (salted hashes) in the recent window an
         SELECT subscriber_id, snapshot_date, callee_hash,
                max(CASE WHEN ago <= $recent THEN 1 ELSE 0 END) AS in_recent,
                max(CASE WHEN ago > $recent THEN 1 ELSE 0 END) AS in_before
-        FROM calls WHERE ago <= 2 * $recent GROUP BY 1, 2, 3
+        FROM (  -- its own narrow scan of the last 2 x recent days: cheaper than keeping every call's hash
+            SELECT c.subscriber_id, n.snapshot_date, c.callee_hash,
+                   date_diff('day', CAST(c.start_time AS DATE), n.snapshot_date) AS ago
+            FROM cdr c JOIN snaps n
+              ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
+             AND c.start_time >= CAST(n.snapshot_date - to_days(CAST(2 * $recent AS INTEGER)) AS TIMESTAMP)
+        ) r GROUP BY 1, 2, 3
     ) h GROUP BY 1, 2
 ),
-gaps AS (  -- zero-call runs inside the last 30 days, including the ones at either edge
-    SELECT subscriber_id, snapshot_date, coalesce(lag(ago) OVER w, 31) - ago - 1 AS gap
-    FROM daily WHERE ago <= 30
-    WINDOW w AS (PARTITION BY subscriber_id, snapshot_date ORDER BY day)
-    UNION ALL
-    SELECT subscriber_id, snapshot_date, min(ago) - 1 FROM daily WHERE ago <= 30 GROUP BY 1, 2
+streaks AS (  -- the zero-call days of the last 30 (2^30 - 1 minus the call-day bits): longest run
+    SELECT subscriber_id, snapshot_date, longest AS longest_zero_streak_30d FROM ({zero_runs}) z
 ),
-streaks AS (SELECT subscriber_id, snapshot_date, max(gap) AS longest_zero_streak_30d FROM gaps GROUP BY 1, 2),
 compl AS (
     SELECT c.subscriber_id, n.snapshot_date,
            count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - to_days(7) AS TIMESTAMP)) AS complaints_7d,
@@ -152,8 +145,8 @@ SELECT
     coalesce(ct.contacts_r, 0) AS contacts_recent,
     100 * (coalesce(ct.contacts_r, 0) - coalesce(ct.contacts_p, 0)) / greatest(coalesce(ct.contacts_p, 0), 1)
         AS contacts_change_pct,
-    7 - coalesce(u.call_days_7d, 0) AS zero_call_days_7d,
-    30 - coalesce(u.call_days_30d, 0) AS zero_call_days_30d,
+    7 - bit_count(coalesce(u.call_day_bits, 0) & 127) AS zero_call_days_7d,
+    30 - bit_count(coalesce(u.call_day_bits, 0)) AS zero_call_days_30d,
     coalesce(s.longest_zero_streak_30d, 30) AS longest_zero_streak_30d,
     coalesce(u.days_since_last_call, $lookback) AS days_since_last_call,
     coalesce(u.competitor_hotline_calls_7d, 0) AS competitor_hotline_calls_7d,
@@ -200,11 +193,28 @@ ORDER BY event_timestamp, subscriber_id
 """
 
 
+def longest_run_sql(source: str, bits: str, width: int) -> str:
+    """Plain SQL: ``source``'s keys with ``longest``, the longest run of 1-bits in ``bits`` (``width`` bits).
+
+    ``r1 = bits``, ``r(k) = r(k-1) & (r(k-1) >> 1)`` keeps the runs of at least k bits, so the longest
+    run is the number of non-zero ``r(k)``: one shift and one AND a level, in nested selects any SQL
+    engine runs.
+    """
+    q = f"SELECT subscriber_id, snapshot_date, {bits} AS r1 FROM {source}"
+    cols = ["r1"]
+    for k in range(2, width + 1):
+        q = f"SELECT *, r{k - 1} & (r{k - 1} >> 1) AS r{k} FROM ({q}) l{k}"
+        cols.append(f"r{k}")
+    longest = " + ".join(f"CASE WHEN {c} <> 0 THEN 1 ELSE 0 END" for c in cols)
+    return f"SELECT subscriber_id, snapshot_date, {longest} AS longest FROM ({q}) runs"
+
+
 def feature_sql(settings: Settings) -> str:
     """The feature query for these settings (ARPU tier thresholds are written into it as numbers)."""
     tiers = " + ".join(f"CASE WHEN coalesce(bf.arpu_3m, 0) >= {float(t)!r} THEN 1 ELSE 0 END"
                        for t in settings.features.arpu_tiers) or "0"
-    return _SQL.replace("{arpu_tier}", f"({tiers})")
+    return _SQL.replace("{arpu_tier}", f"({tiers})").replace(
+        "{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30))
 
 
 def lookback_days(settings: Settings) -> int:
@@ -230,6 +240,7 @@ def compute_features(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")  # the result is ordered explicitly
         for t in RAW_TABLES:
             src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
             con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})")
