@@ -38,10 +38,13 @@ DAY = 86_400  # seconds
 # change one event on an otherwise empty day of the window makes). Call windows longer than the
 # config's lookback (recent_days + baseline_days = 74) cannot pass: the SQL reads no older call.
 WINDOWED = [
-    ("competitor_hotline_calls_30d", "cdr", {"callee_class": "competitor_hotline", "direction": "out"}, 30, +1),
-    ("own_hotline_calls_30d", "cdr", {"callee_class": "own_service", "direction": "out"}, 30, +1),
-    ("complaints_90d", "complaints", {}, 90, +1),
-    ("zero_call_days_30d", "cdr", {}, 30, -1),  # any call, in or out, of any class
+    *[(f"competitor_hotline_calls_{n}d", "cdr", {"callee_class": "competitor_hotline", "direction": "out"}, n, +1)
+      for n in (7, 30, 90)],
+    *[(f"own_hotline_calls_{n}d", "cdr", {"callee_class": "own_service", "direction": "out"}, n, +1)
+      for n in (7, 30, 90)],
+    *[(f"complaints_{n}d", "complaints", {}, n, +1) for n in (7, 30, 90)],
+    ("zero_call_days_7d", "cdr", {}, 7, -1),  # any call, in or out, of any class
+    ("zero_call_days_30d", "cdr", {}, 30, -1),
 ]
 WINDOWED_IDS = [w[0] for w in WINDOWED]
 
@@ -71,9 +74,10 @@ SCHEMA = {
     "billing": {"subscriber_id": "string", "bill_month": "datetime64[ns]", "bill_date": "datetime64[ns]",
                 "charge": "float64", "arrears": "float64"},
     "churn_events": {"subscriber_id": "string", "event_date": "datetime64[ns]", "event_type": "string"},
+    "recharges": {"subscriber_id": "string", "recharge_time": "datetime64[ns]", "amount": "float64"},
 }
 TIME_COLUMN = {"cdr": "start_time", "complaints": "complaint_time", "billing": "bill_date",
-               "churn_events": "event_date", "subscribers": "activation_date"}
+               "churn_events": "event_date", "subscribers": "activation_date", "recharges": "recharge_time"}
 DATE_ONLY = {"billing", "churn_events", "subscribers"}  # day-stamped tables: times are whole days
 
 
@@ -153,6 +157,12 @@ def _complaints(sids, offsets, max_size=MAX_COMPLAINTS):
                     max_size=max_size)
 
 
+def _recharges(sids, offsets, max_size=MAX_COMPLAINTS):
+    return st.lists(st.builds(lambda sid, when, amount: {"subscriber_id": sid, "recharge_time": when, "amount": amount},
+                              st.sampled_from(sids), offsets.map(_at), st.sampled_from([10.0, 30.0, 50.0])),
+                    max_size=max_size)
+
+
 def _money():
     return st.one_of(st.just(0.0), st.integers(0, 50_000).map(lambda c: c / 100))
 
@@ -189,7 +199,8 @@ def worlds(draw) -> dict:
                   "cdr": _table("cdr", draw(_calls(sids, any_time))),
                   "complaints": _table("complaints", draw(_complaints(sids, any_time))),
                   "billing": _table("billing", bills),
-                  "churn_events": _table("churn_events", churn)})
+                  "churn_events": _table("churn_events", churn),
+                  "recharges": _table("recharges", draw(_recharges(sids, any_time)))})
 
 
 @st.composite
@@ -210,7 +221,8 @@ def later_events(draw, sids: list[str]) -> dict:
                   "cdr": _table("cdr", draw(_calls(everyone, _seconds_from_T()).map(lambda c: c[:20]))),
                   "complaints": _table("complaints", draw(_complaints(everyone, _seconds_from_T(), max_size=5))),
                   "billing": _table("billing", bills),
-                  "churn_events": _table("churn_events", churn)})
+                  "churn_events": _table("churn_events", churn),
+                  "recharges": _table("recharges", draw(_recharges(everyone, _seconds_from_T(), max_size=5)))})
 
 
 @st.composite
