@@ -129,6 +129,31 @@ class ServingConfig(_Strict):
     max_batch: int = Field(1000, gt=0)
 
 
+class EvaluationConfig(_Strict):
+    """What a warning list is worth: the EMPC profit metric and the retention team's capacity.
+
+    EMPC (Verbraken, Verbeke & Baesens 2013, IEEE TKDE 25(5)): the share ``gamma`` of contacted
+    would-be churners who accept the retention offer follows Beta(``empc_alpha``, ``empc_beta``)
+    (defaults: mean 0.3); ``empc_clv`` is the value of a retained customer, ``empc_d`` the cost of the
+    offer (paid by everyone who accepts it), ``empc_f`` the cost of contacting one customer (CNY).
+    """
+
+    empc_alpha: float = Field(6.0, gt=0, description="Beta alpha of the offer acceptance rate gamma")
+    empc_beta: float = Field(14.0, gt=0, description="Beta beta of the offer acceptance rate gamma")
+    empc_clv: float = Field(200.0, gt=0, description="customer lifetime value of a retained churner (CNY)")
+    empc_d: float = Field(10.0, ge=0, description="cost of the retention offer to a customer who accepts it (CNY)")
+    empc_f: float = Field(1.0, ge=0, description="cost of contacting one customer (CNY)")
+    capacity_share: float = Field(0.05, gt=0, le=1, description="share of subscribers the retention team can "
+                                  "contact in a cycle (DOMAIN.md: 1 manager per 200/500/1000 VIPs)")
+    offer_accept_rate: float = Field(0.3, ge=0, le=1, description="share of contacted would-be churners who stay")
+
+    @model_validator(mode="after")
+    def _offer_below_clv(self) -> "EvaluationConfig":
+        if self.empc_d >= self.empc_clv:
+            raise ValueError("evaluation.empc_d must be below evaluation.empc_clv (an offer worth more than the customer)")
+        return self
+
+
 class Settings(_Strict):
     """The whole configuration. Paths are derived from ``workdir`` so one setting moves every output."""
 
@@ -141,6 +166,7 @@ class Settings(_Strict):
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     config_path: Path | None = None
     source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
 

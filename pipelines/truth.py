@@ -2,7 +2,9 @@
 
 The simulator knows each subscriber's latent churn intent, so its probability is the best any
 model could do; the operator's rule checklist, scored on the same subscribers, is the floor a
-model must beat. ``churn truth`` prints both, and the champion's figures when training has run.
+model must beat. ``churn truth`` prints both, and the champion's figures when training has run,
+with its reason fidelity: per cause, how often the champion's top-3 reasons name why the held-out
+churners actually left (``models/fidelity.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,32 @@ def truth_report(settings: Settings) -> dict:
             if winner and f"{winner}_{m}" in t:
                 out[f"champion_{m}"] = float(t[f"{winner}_{m}"])
         out["champion"] = winner
+        if winner:
+            out.update(champion_fidelity(settings, held))
     return out
+
+
+FIDELITY_TOP_K = 3
+
+
+def champion_fidelity(settings: Settings, held: pd.DataFrame) -> dict:
+    """Reason fidelity of the registered champion on the held-out rows, scored the way the service
+    scores them (:func:`models.scoring.score_with_reasons`, top 3 reasons). A reason counts as
+    naming a cause only when it raises the risk: a code shown as "lowers the risk" names nothing."""
+    from models.fidelity import cause_counts, reason_fidelity
+    from models.registry import load_registered
+    from models.scoring import score_with_reasons
+
+    loaded = load_registered(settings)
+    top3 = settings.model_copy(update={"serving": settings.serving.model_copy(update={"top_reasons": FIDELITY_TOP_K})})
+    scored = score_with_reasons(loaded.model, held[loaded.model.features], top3)
+    codes = [[r["code"] for r in s["reasons"] if r["contribution"] > 0] for s in scored]
+    ids, y = held["subscriber_id"].tolist(), held["churned"].to_numpy()
+    fid = reason_fidelity(settings, ids, codes, y, snapshot=held["event_timestamp"].max().date())
+    if fid is None:
+        return {}
+    return {"fidelity": fid, "fidelity_churners": cause_counts(settings, ids, y),
+            "fidelity_model": f"{loaded.name} v{loaded.version} ({loaded.model.kind})"}
 
 
 def format_report(r: dict) -> str:
@@ -58,4 +85,24 @@ def format_report(r: dict) -> str:
     lines = [f"held-out snapshot {r['snapshot']}: {r['subscribers']} subscribers, {r['churners']} churners", "",
              f"| {'scorer':<44} | ROC-AUC | PR-AUC |", f"|{'-' * 46}|---------|--------|"]
     lines += [f"| {name:<44} | {roc:7.3f} | {pr:6.3f} |" for name, roc, pr in rows]
+    if "fidelity" in r:
+        lines += ["", format_fidelity(r)]
+    return "\n".join(lines)
+
+
+def format_fidelity(r: dict) -> str:
+    """Per cause: held-out churners, and the share whose top-3 reasons name the cause."""
+    from models.fidelity import CAUSE_CODES
+
+    fid, n = r["fidelity"], r["fidelity_churners"]
+    lines = [f"reason fidelity of the champion, {r['fidelity_model']}: share of held-out churners whose top "
+             f"{FIDELITY_TOP_K} risk-raising reasons name the simulator's cause", "",
+             f"| {'cause':<28} | churners | fidelity |", f"|{'-' * 30}|----------|----------|"]
+    for cause in CAUSE_CODES:
+        lines.append(f"| {cause:<28} | {n.get(cause, 0):8d} | {fid[f'reason_fidelity_{cause}']:8.3f} |")
+    lines.append(f"| {'silent (no visible cause)':<28} | {n.get('silent', 0):8d} | {'-':>8} |")
+    lines.append(f"| {'all with a visible cause':<28} | {int(fid['reason_fidelity_n']):8d} | "
+                 f"{fid['reason_fidelity']:8.3f} |")
+    lines.append(f"| {'... lead-up begun by then':<28} | {int(fid['reason_fidelity_visible_n']):8d} | "
+                 f"{fid['reason_fidelity_visible']:8.3f} |")
     return "\n".join(lines)
