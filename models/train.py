@@ -1,20 +1,24 @@
-"""Train the candidates, compare them on held-out rows, register the best and promote it to ``champion``.
+"""Train the candidates, compare them on held-out rows, register the best as ``champion`` or ``challenger``.
 
-Two inputs share one core (:func:`fit_track_register`): fit every candidate, evaluate it on the
-held-out rows, log it as an MLflow run nested under one parent run per invocation (params, metrics
-roc_auc / pr_auc / top_decile_lift, the data version, the model), register the winner and move the
-``champion`` alias. The alias moves only at the very end, after the winner is logged and
-registered; a failure before that leaves the current champion as it was.
+Two inputs share one core (:func:`fit_track_register`): fit every candidate on the training rows
+(LightGBM: a budgeted search early-stopped on the validation rows), calibrate it on the validation
+rows (isotonic or Platt, ``models/calibration.py``), evaluate it on the held-out test rows, log it
+as an MLflow run nested under one parent run per invocation (all tagged
+``churnwarn.invocation=<id>``; params, metrics, the data version, the feature list, figures, the
+model with signature and input example), register the winner and decide: ``champion`` if it beats
+the current champion scored on the same test rows (or there is none), else ``challenger``. The
+alias moves only at the very end, after the winner is logged and registered; a failure before
+that leaves the current champion as it was.
 
-- The CDR path (:func:`train`): the training set comes from Feast's point-in-time join; the
-  held-out rows are the last snapshot, and a training snapshot is used only if its label window
-  closes before it, so no training label peeks into the test period. Candidates: the operator's
-  rules baseline (scored, never promoted), logistic regression, LightGBM.
+- The CDR path (:func:`train`): the rows come from Feast's point-in-time join, split out of time
+  (:func:`split_out_of_time`): test = last snapshot, validation = the one before, train = earlier
+  snapshots, each row's label window closing before the next period starts. Candidates: the
+  operator's rules baseline (scored, never registered), logistic regression, LightGBM.
 - The customer-table path (:func:`train_customer_table`): one row per customer from a table
   described by the config's ``source:`` mapping (``pipelines/customer_table.py``), held out by a
-  stratified random split (such a table has no time dimension). Candidates: logistic regression
-  (one-hot encoding + scaling) and LightGBM (native categorical splits); the rules baseline reads
-  CDR features and does not apply.
+  stratified random split, and a stratified validation share of the rest (such a table has no
+  time dimension). Candidates: logistic regression (one-hot encoding + scaling) and LightGBM
+  (native categorical splits); the rules baseline reads CDR features and does not apply.
 """
 
 from __future__ import annotations
