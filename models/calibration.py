@@ -6,7 +6,9 @@ cross-validation *within* the validation rows (out-of-fold Brier score, then 10-
 break), so isotonic regression is not judged on the rows it memorised; the chosen one is then
 refitted on all validation rows.
 
-The isotonic step function is made strictly increasing by a 1e-6 share of the raw score, so the
+Isotonic steps are shrunk toward the base rate by a couple of pseudo-rows, so a small extreme step
+(every one of 5 validation rows churned) does not print a probability of 1.000 (or 0.000). The
+isotonic step function is made strictly increasing by a 1e-6 share of the raw score, so the
 calibrated probability ranks subscribers exactly as the raw score does: calibration changes what
 the numbers mean, never the order of the warning list (ROC-AUC, PR-AUC and lift are unchanged).
 """
@@ -20,6 +22,7 @@ import numpy as np
 
 METHODS = ("isotonic", "sigmoid")
 _TIE_BREAK = 1e-6
+SMOOTHING = 2.0  # pseudo-rows at the base rate added to every isotonic step
 
 
 def expected_calibration_error(y, p, bins: int = 10) -> float:
@@ -56,8 +59,17 @@ class Calibrator:
         if method == "isotonic":
             from sklearn.isotonic import IsotonicRegression
 
-            return cls(method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-                np.asarray(raw, dtype=float), y))
+            raw = np.asarray(raw, dtype=float)
+            first = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+            # a step of 5 churners out of 5 would say "churns with probability 1.000": shrink every
+            # step toward the base rate by SMOOTHING pseudo-rows, then pool the result back into
+            # a monotone map (large steps barely move; the tiny extreme steps do)
+            level = first.predict(raw)
+            smoothed = np.empty_like(level)
+            for v in np.unique(level):
+                m = level == v
+                smoothed[m] = (y[m].sum() + SMOOTHING * y.mean()) / (m.sum() + SMOOTHING)
+            return cls(method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, smoothed))
         if method == "sigmoid":
             from sklearn.linear_model import LogisticRegression
 
