@@ -4,6 +4,11 @@ Training, the batch job and the BentoML service all hold a :class:`ChurnModel`, 
 reasons are computed the same way wherever they are asked for. ``explain`` returns SHAP values in
 log-odds: ``base + contributions.sum(axis=1)`` equals the model's raw (logit) output.
 
+``predict_proba`` is *calibrated* (isotonic or Platt, fitted on validation rows, see
+``models/calibration.py``); the reasons explain the raw ranking score (``predict_logit``). The
+calibrator is strictly increasing, so both order subscribers the same way: a reason says why a
+subscriber ranks high, the probability says how likely churn is.
+
 Inputs may carry categorical columns (a customer table's ``contract``, ``payment_method``...):
 ``categories`` fixes each one's vocabulary at training time, LightGBM splits on them natively, and
 the logistic pipeline one-hot encodes them. Contributions are always reported per *original*
@@ -37,6 +42,7 @@ class ChurnModel:
     background: pd.DataFrame  # a training sample: the reference for linear SHAP
     params: dict = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> training vocabulary
+    calibrator: Any = None  # models.calibration.Calibrator: raw score -> calibrated probability (None: raw)
     _explainer: Any = field(default=None, repr=False, compare=False)
 
     def _x(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -57,17 +63,31 @@ class ChurnModel:
             index=X.index,
         )
 
-    def fit(self, X: pd.DataFrame, y) -> "ChurnModel":
+    def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The estimator's input frame for ``X`` (e.g. an early-stopping ``eval_set``)."""
+        return self._x(X)
+
+    def fit(self, X: pd.DataFrame, y, **fit_params) -> "ChurnModel":
         """Fit the estimator on the same input frame that scoring and explaining use."""
-        self.estimator.fit(self._x(X), np.asarray(y))
+        self.estimator.fit(self._x(X), np.asarray(y), **fit_params)
         self._explainer = None
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+        """The estimator's own (uncalibrated) probability: the ranking score that SHAP explains."""
         return self.estimator.predict_proba(self._x(X))[:, 1]
 
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The churn probability: the raw score through the calibrator fitted on validation rows.
+
+        The calibrator is strictly increasing, so the order of subscribers is the raw score's.
+        """
+        raw = self.predict_raw(X)
+        return raw if self.calibrator is None else self.calibrator(raw)
+
     def predict_logit(self, X: pd.DataFrame) -> np.ndarray:
-        p = np.clip(self.predict_proba(X), 1e-12, 1 - 1e-12)
+        """Raw (uncalibrated) log-odds: what ``explain`` decomposes (``base + contributions.sum(1)``)."""
+        p = np.clip(self.predict_raw(X), 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p))
 
     def explain(self, X: pd.DataFrame) -> Explanation:
@@ -106,7 +126,7 @@ class ChurnModel:
         return state
 
     def __setstate__(self, state):  # models pickled before categorical support have no ``categories``
-        self.__dict__.update({"categories": {}, "params": {}, **state})
+        self.__dict__.update({"categories": {}, "params": {}, "calibrator": None, **state})
 
 
 def _dense(a) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Figures logged with each training invocation: ROC and precision-recall of every candidate."""
+"""Figures logged with each training invocation: ROC and precision-recall, cumulative gains and lift,
+reliability (calibration) and the winner's mean |SHAP| per feature."""
 
 from __future__ import annotations
 
@@ -26,5 +27,73 @@ def candidate_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def gains_chart(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """Cumulative gains (left: share of churners caught when calling the top x%) and lift (right)."""
+    y = np.asarray(y, dtype=float)
+    fig, (gain_ax, lift_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    share = np.arange(1, len(y) + 1) / len(y)
+    for name, s in scores.items():
+        caught = np.cumsum(y[np.argsort(-np.asarray(s), kind="stable")]) / max(y.sum(), 1)
+        gain_ax.plot(share, caught, label=name)
+        lift_ax.plot(share, caught / share, label=name)
+    gain_ax.plot([0, 1], [0, 1], ls=":", c="grey", label="random list")
+    lift_ax.axhline(1, ls=":", c="grey", label="random list")
+    gain_ax.set(xlabel="share of subscribers contacted (ranked by score)", ylabel="share of churners caught",
+                title="Cumulative gains")
+    lift_ax.set(xlabel="share of subscribers contacted (ranked by score)", ylabel="lift (churn rate / base rate)",
+                title="Lift", xlim=(0.01, 1))
+    lift_ax.set_xscale("log")
+    for ax in (gain_ax, lift_ax):
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_plot(y: np.ndarray, probs: dict[str, np.ndarray], title: str, bins: int = 10) -> plt.Figure:
+    """Reliability diagram (10 equal-width bins; marker area ~ rows in the bin) and the score histogram."""
+    y = np.asarray(y, dtype=float)
+    fig, (rel_ax, hist_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    edges = np.linspace(0, 1, bins + 1)
+    for name, p in probs.items():
+        p = np.asarray(p, dtype=float)
+        idx = np.clip((p * bins).astype(int), 0, bins - 1)
+        pred, obs, n = [], [], []
+        for b in range(bins):
+            m = idx == b
+            if m.any():
+                pred.append(p[m].mean()), obs.append(y[m].mean()), n.append(m.sum())
+        ece = float(np.sum(np.array(n) * np.abs(np.array(obs) - np.array(pred))) / len(y))
+        line, = rel_ax.plot(pred, obs, marker="o", ms=3, label=f"{name}  ECE {ece:.3f}")
+        rel_ax.scatter(pred, obs, s=np.sqrt(n) * 4, color=line.get_color(), alpha=0.4)
+        hist_ax.hist(p, bins=edges, histtype="step", label=name, color=line.get_color())
+    rel_ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfectly calibrated")
+    rel_ax.set(xlabel="mean predicted probability (bin)", ylabel="observed churn rate (bin)",
+               title="Reliability (10 bins)", xlim=(0, 1), ylim=(0, 1))
+    hist_ax.set(xlabel="predicted probability", ylabel="subscribers", title="Score distribution", yscale="log")
+    for ax in (rel_ax, hist_ax):
+        ax.legend(loc="best", fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary(model, X, title: str, top: int = 15, max_rows: int = 1000) -> plt.Figure:
+    """Mean |SHAP| per feature (log-odds of the raw ranking score) on the held-out rows: top ``top``."""
+    X = X.sample(min(max_rows, len(X)), random_state=0) if len(X) > max_rows else X
+    e = model.explain(X)
+    imp = np.abs(e.contributions).mean(axis=0)
+    order = np.argsort(imp)[-top:]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(order) + 1.5))
+    ax.barh([e.features[i] for i in order], imp[order], color="tab:blue")
+    ax.set(xlabel="mean |SHAP value| (log-odds of the raw score)", title=title)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig

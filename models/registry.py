@@ -11,6 +11,7 @@ from models.churn_model import ChurnModel
 from pipelines.config import Settings
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # a registered winner that did not beat the champion on the same held-out rows
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):

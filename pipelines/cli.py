@@ -120,13 +120,18 @@ def freshness(
 
 @app.command()
 def train(config: ConfigOpt = None) -> None:
-    """Train rules / logistic / LightGBM on earlier snapshots, compare out-of-time, promote the best."""
+    """Train rules / logistic / LightGBM on earlier snapshots, compare out-of-time; the best becomes champion
+    if it beats the current one on the same held-out rows, else challenger."""
     from pipelines.stages import train_models
 
     d = _stage(train_models, _setup(config))
     baseline = d.get("rules_baseline_score")
     versus = "" if baseline is None or baseline != baseline else f" (rules baseline {baseline:.3f})"
-    typer.echo(f"champion: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}")
+    alias = d.get("alias", "champion")
+    prev = d.get("previous_champion_score")
+    against = "" if prev is None or prev != prev else \
+        f"; champion v{d['previous_champion_version']} {d['selection_metric']}={prev:.3f} on the same rows"
+    typer.echo(f"{alias}: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}{against}")
 
 
 @app.command()

@@ -140,7 +140,7 @@ def train_models(settings: Settings) -> dict:
 
     decision = train(settings)
     write_json_atomic(
-        {k: v for k, v in decision.items() if k != "candidates"}
+        {k: v for k, v in decision.items() if k != "candidates" and not (isinstance(v, float) and v != v)}
         | {f"{k}_{m}": v[m] for k, v in decision["candidates"].items() for m in ("roc_auc", "pr_auc", "top_decile_lift")},
         settings.reports_dir / "train.json",
     )

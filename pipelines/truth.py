@@ -49,6 +49,7 @@ def truth_report(settings: Settings) -> dict:
             if winner and f"{winner}_{m}" in t:
                 out[f"champion_{m}"] = float(t[f"{winner}_{m}"])
         out["champion"] = winner
+        out["alias"] = t.get("alias", "champion")  # "challenger": the last training did not beat the champion
         if winner:
             out.update(champion_fidelity(settings, held))
     return out
@@ -80,7 +81,9 @@ def champion_fidelity(settings: Settings, held: pd.DataFrame) -> dict:
 def format_report(r: dict) -> str:
     rows = [("ground truth (simulator's own probability)", r["ceiling_roc_auc"], r["ceiling_pr_auc"])]
     if "champion_roc_auc" in r:
-        rows.append((f"champion ({r['champion']})", r["champion_roc_auc"], r.get("champion_pr_auc", np.nan)))
+        label = f"champion ({r['champion']})" if r.get("alias", "champion") == "champion" else \
+            f"last trained, @challenger ({r['champion']})"
+        rows.append((label, r["champion_roc_auc"], r.get("champion_pr_auc", np.nan)))
     rows.append(("operator's rule checklist", r["rules_roc_auc"], r["rules_pr_auc"]))
     lines = [f"held-out snapshot {r['snapshot']}: {r['subscribers']} subscribers, {r['churners']} churners", "",
              f"| {'scorer':<44} | ROC-AUC | PR-AUC |", f"|{'-' * 46}|---------|--------|"]
