@@ -84,24 +84,34 @@ def _sentence(feature: str, value: float | str, contribution: float, lang: Lang,
 def top_reasons(
     explanation: Explanation, X: pd.DataFrame, settings: Settings, k: int | None = None, lang: Lang = "en"
 ) -> list[list[Reason]]:
-    """The ``k`` largest contributions per row (risk-raising first), each as a :class:`Reason`."""
+    """The ``k`` largest contributions per row (risk-raising first), one per reason code, as :class:`Reason`.
+
+    Features that say the same thing share a code (minutes and calls down are both USAGE_DROP; the
+    7/30/90-day hotline counts are all COMPETITOR_HOTLINE): only the strongest of them is listed, so
+    the ``k`` reasons a retention agent reads are ``k`` different reasons.
+    """
     tpl = load_templates()
     k = k or settings.serving.top_reasons
     contrib = explanation.contributions
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-contrib, axis=1, kind="stable")
     values = X[explanation.features]
     numeric = [pd.api.types.is_numeric_dtype(values[f]) or pd.api.types.is_bool_dtype(values[f])
                for f in explanation.features]
     values = values.to_numpy(dtype=object)
     out = []
     for i, idx in enumerate(order):
-        row = []
+        row, codes = [], set()
         for j in idx:
             f = explanation.features[j]
             v = values[i, j]
             value = float(v) if numeric[j] else (float("nan") if pd.isna(v) else str(v))
             code, sentence, action = _sentence(f, value, contrib[i, j], lang, settings, tpl)
+            if code in codes:
+                continue
+            codes.add(code)
             row.append(Reason(code, f, value, float(contrib[i, j]), sentence, action))
+            if len(row) == k:
+                break
         out.append(row)
     return out
 

@@ -165,9 +165,28 @@ def test_reasons_name_the_strongest_contributions_in_english_and_chinese(trained
     en = top_reasons(e, x, trained, lang="en")[0]
     zh = top_reasons(e, x, trained, lang="zh")[0]
     assert len(en) == 3 and [r.feature for r in en] == [r.feature for r in zh]
-    top3 = [FEATURE_NAMES[j] for j in np.argsort(-e.contributions[0])[:3]]
-    assert [r.feature for r in en] == top3
+    codes = {n: load_templates()["reasons"][n]["code"] for n in FEATURE_NAMES}
+    strongest_per_code = {}
+    for j in np.argsort(-e.contributions[0], kind="stable"):
+        strongest_per_code.setdefault(codes[FEATURE_NAMES[j]], FEATURE_NAMES[j])
+    assert [r.feature for r in en] == list(strongest_per_code.values())[:3]
+    assert len({r.code for r in en}) == 3
     assert en[0].contribution > 0 and en[0].sentence != zh[0].sentence
     assert any("\u4e00" <= ch <= "\u9fff" for ch in zh[0].sentence)  # Chinese characters
     scored = score_with_reasons(model, x, trained)[0]
     assert 0 <= scored["churn_probability"] <= 1 and scored["action"]["code"] != "none"
+
+
+def test_reasons_are_distinct_codes_strongest_feature_first(trained):
+    """Two features with one meaning (minutes and calls down) make one reason, not two of three."""
+    from models.churn_model import Explanation
+
+    feats = ["minutes_change_pct", "calls_change_pct", "competitor_hotline_calls_30d",
+             "competitor_hotline_calls_7d", "complaints_90d"]
+    x = pd.DataFrame([[-80.0, -70.0, 3.0, 1.0, 2.0]], columns=feats)
+    e = Explanation(np.zeros(1), np.array([[2.0, 1.5, 1.0, 0.9, 0.5]]), feats)
+    reasons = top_reasons(e, x, trained, k=3)[0]
+    assert [(r.code, r.feature) for r in reasons] == [
+        ("USAGE_DROP", "minutes_change_pct"), ("COMPETITOR_HOTLINE", "competitor_hotline_calls_30d"),
+        ("COMPLAINTS", "complaints_90d")]
+    assert reasons[0].sentence == "Call minutes down 80% vs. the previous 60 days"
