@@ -20,25 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from models.metrics import brier, expected_calibration_error  # one definition of each, as evaluate() logs them
+
 METHODS = ("isotonic", "sigmoid")
 _TIE_BREAK = 1e-6
 SMOOTHING = 2.0  # pseudo-rows at the base rate added to every isotonic step
-
-
-def expected_calibration_error(y, p, bins: int = 10) -> float:
-    """10-bin (equal-width) ECE: the row-weighted mean |observed rate - mean predicted| per bin."""
-    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    idx = np.clip((p * bins).astype(int), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.sum() * abs(y[m].mean() - p[m].mean())
-    return float(total / len(y))
-
-
-def brier(y, p) -> float:
-    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
 
 
 def _logit(p) -> np.ndarray:

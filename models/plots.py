@@ -11,6 +11,15 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 
+def _finish(fig: plt.Figure, axes, title: str, fontsize: int = 8) -> plt.Figure:
+    for ax in axes:
+        ax.legend(loc="best", fontsize=fontsize)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def candidate_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt.Figure:
     """ROC (left) and precision-recall (right) on the held-out snapshot, one line per candidate."""
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -23,12 +32,7 @@ def candidate_curves(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -
     pr_ax.axhline(float(np.mean(y)), ls=":", c="grey", label=f"base rate {np.mean(y):.3f}")
     roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     pr_ax.set(xlabel="recall (share of churners caught)", ylabel="precision", title="Precision-recall")
-    for ax in (roc_ax, pr_ax):
-        ax.legend(loc="best", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (roc_ax, pr_ax), title)
 
 
 def gains_chart(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt.Figure:
@@ -47,41 +51,32 @@ def gains_chart(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt
     lift_ax.set(xlabel="share of subscribers contacted (ranked by score)", ylabel="lift (churn rate / base rate)",
                 title="Lift", xlim=(0.01, 1))
     lift_ax.set_xscale("log")
-    for ax in (gain_ax, lift_ax):
-        ax.legend(loc="best", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (gain_ax, lift_ax), title)
 
 
 def calibration_plot(y: np.ndarray, probs: dict[str, np.ndarray], title: str, bins: int = 10) -> plt.Figure:
-    """Reliability diagram (10 equal-width bins; marker area ~ rows in the bin) and the score histogram."""
+    """Reliability diagram over the same equal-frequency bins as the logged ``ece``, and the score
+    histogram."""
+    from sklearn.calibration import calibration_curve
+
+    from models.metrics import expected_calibration_error
+
     y = np.asarray(y, dtype=float)
     fig, (rel_ax, hist_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
-    edges = np.linspace(0, 1, bins + 1)
+    top = 0.0
     for name, p in probs.items():
         p = np.asarray(p, dtype=float)
-        idx = np.clip((p * bins).astype(int), 0, bins - 1)
-        pred, obs, n = [], [], []
-        for b in range(bins):
-            m = idx == b
-            if m.any():
-                pred.append(p[m].mean()), obs.append(y[m].mean()), n.append(m.sum())
-        ece = float(np.sum(np.array(n) * np.abs(np.array(obs) - np.array(pred))) / len(y))
-        line, = rel_ax.plot(pred, obs, marker="o", ms=3, label=f"{name}  ECE {ece:.3f}")
-        rel_ax.scatter(pred, obs, s=np.sqrt(n) * 4, color=line.get_color(), alpha=0.4)
-        hist_ax.hist(p, bins=edges, histtype="step", label=name, color=line.get_color())
+        obs, pred = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+        top = max(top, float(obs.max()), float(pred.max()))
+        ece = expected_calibration_error(y, p, bins)
+        line, = rel_ax.plot(pred, obs, marker="o", ms=4, label=f"{name}  ECE {ece:.3f}")
+        hist_ax.hist(p, bins=np.linspace(0, 1, 21), histtype="step", label=name, color=line.get_color())
     rel_ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfectly calibrated")
     rel_ax.set(xlabel="mean predicted probability (bin)", ylabel="observed churn rate (bin)",
-               title="Reliability (10 bins)", xlim=(0, 1), ylim=(0, 1))
+               title=f"Reliability ({bins} equal-frequency bins)", xlim=(0, lim := min(1.0, 1.15 * top + 0.01)),
+               ylim=(0, lim))
     hist_ax.set(xlabel="predicted probability", ylabel="subscribers", title="Score distribution", yscale="log")
-    for ax in (rel_ax, hist_ax):
-        ax.legend(loc="best", fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, (rel_ax, hist_ax), title, fontsize=7)
 
 
 def shap_summary(model, X, title: str, top: int = 15, max_rows: int = 1000) -> plt.Figure:

@@ -302,7 +302,8 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
     import mlflow
     from mlflow.models import infer_signature
 
-    from models.calibration import brier, choose_calibrator, expected_calibration_error
+    from models.calibration import choose_calibrator
+    from models.metrics import brier, expected_calibration_error
     from models.plots import calibration_plot, gains_chart, shap_summary
     from models.registry import CHALLENGER, CHAMPION, ChurnPyfunc, use_tracking
 
