@@ -347,8 +347,7 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
                 raw_scores[kind] = model.predict_raw(X_te)
             test_scores[kind] = model.predict_proba(X_te)
             scores = _evaluate(y_te, test_scores[kind], settings, data.value_test)
-            extra |= {"test_brier_calibrated": brier(y_te, test_scores[kind]),
-                      "test_ece_calibrated": expected_calibration_error(y_te, test_scores[kind])}
+            # evaluate() already gives brier and ece of the served (calibrated) scores; add the raw ones
             if kind in raw_scores:
                 extra |= {"test_brier_raw": brier(y_te, raw_scores[kind]),
                           "test_ece_raw": expected_calibration_error(y_te, raw_scores[kind])}
@@ -377,8 +376,8 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             models[kind] = model
             mlflow.log_metrics({f"{kind}_{k}": v for k, v in scores.items()})
             log.info("%-9s roc_auc=%.3f pr_auc=%.3f lift@10%%=%.2f brier=%.4f ece=%.4f%s", kind, scores["roc_auc"],
-                     scores["pr_auc"], scores["top_decile_lift"], extra["test_brier_calibrated"],
-                     extra["test_ece_calibrated"], f" ({model.params['calibration']})" if kind != baseline else "")
+                     scores["pr_auc"], scores["top_decile_lift"], scores["brier"],
+                     scores["ece"], f" ({model.params['calibration']})" if kind != baseline else "")
 
         title = f"{data.held_out} ({len(y_te)} {data.population}, {int(y_te.sum())} churners)"
         best = max((k for k in results if k != baseline), key=lambda k: results[k][metric])
