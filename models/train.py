@@ -284,6 +284,24 @@ def _reason_fidelity(settings: Settings, model: ChurnModel, data: TrainingSet) -
             if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
+def _ceilings(settings: Settings, data: TrainingSet, winner: dict) -> dict:
+    """The simulator's latent and reachable AUC ceilings on the test rows, and the winner's ROC-AUC gap
+    to the reachable one (generated data only; see ``pipelines/truth.py``)."""
+    from pipelines.truth import ceilings
+
+    snapshot = data.params.get("test_snapshot")
+    if data.ids_test is None or snapshot is None:
+        return {}
+    try:
+        out = ceilings(settings, list(data.ids_test), data.y_test, snapshot)
+    except ValueError as exc:  # ground truth from an older simulator, or not for these rows: no ceiling
+        log.warning("no AUC ceilings logged: %s", exc)
+        return {}
+    if out:
+        out["reachable_gap_roc_auc"] = out["ceiling_reachable_roc_auc"] - winner["roc_auc"]
+    return out
+
+
 def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[str, object],
                        baseline: str | None = None) -> dict:
     """The shared core: fit, calibrate, evaluate, log under one parent run, register the winner and
@@ -401,6 +419,9 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
         fidelity = _reason_fidelity(settings, models[best], data)
         if fidelity:
             mlflow.log_metrics(fidelity)
+        ceiling = _ceilings(settings, data, results[best])
+        if ceiling:
+            mlflow.log_metrics(ceiling)
 
         # champion / challenger: the current champion is scored on the same test rows
         baseline_score = results[baseline][metric] if baseline else float("nan")
@@ -440,6 +461,7 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             "candidates": results,
             "parent_run_id": parent.info.run_id,
             **fidelity,
+            **ceiling,
         }
         decision_log = {"champion_decision": alias, "champion_decision_reason": reason,
                         "registered_version": str(mv.version), "champion_version": str(champion_version),

@@ -130,6 +130,7 @@ def _intents(rng, cfg, subs: pd.DataFrame) -> pd.DataFrame:
         "churns": has & (rng.random(n) < cfg.intent_churn_share),
         "weak_signal": has & (rng.random(n) < 0.25),
         "daily_hazard": daily,
+        "prepaid": prepaid,
     })
 
 
@@ -365,11 +366,24 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
 
 
 def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
-    """P(churn within the label horizon | the simulator's state at T) for subscribers active at T.
+    """Two ceilings per snapshot T, for subscribers active at T (``true_probability``, ``reachable_probability``).
 
+    ``true_probability``: P(churn within the label horizon | the simulator's latent state at T).
     Intent under way at T (onset <= T < end): the lead-up length is uniform, so the chance that it
     ends inside the horizon is the share of the remaining possible lengths that do, times the
     churn share. No intent yet: the chance that one both starts after T and ends inside the horizon.
+    It knows intents no behaviour reveals (silent ones, lead-ups that have not begun by T), so no
+    model of behaviour can reach its AUC.
+
+    ``reachable_probability``: the Bayes-optimal probability given only what the simulator *made
+    visible* before T, i.e. E[true_probability | visible state]. Visible: the subscriber's own
+    attributes (plan, tenure, tier: the hazard) and, for an intent with a cause that shows
+    (not ``silent``) whose lead-up began before T (at least one day of it in the data), that intent's
+    onset and cause; for those it equals ``true_probability``. Every other subscriber is one of a pool
+    the data cannot tell apart: no intent yet, a silent intent under way, or one that has not begun;
+    their probability is the pool's churn rate under the simulator's own process for their hazard
+    and plan (:func:`_pool_probability`). It is still an upper bound: it reads onsets and causes
+    exactly, where a model sees them through Poisson noise, weak signals and ramping drops.
     """
     cfg, horizon = settings.data, settings.features.label_horizon_days
     lmin, lmax = cfg.lead_days
@@ -395,9 +409,34 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
         num = (geom * starts_after[None, :]).sum(1)
         den = ((1 - h) ** (lengths[None, :] + 1)).mean(1)  # P(no onset by T)
         p[not_yet] = q * num / den
+        shows = (intents["churn_cause"].to_numpy() != "silent") & (onset < t)
+        silent_share = np.where(intents["prepaid"].to_numpy(), CAUSE_P_PREPAID[-1], CAUSE_P_POSTPAID[-1])
+        reach = np.where(shows, p, _pool_probability(intents["daily_hazard"].to_numpy(), silent_share, t, horizon,
+                                                     lengths, q))
         out.append(pd.DataFrame({"subscriber_id": intents["subscriber_id"], "snapshot": pd.Timestamp(snap),
-                                 "true_probability": p})[active])
+                                 "true_probability": p, "reachable_probability": reach})[active])
     return pd.concat(out, ignore_index=True)
+
+
+def _pool_probability(h: np.ndarray, silent: np.ndarray, t: int, horizon: int, lengths: np.ndarray,
+                      q: float) -> np.ndarray:
+    """P(churn on day T..T+horizon-1 | active at T, no visible lead-up began before T), per subscriber.
+
+    The end day is geometric with the daily hazard ``h`` (as in ``true_probability``), the lead-up
+    length uniform over ``lengths``, the cause silent with probability ``silent``, the outcome churn
+    with probability ``q``, all independent. A churn on day T+k counts when its lead-up did not begin
+    before T (length <= k) or it is silent; the condition removes the subscribers who already left
+    and those whose visible lead-up began before T.
+    """
+    h, s = h[:, None], silent[:, None]
+    k = np.arange(horizon)
+    p_end = h * (1 - h) ** (t + k[None, :])  # P(end = T + k)
+    unseen = (lengths[None, :] <= k[:, None]).mean(axis=1)  # P(onset >= T | end = T + k)
+    num = q * (p_end * (unseen[None, :] + s * (1 - unseen[None, :]))).sum(1)
+    ended = 1 - (1 - h[:, 0]) ** t  # P(end < T)
+    began = 1 - ((1 - h) ** (t + lengths[None, :])).mean(1)  # P(onset < T)
+    den = 1 - q * ended - (1 - s[:, 0]) * (began - q * ended)
+    return num / den
 
 
 def generate(settings: Settings) -> GenerationSummary:
@@ -432,7 +471,7 @@ def generate(settings: Settings) -> GenerationSummary:
     truth = intents.assign(
         onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
         end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
-    ).drop(columns=["onset_day", "end_day", "daily_hazard"])
+    ).drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])
     write_parquet_atomic(truth, settings.truth_dir / "intents.parquet")
     write_parquet_atomic(true_probabilities(intents, settings.features.snapshots, settings),
                          settings.truth_dir / "true_probability.parquet")
