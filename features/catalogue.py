@@ -70,6 +70,9 @@ CATALOGUE: tuple[Feature, ...] = (
     # contract and plan (协议到期)
     Feature("days_to_contract_end", "days until the postpaid contract ends (0 if ended; cap and prepaid 365)",
             "days", "at T", "contract_expiry", risk=-1, lo=0, hi=365),
+    Feature("days_since_contract_end", "days since the postpaid contract ended (365 if not ended, capped; prepaid "
+            "365): a contract that just ended is a decision point, one that ended long ago is not", "days", "at T",
+            "contract_expiry", risk=-1, lo=0, hi=365),
     Feature("in_renewal_window", "1 if a postpaid contract ends within the renewal window "
             "(`features.renewal_window_days`)", "flag", "at T", "contract_expiry", risk=1, lo=0, hi=1),
     Feature("tenure_days", "days since activation", "days", "at T", "tenure", risk=-1, lo=0),

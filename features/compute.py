@@ -163,6 +163,10 @@ SELECT
          THEN least(greatest(date_diff('day', a.snapshot_date, CAST(a.contract_end_date AS DATE)), 0), 365)
          ELSE 365 END AS days_to_contract_end,
     CASE WHEN a.plan = 'postpaid' AND a.contract_end_date IS NOT NULL
+              AND CAST(a.contract_end_date AS DATE) <= a.snapshot_date
+         THEN least(date_diff('day', CAST(a.contract_end_date AS DATE), a.snapshot_date), 365)
+         ELSE 365 END AS days_since_contract_end,
+    CASE WHEN a.plan = 'postpaid' AND a.contract_end_date IS NOT NULL
               AND date_diff('day', a.snapshot_date, CAST(a.contract_end_date AS DATE)) <= $renewal
          THEN 1 ELSE 0 END AS in_renewal_window,
     date_diff('day', CAST(a.activation_date AS DATE), a.snapshot_date) AS tenure_days,

@@ -53,7 +53,8 @@ TARIFFS = {"prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
 RECHARGE_DENOMINATIONS = np.array([10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0])  # top-up cards, CNY
 RECHARGE_RHYTHM_DAYS = (7.0, 30.0)  # range of a prepaid subscriber's typical days between top-ups
 RECHARGE_STOP_CAUSES = ("competitor", "dissatisfaction", "disengagement")  # top-ups stop from the onset
-RECHARGE_PAUSE_SHARE = 0.05  # loyal prepaid subscribers with a long pause in top-ups (a confounder)
+RECHARGE_PAUSE_SHARE = 0.05
+OFF_NET_LEAN = 0.6  # share of a competitor lead-up's calls redirected to off-net contacts at its end  # loyal prepaid subscribers with a long pause in top-ups (a confounder)
 
 
 @dataclass
@@ -232,6 +233,29 @@ def _recharges(rng, subs: pd.DataFrame, it: pd.DataFrame, n_days: int, start: pd
     })
 
 
+def _lean_off_net(rng, cfg, it: pd.DataFrame, pool: np.ndarray, sub_idx: np.ndarray, day_idx: np.ndarray,
+                  other: np.ndarray) -> np.ndarray:
+    """Competitor poaching pulls through people: in a competitor intent's lead-up a growing share of the
+    subscriber's calls (``OFF_NET_LEAN`` x progress, x0.4 for weak signals) goes to their contacts on
+    other networks, the friends and family already with the competitor (the catalogue's "social"
+    signal, ``offnet_share_change``). Drawn from a stream of its own so other tables stay as they were."""
+    prefixes = np.array(cfg.off_net_prefixes)
+    off = (np.char.str_len(pool) == 11) & np.isin(np.char.ljust(pool, 3).astype("<U3"), prefixes)
+    own = off.reshape(-1, CONTACTS)  # per subscriber: which of its contacts are off-net
+    onset, end = it["onset_day"].to_numpy()[sub_idx], it["end_day"].to_numpy()[sub_idx]
+    frac = np.clip((day_idx - onset) / np.maximum(end - onset, 1), 0, 1)
+    strength = np.where(it["weak_signal"].to_numpy()[sub_idx], 0.4, 1.0)
+    lean = (it["churn_cause"].to_numpy()[sub_idx] == "competitor") & (day_idx >= onset) & (day_idx < end)
+    k = own.sum(axis=1)  # off-net contacts per subscriber
+    lean &= (rng.random(len(sub_idx)) < OFF_NET_LEAN * strength * frac) & (k[sub_idx] > 0)
+    rows = np.flatnonzero(lean)
+    first_off = np.argsort(~own, axis=1, kind="stable")  # each subscriber's off-net contacts first
+    pick = np.floor(rng.random(len(rows)) * k[sub_idx[rows]]).astype(np.int64)
+    other = other.copy()
+    other[rows] = sub_idx[rows] * CONTACTS + first_off[sub_idx[rows], pick]
+    return other
+
+
 def _contact_pool(rng, cfg, n: int) -> np.ndarray:
     """CONTACTS numbers per subscriber: on-net, off-net, landline, international, service numbers."""
     m = n * CONTACTS
@@ -268,6 +292,7 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     seconds = np.clip(rng.normal(14 * 3600, 4 * 3600, m), 0, 86_399).astype(np.int64)
     other = sub_idx * CONTACTS + rng.integers(0, CONTACTS, m)
     pool = _contact_pool(rng, cfg, n)
+    other = _lean_off_net(np.random.default_rng([cfg.seed, chunk, 2]), cfg, it, pool, sub_idx, day_idx, other)
 
     # hotline calls: competitor intents ring 10086/10010; a few loyal stayers once; expiring contracts 10000
     hot = _in_lead(rng, it, np.flatnonzero(it["churn_cause"] == "competitor"), (1, 5), (0, 2), n_days)
@@ -278,6 +303,12 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     renew = _in_lead(rng, it, np.flatnonzero(ce & (rng.random(n) < 0.5)), (1, 2), (0, 2), n_days)
     hot += renew
     hot_num += [cfg.own_hotline] * len(renew)
+    # the unhappy ring the service line about the bill or the network; few file a formal complaint
+    # (DOMAIN.md: 96% never complain). Its own stream, so the other calls stay as they were.
+    unhappy = _in_lead(np.random.default_rng([cfg.seed, chunk, 3]), it,
+                       np.flatnonzero(it["churn_cause"] == "dissatisfaction"), (1, 4), (0, 2), n_days)
+    hot += unhappy
+    hot_num += [cfg.own_hotline] * len(unhappy)
     if hot:
         h = np.array(hot, dtype=np.int64)
         pool = np.concatenate([pool, np.array(hot_num)])
@@ -333,15 +364,17 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
 
     # billing: one bill per month, issued on its last day; bill shock before dissatisfied exits
     bills = []
-    diss = (it["churn_cause"] == "dissatisfaction").to_numpy() & ~it["weak_signal"].to_numpy()
+    # bill shock before dissatisfied exits; a weak signal is a fainter shock (x1.24, fewer arrears), not none
+    diss = (it["churn_cause"] == "dissatisfaction").to_numpy()
+    weight = np.where(it["weak_signal"].to_numpy(), 0.4, 1.0)
     onset, end = it["onset_day"].to_numpy(), it["end_day"].to_numpy()
     for ms in pd.date_range(cfg.start_date, cfg.end_date, freq="MS", inclusive="left"):
         me = ms + pd.offsets.MonthEnd(0)
         k = (me - start).days
         shock = diss & (k >= onset) & (k < end)
         usage = mult[:, max(k - 29, 0) : min(k, n_days - 1) + 1].mean(axis=1)
-        charge = subs["monthly_fee"].to_numpy() * (0.85 + 0.3 * np.clip(usage, 0, 1.5)) * np.where(shock, 1.6, 1.0)
-        arrears = np.where(rng.random(n) < np.where(shock, 0.4, 0.03), np.round(charge * rng.uniform(0.3, 1.5, n), 2), 0.0)
+        charge = subs["monthly_fee"].to_numpy() * (0.85 + 0.3 * np.clip(usage, 0, 1.5)) * np.where(shock, 1 + 0.6 * weight, 1.0)
+        arrears = np.where(rng.random(n) < np.where(shock, 0.03 + 0.37 * weight, 0.03), np.round(charge * rng.uniform(0.3, 1.5, n), 2), 0.0)
         bills.append(pd.DataFrame({
             "subscriber_id": subs["subscriber_id"], "bill_month": ms, "bill_date": me.normalize(),
             "charge": np.round(charge * rng.normal(1, 0.05, n), 2), "arrears": arrears,

@@ -138,3 +138,44 @@ def test_truth_probability_ranks_churners_well_but_not_perfectly(sim):
     auc = roc_auc_score(y, last["true_probability"])
     assert 0.85 < auc < 1.0
     assert last["true_probability"].between(0, 1).all()
+
+
+def test_reachable_ceiling_sees_only_visible_lead_ups(sim):
+    from sklearn.metrics import roc_auc_score
+
+    s, _, t = sim
+    p, it, ev = t["truth_p"], t["intents"], t["churn_events"]
+    assert p["reachable_probability"].between(0, 1).all()
+    last = p[p["snapshot"] == p["snapshot"].max()].join(it, on="subscriber_id")
+    t0 = last["snapshot"].iloc[0]
+    shows = (last["churn_cause"] != "silent") & (last["onset_date"] < t0)  # at least a day of lead-up before T
+    assert shows.sum() > 50
+    # a visible lead-up is read exactly; everyone else gets their indistinguishable pool's rate
+    np.testing.assert_allclose(last.loc[shows, "reachable_probability"], last.loc[shows, "true_probability"])
+    hidden = last[~shows]
+    assert hidden["reachable_probability"].max() < 0.1 < last.loc[shows, "reachable_probability"].max()
+    churned = ev[(ev["event_date"] >= t0) & (ev["event_date"] < t0 + pd.Timedelta(days=30))]["subscriber_id"]
+    y = last["subscriber_id"].isin(set(churned))
+    latent, reachable = roc_auc_score(y, last["true_probability"]), roc_auc_score(y, last["reachable_probability"])
+    assert 0.8 < reachable < latent
+
+
+def test_competitor_lead_ups_lean_off_net_and_the_unhappy_ring_the_service_line(sim):
+    s, _, t = sim
+    it, cdr = t["intents"], t["cdr"]
+    start = pd.Timestamp(s.data.start_date)
+    is_mobile = (cdr["other_party"].str.len() == 11) & cdr["other_party"].str.startswith("1")
+    mobile = cdr[is_mobile].join(it[["churn_cause", "onset_date", "end_date"]],
+                                                          on="subscriber_id")
+    mobile["off"] = mobile["other_party"].str[:3].isin(s.data.off_net_prefixes)
+    lead = (mobile["start_time"] >= mobile["onset_date"]) & (mobile["start_time"] < mobile["end_date"])
+    late = lead & (mobile["start_time"] >= mobile["onset_date"] + (mobile["end_date"] - mobile["onset_date"]) / 2)
+    comp = (mobile["churn_cause"] == "competitor") & (mobile["onset_date"] >= start)
+    before = mobile.loc[comp & (mobile["start_time"] < mobile["onset_date"]), "off"].mean()
+    assert mobile.loc[comp & late, "off"].mean() > before + 0.15  # the second half of the lead-up
+    assert abs(mobile.loc[mobile["churn_cause"] == "none", "off"].mean() - before) < 0.05
+    ringers = set(cdr.loc[cdr["other_party"] == s.data.own_hotline, "subscriber_id"])
+    diss = it.index[(it["churn_cause"] == "dissatisfaction") & ~it["weak_signal"] & (it["onset_date"] >= start)
+                    & (it["end_date"] < pd.Timestamp(s.data.end_date))]
+    stay = it.index[it["churn_cause"] == "none"]
+    assert np.mean([i in ringers for i in diss]) > 0.8 > 0.1 > np.mean([i in ringers for i in stay])
