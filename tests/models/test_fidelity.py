@@ -11,6 +11,11 @@ from models.fidelity import CAUSE_CODES, reason_fidelity
 from models.reasons import load_templates
 from pipelines.config import load_settings
 
+# reached on the test fixture's held-out snapshot (1000 subscribers, seed 11): 1.000 over 32 churners,
+# every cause 1.000; the demo data (3000 subscribers) reaches 0.949 (docs/data.md)
+FIDELITY_BOUND = 0.9
+CAUSE_BOUND = 0.8  # the per-cause target, checked where a cause has at least 5 held-out churners
+
 
 def test_cause_codes_are_real_reason_codes():
     codes = {spec["code"] for spec in load_templates()["reasons"].values()}
@@ -75,4 +80,6 @@ def test_fidelity_of_the_demo_champion(trained):
     for cause in CAUSE_CODES:
         v = fid[f"reason_fidelity_{cause}"]
         assert math.isnan(v) or 0 <= v <= 1
-    assert 0 <= fid["reason_fidelity"] <= 1
+        if r["fidelity_churners"].get(cause, 0) >= 5:
+            assert v >= CAUSE_BOUND, (cause, v)
+    assert fid["reason_fidelity"] >= FIDELITY_BOUND
