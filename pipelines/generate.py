@@ -3,10 +3,11 @@
 Each subscriber may form a *churn intent* (a daily hazard from the configured monthly rate, higher
 for prepaid, short-tenure and low-value subscribers). The intent has a cause and a lead-up of
 ``lead_days`` during which the cause shows in behaviour, as the operator's staff are trained to see
-it (DOMAIN.md): contract expiry; competitor poaching (calls to 10086/10010, then a usage drop);
-dissatisfaction (complaints, bill shock, arrears); gradual disengagement (usage decay, zero-call
-streaks); and churn with no visible signal. At the end of the lead-up the subscriber churns (share
-``intent_churn_share``) or recovers: a usage drop that comes back. Stayers carry confounders: a
+it (DOMAIN.md): contract expiry; competitor poaching (calls to 10086/10010, a usage drop, calls
+leaning to off-net contacts); dissatisfaction (calls to the 10000 service line, complaints, bill
+shock, arrears); gradual disengagement (usage decay, zero-call streaks); and churn with no visible
+signal. A quarter of intents show their signal weakly: fainter, not absent. At the end of the
+lead-up the subscriber churns (share ``intent_churn_share``) or recovers: a usage drop that comes back. Stayers carry confounders: a
 one-off competitor-hotline call, travel gaps, holiday-week silence, temporary usage dips.
 Prepaid subscribers top up their balance in their own rhythm; those leaving for competitor,
 dissatisfaction or disengagement reasons stop topping up when the lead-up begins, and some loyal
@@ -15,8 +16,9 @@ ones pause for a month or two.
 Output (``data/landing``, the operator's export as ingestion receives it, phone numbers included):
 ``subscribers``, ``billing``, ``complaints``, ``churn_events``, ``recharges`` (parquet) and
 ``cdr/date=YYYY-MM-DD/`` partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
-outcome) and, per snapshot, the churn probability the simulator's own process implies. It is
-never a feature; it measures the best AUC any model could reach and whether reasons name causes.
+outcome) and, per snapshot, the churn probabilities the simulator's own process implies, from its
+latent state and from what it made visible (:func:`true_probabilities`). It is never a feature;
+it measures the AUC ceilings and whether reasons name causes.
 Subscribers are generated in chunks so 10^8 calls fit in memory.
 """
 
@@ -53,8 +55,8 @@ TARIFFS = {"prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
 RECHARGE_DENOMINATIONS = np.array([10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0])  # top-up cards, CNY
 RECHARGE_RHYTHM_DAYS = (7.0, 30.0)  # range of a prepaid subscriber's typical days between top-ups
 RECHARGE_STOP_CAUSES = ("competitor", "dissatisfaction", "disengagement")  # top-ups stop from the onset
-RECHARGE_PAUSE_SHARE = 0.05
-OFF_NET_LEAN = 0.6  # share of a competitor lead-up's calls redirected to off-net contacts at its end  # loyal prepaid subscribers with a long pause in top-ups (a confounder)
+RECHARGE_PAUSE_SHARE = 0.05  # loyal prepaid subscribers with a long pause in top-ups (a confounder)
+OFF_NET_LEAN = 0.6  # share of a competitor lead-up's calls redirected to off-net contacts at its end
 
 
 @dataclass
