@@ -7,8 +7,9 @@ it (DOMAIN.md): contract expiry; competitor poaching (calls to 10086/10010, a us
 leaning to off-net contacts); dissatisfaction (calls to the 10000 service line, complaints, bill
 shock, arrears); gradual disengagement (usage decay, zero-call streaks); and churn with no visible
 signal. A quarter of intents show their signal weakly: fainter, not absent. At the end of the
-lead-up the subscriber churns (share ``intent_churn_share``) or recovers: a usage drop that comes back. Stayers carry confounders: a
-one-off competitor-hotline call, travel gaps, holiday-week silence, temporary usage dips.
+lead-up the subscriber churns (share ``intent_churn_share``) or recovers: a usage drop that comes
+back. Stayers carry confounders: a one-off competitor-hotline call, travel gaps, holiday-week
+silence, temporary usage dips.
 Prepaid subscribers top up their balance in their own rhythm; those leaving for competitor,
 dissatisfaction or disengagement reasons stop topping up when the lead-up begins, and some loyal
 ones pause for a month or two.
