@@ -84,16 +84,13 @@ def _sentence(feature: str, value: float | str, contribution: float, lang: Lang,
 def top_reasons(
     explanation: Explanation, X: pd.DataFrame, settings: Settings, k: int | None = None, lang: Lang = "en"
 ) -> list[list[Reason]]:
-    """The ``k`` largest contributions per row (risk-raising first), one per reason group, as :class:`Reason`.
+    """The ``k`` largest contributions per row (risk-raising first), one per reason code, as :class:`Reason`.
 
     Features that say the same thing share a code (minutes and calls down are both USAGE_DROP; the
-    7/30/90-day hotline counts are all COMPETITOR_HOTLINE), and codes that tell one story share a
-    group (``groups`` in ``configs/reasons.yaml``: usage drop, zero-call days, no top-up are all the
-    subscriber going quiet): only the strongest of each is listed, so the ``k`` reasons a retention
-    agent reads are ``k`` different leads.
+    7/30/90-day hotline counts are all COMPETITOR_HOTLINE): only the strongest of them is listed, so
+    the ``k`` reasons a retention agent reads are ``k`` different reasons.
     """
     tpl = load_templates()
-    group_of = {code: name for name, codes in (tpl.get("groups") or {}).items() for code in codes}
     k = k or settings.serving.top_reasons
     contrib = explanation.contributions
     order = np.argsort(-contrib, axis=1, kind="stable")
@@ -109,10 +106,9 @@ def top_reasons(
             v = values[i, j]
             value = float(v) if numeric[j] else (float("nan") if pd.isna(v) else str(v))
             code, sentence, action = _sentence(f, value, contrib[i, j], lang, settings, tpl)
-            group = group_of.get(code, code)
-            if group in codes:
+            if code in codes:
                 continue
-            codes.add(group)
+            codes.add(code)
             row.append(Reason(code, f, value, float(contrib[i, j]), sentence, action))
             if len(row) == k:
                 break

@@ -190,19 +190,3 @@ def test_reasons_are_distinct_codes_strongest_feature_first(trained):
         ("USAGE_DROP", "minutes_change_pct"), ("COMPETITOR_HOTLINE", "competitor_hotline_calls_30d"),
         ("COMPLAINTS", "complaints_90d")]
     assert reasons[0].sentence == "Call minutes down 80% vs. the previous 60 days"
-
-
-def test_codes_of_one_group_make_one_reason(trained):
-    """No top-up, a zero-call streak and minutes down are one story (going quiet): only the strongest is
-    listed, and the slots go to other leads (the bill, calls moving off-net)."""
-    from models.churn_model import Explanation
-    from models.reasons import load_templates
-
-    codes = {spec["code"] for spec in load_templates()["reasons"].values()}
-    for group in load_templates()["groups"].values():
-        assert set(group) <= codes
-    feats = ["days_since_recharge", "longest_zero_streak_30d", "minutes_change_pct", "bill_change_pct",
-             "offnet_share_change"]
-    x = pd.DataFrame([[40.0, 6.0, -50.0, 25.0, 12.0]], columns=feats)
-    e = Explanation(np.zeros(1), np.array([[2.0, 0.4, 0.3, 0.1, 0.05]]), feats)
-    assert [r.code for r in top_reasons(e, x, trained, k=3)[0]] == ["NO_RECHARGE", "BILL_SHOCK", "CONTACTS_OFF_NET"]
