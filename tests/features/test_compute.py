@@ -82,6 +82,7 @@ def test_hand_computed_values(hand_case):
         "complaints_30d": 0.0,                      # Jan 15 is 45 days back
         "complaints_90d": 1.0,                      # the November one is older than 90 days
         "days_to_contract_end": 20.0,
+        "days_since_contract_end": 365.0,           # not ended yet
         "in_renewal_window": 1.0,                   # 20 <= 60 days
         "tenure_days": 424.0,
         "is_postpaid": 1.0,
@@ -103,5 +104,6 @@ def test_hand_computed_values(hand_case):
     assert (b["days_since_last_call"], b["days_since_competitor_hotline"]) == (90, 90)  # capped at the lookback
     assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (365, 0, 28, 0)
     assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (30, 0, 0, 0)
+    assert b["days_since_contract_end"] == 365      # prepaid: no contract
     assert b["days_since_recharge"] == 19           # Feb 10; the top-up at T does not count yet
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
