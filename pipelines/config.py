@@ -154,6 +154,38 @@ class EvaluationConfig(_Strict):
         return self
 
 
+class VipTier(_Strict):
+    """A value tier with its own customer managers (DOMAIN.md: diamond 1:200, gold 1:500, silver 1:1000)."""
+
+    name: str
+    min_value: float = Field(ge=0, description="monthly value (CNY, `warnings.value_feature`) from which a subscriber is in this tier")
+    subscribers_per_manager: int = Field(gt=0, description="the tier's customer-manager ratio, 1:N")
+
+
+class WarningConfig(_Strict):
+    """What a warning says about the stakes: risk tier, value at stake, VIP tier (endpoint and nightly list)."""
+
+    value_feature: str = Field("arpu_3m", description="model input column holding the subscriber's monthly value "
+                               "(CNY); value at stake = this, expected loss = probability x this")
+    high_risk: float = Field(0.5, gt=0, lt=1, description="calibrated probability from which a warning is 'high' risk")
+    medium_risk: float = Field(0.2, gt=0, lt=1, description="... 'medium' risk (below: 'low')")
+    vip_tiers: list[VipTier] = [
+        VipTier(name="diamond", min_value=200, subscribers_per_manager=200),
+        VipTier(name="gold", min_value=100, subscribers_per_manager=500),
+        VipTier(name="silver", min_value=50, subscribers_per_manager=1000),
+    ]
+    non_vip_tier: str = Field("mass", description="name of the tier below every VIP tier")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WarningConfig":
+        if self.medium_risk >= self.high_risk:
+            raise ValueError("warnings.medium_risk must be below warnings.high_risk")
+        mins = [t.min_value for t in self.vip_tiers]
+        if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+            raise ValueError(f"warnings.vip_tiers must be listed from the highest min_value down, got {mins}")
+        return self
+
+
 class Settings(_Strict):
     """The whole configuration. Paths are derived from ``workdir`` so one setting moves every output."""
 
@@ -167,6 +199,7 @@ class Settings(_Strict):
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    warnings: WarningConfig = WarningConfig()
     config_path: Path | None = None
     source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
 
