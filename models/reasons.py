@@ -95,7 +95,8 @@ def top_reasons(
     contrib = explanation.contributions
     order = np.argsort(-contrib, axis=1, kind="stable")
     values = in_order(X, explanation.features)
-    numeric = [pd.api.types.is_numeric_dtype(values[f]) or pd.api.types.is_bool_dtype(values[f])
+    dtypes = values.dtypes  # per column, without materialising each column as a Series
+    numeric = [pd.api.types.is_numeric_dtype(dtypes[f]) or pd.api.types.is_bool_dtype(dtypes[f])
                for f in explanation.features]
     values = values.to_numpy(dtype=object)
     out = []
