@@ -172,9 +172,10 @@ def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str,
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bentoml_env(settings), capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
     if proc.returncode or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise DeployError(f"building the Bento for version {version} failed (exit {proc.returncode}); "
-                          f"nothing was deployed:\n{tail}")
+        output = (proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"]
+        tail = "\n".join(output[-10:])
+        raise DeployError(f"building the Bento for version {version} failed, nothing was deployed: {output[-1]}\n"
+                          f"(exit {proc.returncode}; last lines of the build:)\n{tail}")
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
@@ -242,7 +243,12 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     if not os.environ.get("BENTOML_HOME"):
         raise SystemExit("BENTOML_HOME is not set: run this through `churn deploy`")
-    result = build_bento(load_settings(args.config), args.version, args.alias)
+    try:
+        result = build_bento(load_settings(args.config), args.version, args.alias)
+    except Exception as exc:
+        log.debug("build failed", exc_info=True)
+        log.error("build failed: %s: %s", type(exc).__name__, exc)
+        raise SystemExit(1) from None
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
