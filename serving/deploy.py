@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -59,10 +60,11 @@ def read_record(settings: Settings) -> dict[str, Any]:
         return {"deployments": [], "stack": [], "events": []}
     try:
         record = json.loads(path.read_text())
-        assert isinstance(record.get("deployments"), list) and isinstance(record.get("stack"), list)
-    except (ValueError, AssertionError) as exc:
-        raise DeployError(f"{path} is not a deployment record ({exc or 'missing deployments/stack'}); "
-                          "fix or remove it") from None
+    except ValueError as exc:
+        raise DeployError(f"{path} is not a deployment record ({exc}); fix or remove it") from None
+    if not (isinstance(record, dict) and isinstance(record.get("deployments"), list)
+            and isinstance(record.get("stack"), list)):
+        raise DeployError(f"{path} is not a deployment record (needs lists 'deployments' and 'stack'); fix or remove it")
     record.setdefault("events", [])
     return record
 
@@ -201,7 +203,8 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
 
     mv = resolve_version(settings, version, None)
     labels = {"registered_model": mv.name, "model_version": str(mv.version), "run_id": mv.run_id}
-    tag = bentoml.Tag(mv.name.lower(), f"v{mv.version}-{mv.run_id[:12]}".lower())  # one stored copy per version
+    name = re.sub(r"[^a-z0-9._-]+", "-", mv.name.lower()).strip("-._") or "model"  # a valid BentoML tag name
+    tag = bentoml.Tag(name, f"v{mv.version}-{mv.run_id[:12]}".lower())  # one stored copy per version and run
     try:
         stored = bentoml.models.get(tag)
         log.info("model %s already in the BentoML store", stored.tag)
