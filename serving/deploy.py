@@ -82,6 +82,12 @@ def current_bento(settings: Settings) -> str | None:
     return current["bento"] if current else None
 
 
+def bento_dir(settings: Settings, tag: str) -> Path:
+    """Where the workdir's Bento store keeps Bento ``name:version``."""
+    name, version = tag.split(":")
+    return settings.bentoml_home / "bentos" / name / version
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -115,6 +121,7 @@ def deploy(settings: Settings, version: str | None = None, alias: str | None = "
 
     Returns the new deployment entry. On any failure the record and the current Bento stay as they were.
     """
+    read_record(settings)  # an unreadable record stops us before a build, not after
     mv = resolve_version(settings, version, alias)
     deployed_alias = None if version is not None else alias
     log.info("deploying %s v%s (run %s)%s into %s", mv.name, mv.version, mv.run_id,
@@ -143,6 +150,9 @@ def rollback(settings: Settings) -> dict[str, Any]:
         raise DeployError(f"cannot roll back: {what} ({settings.deployments_file})")
     left = record["stack"].pop()
     back = record["deployments"][record["stack"][-1] - 1]
+    if not bento_dir(settings, back["bento"]).joinpath("bento.yaml").is_file():
+        raise DeployError(f"cannot roll back to deployment {back['id']}: Bento {back['bento']} is no longer in "
+                          f"{settings.bentoml_home}; deploy its version again instead")
     record["events"].append({"at": _now(), "action": "rollback", "to": back["id"], "from": left})
     write_json_atomic(record, settings.deployments_file)
     log.info("rolled back from deployment %d to %d: Bento %s (model v%s)", left, back["id"], back["bento"],
@@ -168,6 +178,8 @@ def format_deployments(settings: Settings) -> str:
 # The build, in a child process with this workdir's BENTOML_HOME ---------------------------------
 
 def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str, Any]:
+    if settings.config_path is None:
+        raise DeployError("settings without a config file: load them with pipelines.config.load_settings")
     cmd = [sys.executable, "-m", "serving.deploy", "--config", str(settings.config_path), "--version", version]
     if alias:
         cmd += ["--alias", alias]

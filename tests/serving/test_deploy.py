@@ -12,7 +12,7 @@ from conftest import write_config  # conftest sits on sys.path under pytest
 from models.registry import use_tracking
 from pipelines.cli import app
 from pipelines.config import load_settings
-from serving.deploy import DeployError, current_bento, deploy, read_record, rollback
+from serving.deploy import DeployError, bento_dir, current_bento, deploy, read_record, rollback
 from serving.server import running_server
 
 
@@ -35,8 +35,7 @@ def two_deploys(trained, tmp_path_factory):
 
 
 def bento_yaml(settings, tag: str) -> dict:
-    name, version = tag.split(":")
-    return yaml.safe_load((settings.bentoml_home / "bentos" / name / version / "bento.yaml").read_text())
+    return yaml.safe_load((bento_dir(settings, tag) / "bento.yaml").read_text())
 
 
 def model_info(settings) -> dict:
@@ -69,8 +68,7 @@ def test_bento_labels_record_model_version_run_and_features(two_deploys):
     assert "competitor_hotline_calls_30d" in features
     # the Bento names its model under the alias the service loads: no code differs between versions
     assert [(m["tag"], m["alias"]) for m in info["models"]] == [(second["model"], "churn-model")]
-    requirements = (settings.bentoml_home / "bentos" / second["bento"].replace(":", "/") / "env" / "python"
-                    / "requirements.txt").read_text().split()
+    requirements = (bento_dir(settings, second["bento"]) / "env" / "python" / "requirements.txt").read_text().split()
     assert all("==" in r for r in requirements) and any(r.startswith("lightgbm==") for r in requirements)
 
 
@@ -133,3 +131,12 @@ def test_serve_switches_version_and_rolls_back_over_http(two_deploys):
         rollback(settings)
     assert settings.deployments_file.read_bytes() == before
     assert read_record(settings)["deployments"][1]["bento"] == second["bento"]  # history is kept
+
+
+def test_a_corrupt_record_is_reported_and_left_alone(trained_copy):
+    trained_copy.deployments_file.write_text('{"deployments": ')
+    for command in (["deployments"], ["rollback"], ["deploy", "--version", "1"]):
+        result = CliRunner().invoke(app, [*command, "--config", str(trained_copy.config_path)])
+        assert result.exit_code == 2 and "is not a deployment record" in result.output, (command, result.output)
+    assert trained_copy.deployments_file.read_text() == '{"deployments": '
+    assert not (trained_copy.bentoml_home / "bentos").exists()
