@@ -1,5 +1,6 @@
 """Versioned deploys against the real registry, real Bento builds and the real server over HTTP."""
 
+import json
 import shutil
 
 import httpx
@@ -140,3 +141,15 @@ def test_a_corrupt_record_is_reported_and_left_alone(trained_copy):
         assert result.exit_code == 2 and "is not a deployment record" in result.output, (command, result.output)
     assert trained_copy.deployments_file.read_text() == '{"deployments": '
     assert not (trained_copy.bentoml_home / "bentos").exists()
+
+
+def test_rollback_to_a_bento_gone_from_the_store_is_refused(trained_copy):
+    entry = {"registered_model": "churnwarn", "deployed_alias": None, "model_kind": "lightgbm", "run_id": "r",
+             "deployed_at": "2026-07-01T00:00:00+00:00", "model": "churnwarn:v1-r", "n_features": 1}
+    record = {"deployments": [entry | {"id": 1, "bento": "churnwarn:gone", "model_version": "1"},
+                              entry | {"id": 2, "bento": "churnwarn:current", "model_version": "2"}],
+              "stack": [1, 2], "events": []}
+    trained_copy.deployments_file.write_text(json.dumps(record))
+    with pytest.raises(DeployError, match="churnwarn:gone is no longer in"):
+        rollback(trained_copy)
+    assert json.loads(trained_copy.deployments_file.read_text()) == record
