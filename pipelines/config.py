@@ -13,6 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 CONFIG_ENV = "CHURNWARN_CONFIG"
+ROOT_ENV = "CHURNWARN_ROOT"
+
+
+def project_root() -> Path:
+    """What relative paths in a config resolve against: ``$CHURNWARN_ROOT``, else this checkout.
+
+    A server running a Bento imports the Bento's copy of this code, so the launcher points it back
+    at the checkout whose workdir it serves.
+    """
+    return Path(os.environ.get(ROOT_ENV) or REPO_ROOT).resolve()
 
 
 class _Strict(BaseModel):
@@ -129,6 +139,21 @@ class ServingConfig(_Strict):
     max_batch: int = Field(1000, gt=0)
 
 
+class DeployConfig(_Strict):
+    """``churn deploy``: how a registry version becomes a Bento (serving/deploy.py)."""
+
+    bentoml_home: Path = Field(Path("bentoml"), description="BentoML home (model and Bento stores); relative "
+                               "to workdir, so every workdir deploys and rolls back on its own")
+    include: list[str] = Field(["serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
+                               description="source files copied into the Bento (patterns from the repository root)")
+    packages: list[str] = Field(["mlflow", "feast", "lightgbm", "scikit-learn", "shap", "numba", "pandas",
+                                 "numpy", "pyarrow", "pydantic", "pyyaml"],
+                                description="the Bento's Python requirements, pinned at their installed versions "
+                                "(BentoML adds itself)")
+    lock_packages: bool = Field(False, description="let BentoML resolve the requirements with `uv pip compile`; "
+                                "that needs the package index, so a build is offline only with False")
+
+
 class EvaluationConfig(_Strict):
     """What a warning list is worth: the EMPC profit metric and the retention team's capacity.
 
@@ -198,6 +223,7 @@ class Settings(_Strict):
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    deploy: DeployConfig = DeployConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     warnings: WarningConfig = WarningConfig()
     config_path: Path | None = None
@@ -258,18 +284,27 @@ class Settings(_Strict):
     def artifact_root(self) -> Path:
         return self.workdir / "mlartifacts"
 
+    @property
+    def bentoml_home(self) -> Path:
+        return self.workdir / self.deploy.bentoml_home
+
+    @property
+    def deployments_file(self) -> Path:
+        """The deploy history and which Bento is current (``churn deploy`` / ``rollback``)."""
+        return self.workdir / "deployments.json"
+
 
 def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:
     """Read a YAML config (default: $CHURNWARN_CONFIG or configs/default.yaml).
 
-    A relative ``workdir`` is taken relative to the repository root, so the CLI, DVC and the
+    A relative ``workdir`` is taken relative to the repository root (:func:`project_root`), so the CLI, DVC and the
     BentoML server agree on where outputs live whatever their current directory.
     """
     path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
     raw = yaml.safe_load(path.read_text()) or {}
     raw.update(overrides)
     settings = Settings.model_validate(raw)
-    workdir = settings.workdir if settings.workdir.is_absolute() else (REPO_ROOT / settings.workdir)
+    workdir = settings.workdir if settings.workdir.is_absolute() else (project_root() / settings.workdir)
     return settings.model_copy(update={"workdir": workdir.resolve(), "config_path": path})
 
 
@@ -307,7 +342,7 @@ class CustomerTableConfig(_Strict):
 
     @property
     def file(self) -> Path:
-        return self.path if self.path.is_absolute() else REPO_ROOT / self.path
+        return self.path if self.path.is_absolute() else project_root() / self.path
 
     @property
     def features(self) -> list[str]:

@@ -1,8 +1,9 @@
 """BentoML service: churn warnings with reasons for subscriber ids, from the Feast online store.
 
 Start it with ``churn serve`` (or ``bentoml serve serving.service:ChurnWarningService``); the config
-file comes from ``$CHURNWARN_CONFIG``. The model is the MLflow registry's ``champion`` unless
-``$CHURNWARN_MODEL_VERSION`` names a version.
+file comes from ``$CHURNWARN_CONFIG``. The model is the Bento's when served from one (``churn deploy``),
+else the MLflow registry's ``champion`` unless ``$CHURNWARN_MODEL_VERSION`` names a version
+(serving/model_source.py).
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ log = logging.getLogger("churnwarn.serving")
 class ChurnWarningService:
     def __init__(self) -> None:
         from features.store import get_store
-        from models.registry import load_registered
         from pipelines.config import load_settings
+        from serving.model_source import load_serving_model
 
         self.settings = load_settings()
-        version = os.environ.get("CHURNWARN_MODEL_VERSION")
-        self.loaded = load_registered(self.settings, version=version) if version else load_registered(self.settings)
+        self.loaded = load_serving_model(self.settings, ChurnWarningService)
         self.store = get_store(self.settings)
         self.model_info = ModelInfo(
             name=self.loaded.name, version=self.loaded.version, alias=self.loaded.alias,
-            kind=self.loaded.model.kind, run_id=self.loaded.run_id,
+            kind=self.loaded.model.kind, run_id=self.loaded.run_id, bento=self.loaded.bento,
         )
         log.info("loaded %s v%s (%s) from %s", self.loaded.name, self.loaded.version, self.loaded.model.kind,
                  self.settings.tracking_uri)
