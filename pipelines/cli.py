@@ -17,7 +17,7 @@ from pipelines.config import REPO_ROOT, Settings, load_settings
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
-    "Stages: generate -> validate -> ingest -> features -> train; then serve, or run everything with demo.",
+    "Stages: generate -> validate -> ingest -> features -> train -> warn (the nightly list); then serve, or run everything with demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -221,7 +221,7 @@ def demo(
         if config is not None:
             raise typer.BadParameter("dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc")
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        log.info("dvc repro (stages: generate, validate, ingest, features, train)")
+        log.info("dvc repro (stages: generate, validate, ingest, features, train, warn)")
         res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO_ROOT, env=env)
         if res.returncode:
             raise typer.Exit(res.returncode)
