@@ -223,3 +223,10 @@ def test_endpoint_and_nightly_list_give_the_same_probability_reasons_and_action(
             assert a["value"] == pytest.approx(b["value"], rel=1e-9, abs=1e-9)
             assert a["contribution"] == pytest.approx(b["contribution"], rel=1e-9, abs=1e-12)
         assert w["action"]["code"] == row.action_code and w["action"]["text"] == row.action_text
+
+
+def test_config_min_probability_defaults_to_medium_risk_and_tier_names_differ():
+    assert WarningConfig(medium_risk=0.3).list_min_probability == 0.3
+    assert WarningConfig(min_probability=0.05).list_min_probability == 0.05
+    with pytest.raises(ValueError, match="tier names must differ"):
+        WarningConfig(non_vip_tier="gold")
