@@ -93,13 +93,11 @@ class ChurnModel:
     def explain(self, X: pd.DataFrame) -> Explanation:
         x = self._x(X)
         if self.kind == "lightgbm":
-            import shap
-
-            if self._explainer is None:
-                self._explainer = shap.TreeExplainer(self.estimator)
-            sv = self._explainer(x)
-            values = np.asarray(sv.values)
-            base = np.broadcast_to(np.asarray(sv.base_values, dtype=float).reshape(-1), (len(x),)).copy()
+            # Exact path-dependent TreeSHAP in LightGBM's C++ on its own threads: what shap.TreeExplainer
+            # itself calls for LightGBM (same numbers), minus importing shap (~3 s CPU) and building an
+            # explainer; the trees used are predict_proba's (best iteration when early-stopped).
+            phi = self.estimator.booster_.predict(x, pred_contrib=True)
+            values, base = np.ascontiguousarray(phi[:, :-1]), phi[:, -1].copy()
         elif self.kind == "logistic":
             import shap
 
