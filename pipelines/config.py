@@ -183,6 +183,10 @@ class WarningConfig(_Strict):
                                "outbound call centre's quota (e.g. 25 agents x 80 calls a day)")
     min_probability: float | None = Field(None, ge=0, lt=1, description="no work order below this calibrated "
                                           "probability, even with capacity left (default: medium_risk)")
+    validate_sample: int | None = Field(50_000, gt=0, description="the feature-table suite (Great Expectations) "
+                                        "checks this many of the night's rows at random (it costs ~30 s CPU per "
+                                        "million rows); every row is still checked for duplicates and missing or "
+                                        "non-finite inputs. null: the suite on every row")
     list_date: dt.date | None = Field(None, description="feature date of `churn warn` when --date is not given "
                                       "(default: the day after the last ingested CDR day, the freshest list)")
 

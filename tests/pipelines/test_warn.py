@@ -184,6 +184,23 @@ def test_a_failed_run_leaves_the_previous_list_untouched(trained, champion, last
     assert {p.name: p.read_bytes() for p in first.folder.iterdir()} == before
 
 
+def test_bad_features_stop_the_run_before_anything_is_written(trained, champion, last_snapshot, tmp_path,
+                                                               monkeypatch):
+    import features.compute as fc
+
+    original = fc.compute_features
+
+    def broken(*a, **k):
+        feats, labels = original(*a, **k)
+        feats.loc[feats.index[-1], "arpu_3m"] = float("inf")  # beyond the suite's sample: caught by the full check
+        return feats, labels
+
+    monkeypatch.setattr(fc, "compute_features", broken)
+    with pytest.raises(WarnError, match=r"1 subscriber\(s\) with missing or infinite inputs in \['arpu_3m'\]"):
+        nightly_list(_with(trained, validate_sample=10), last_snapshot, model=champion, out_root=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 def test_cli_writes_the_list_and_exits_2_on_a_bad_date(trained_copy, last_snapshot):
     from pipelines.cli import app
 
