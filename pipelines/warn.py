@@ -173,13 +173,15 @@ def nightly_list(settings: Settings, date: dt.date | str | None = None, model=No
     cfg = settings.warnings
     date = resolve_date(settings, date)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # process CPU (all threads): robust to a busy machine, unlike wall time
     t_all = t0 = time.perf_counter()
+    c_all = c0 = time.process_time()
 
     def lap(name: str, what: str) -> None:
-        nonlocal t0
-        timings[name] = round(time.perf_counter() - t0, 3)
-        log.info("warn: %s in %.1fs", what, timings[name])
-        t0 = time.perf_counter()
+        nonlocal t0, c0
+        timings[name], cpu[name] = round(time.perf_counter() - t0, 3), round(time.process_time() - c0, 3)
+        log.info("warn: %s in %.1fs (CPU %.1fs)", what, timings[name], cpu[name])
+        t0, c0 = time.perf_counter(), time.process_time()
 
     loaded = model if model is not None else _load_champion(settings)
     missing = [f for f in loaded.model.features if f not in _feature_names()]
@@ -223,7 +225,8 @@ def nightly_list(settings: Settings, date: dt.date | str | None = None, model=No
         "expected_loss_listed": float(np.nansum(table["expected_loss"])) if len(table) else 0.0,
         "files": list(FILES),
     }
-    folder = _write(settings, date, table, scored, tiers, summary, timings, t0, t_all, out_root)
+    summary["cpu_s"] = cpu
+    folder = _write(settings, date, table, scored, tiers, summary, timings, (t0, c0), (t_all, c_all), out_root)
     return WarnResult(date, folder, summary, table)
 
 
@@ -292,8 +295,8 @@ def _table(listed: pd.DataFrame, explained: list[dict], settings: Settings, load
 
 
 def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.DataFrame,
-           tiers: list[TierCapacity], summary: dict, timings: dict, t0: float, t_all: float,
-           out_root: Path | None) -> Path:
+           tiers: list[TierCapacity], summary: dict, timings: dict, start: tuple[float, float],
+           start_all: tuple[float, float], out_root: Path | None) -> Path:
     """All four files into a hidden folder beside the final one, then one swap (``replace_dir_atomic``)."""
     from pipelines.io import replace_dir_atomic
 
@@ -306,8 +309,10 @@ def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.Da
         table.drop(columns="reasons").to_csv(tmp / "warnings.csv", index=False, date_format="%Y-%m-%d")
         (tmp / "summary.html").write_text(summary_html(table, scored, tiers, summary, settings.warnings),
                                           encoding="utf-8")
-        timings["write"] = round(time.perf_counter() - t0, 3)
-        timings["total"] = round(time.perf_counter() - t_all, 3)
+        timings["write"] = round(time.perf_counter() - start[0], 3)
+        timings["total"] = round(time.perf_counter() - start_all[0], 3)
+        summary["cpu_s"]["write"] = round(time.process_time() - start[1], 3)
+        summary["cpu_s"]["total"] = round(time.process_time() - start_all[1], 3)
         summary["timings_s"] = timings
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         replace_dir_atomic(tmp, final)

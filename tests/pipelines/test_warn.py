@@ -116,6 +116,7 @@ def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, traine
         assert t["listed"] == min(t["candidates"], t["capacity"])
         assert (pq["vip_tier"] == t["tier"]).sum() == t["listed"]
     assert set(summary["timings_s"]) >= {"features", "predict", "choose", "explain", "write", "total"}
+    assert set(summary["cpu_s"]) == set(summary["timings_s"])
 
 
 def test_summary_page_holds_the_three_plots(day_list):
@@ -132,6 +133,13 @@ def test_everyone_active_is_scored_but_only_the_listed_are_explained(trained, ch
     result = nightly_list(small, last_snapshot, model=champion, out_root=tmp_path)
     assert result.summary["active"] > 100 * result.summary["listed"] > 0
     assert sum(spy.rows) == result.summary["listed"]
+
+
+def test_a_night_without_candidates_writes_an_empty_list_and_its_summary(trained, champion, last_snapshot, tmp_path):
+    result = nightly_list(_with(trained, min_probability=0.999), last_snapshot, model=champion, out_root=tmp_path)
+    assert result.summary["listed"] == 0 and result.summary["active"] > 0
+    assert len(pd.read_parquet(result.folder / "warnings.parquet")) == 0
+    assert (result.folder / "summary.html").read_text().count("data:image/png;base64,") == 3
 
 
 def test_subscribers_who_left_before_the_date_are_not_warned(trained, champion, last_snapshot, tmp_path):
