@@ -360,8 +360,8 @@ def summary_plots(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCap
                         "first reason": first.value_counts()}).fillna(0).sort_values("any of the top reasons")
     if len(mix):
         mix.plot.barh(ax=ax, color=["#9bb", "#c33"])
+        ax.legend(fontsize=8)
     ax.set(xlabel="work orders", title="Reasons mix (risk-raising reasons on the list)")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     plots["reasons mix"] = _png(fig)
 
