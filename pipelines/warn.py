@@ -119,8 +119,7 @@ def _lookback(settings: Settings) -> int:
 def capacities(vip: np.ndarray, cfg: WarningConfig) -> list[TierCapacity]:
     """Per VIP tier: managers = ceil(active / subscribers_per_manager), capacity = managers x orders_per_manager;
     the non-VIP tier gets the call centre's ``mass_capacity``."""
-    names, counts = np.unique(np.asarray(vip, dtype=object).astype(str), return_counts=True)
-    active = dict(zip(names.tolist(), counts.tolist()))
+    active = pd.Series(vip, dtype=object).value_counts().to_dict()  # hashing: no sort of a million strings
     out = []
     for t in cfg.vip_tiers:
         n = active.get(t.name, 0)
