@@ -200,6 +200,20 @@ class WarningConfig(_Strict):
         VipTier(name="silver", min_value=50, subscribers_per_manager=1000),
     ]
     non_vip_tier: str = Field("mass", description="name of the tier below every VIP tier")
+    # The nightly work-order list (pipelines/warn.py, `churn warn`): capacity per tier, then rank.
+    orders_per_manager: int = Field(5, gt=0, description="work orders one customer manager takes from one nightly "
+                                    "list: a retention call or visit with preparation and follow-up is about an "
+                                    "hour, beside the manager's own portfolio of 200-1000 VIPs")
+    mass_capacity: int = Field(2000, ge=0, description="work orders per nightly list for the non-VIP tier: the "
+                               "outbound call centre's quota (e.g. 25 agents x 80 calls a day)")
+    min_probability: float | None = Field(None, ge=0, lt=1, description="no work order below this calibrated "
+                                          "probability, even with capacity left (default: medium_risk)")
+    validate_sample: int | None = Field(50_000, gt=0, description="the feature-table suite (Great Expectations) "
+                                        "checks this many of the night's rows at random (it costs ~30 s CPU per "
+                                        "million rows); every row is still checked for duplicates and missing or "
+                                        "non-finite inputs. null: the suite on every row")
+    list_date: dt.date | None = Field(None, description="feature date of `churn warn` when --date is not given "
+                                      "(default: the day after the last ingested CDR day, the freshest list)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "WarningConfig":
@@ -208,7 +222,15 @@ class WarningConfig(_Strict):
         mins = [t.min_value for t in self.vip_tiers]
         if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
             raise ValueError(f"warnings.vip_tiers must be listed from the highest min_value down, got {mins}")
+        names = [t.name for t in self.vip_tiers] + [self.non_vip_tier]
+        if len(set(names)) != len(names):
+            raise ValueError(f"warnings: tier names must differ (vip_tiers and non_vip_tier), got {names}")
         return self
+
+    @property
+    def list_min_probability(self) -> float:
+        """The lowest calibrated probability that gets a work order."""
+        return self.medium_risk if self.min_probability is None else self.min_probability
 
 
 class Settings(_Strict):
