@@ -26,6 +26,8 @@ import pandas as pd
 
 from models.rules import RuleBaseline
 
+PARALLEL_FROM_ROWS = 2000  # fewer rows than this are predicted / explained on one thread
+
 
 @dataclass
 class Explanation:
@@ -63,6 +65,11 @@ class ChurnModel:
             index=X.index,
         )
 
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """All-numeric inputs as one float64 matrix in model column order (what ``_x`` holds, without
+        building a frame)."""
+        return np.asarray(in_order(X, self.features), dtype=np.float64)
+
     def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         """The estimator's input frame for ``X`` (e.g. an early-stopping ``eval_set``)."""
         return self._x(X)
@@ -75,7 +82,17 @@ class ChurnModel:
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """The estimator's own (uncalibrated) probability: the ranking score that SHAP explains."""
+        if self.kind == "lightgbm":
+            return self._booster_predict(X)
         return self.estimator.predict_proba(self._x(X))[:, 1]
+
+    def _booster_predict(self, X: pd.DataFrame, **kw) -> np.ndarray:
+        """LightGBM's booster directly: a float matrix when every input is numeric (no pandas checks),
+        one thread for small inputs (OpenMP start-up costs a single-subscriber request ~3-15 ms on a
+        busy machine), every core for large ones. Same trees, same numbers as ``predict_proba``."""
+        data = self._x(X) if self.categories else self._matrix(X)
+        threads = 1 if len(data) < PARALLEL_FROM_ROWS else 0  # 0: LightGBM's default, all cores
+        return self.estimator.booster_.predict(data, num_threads=threads, **kw)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The churn probability: the raw score through the calibrator fitted on validation rows.
@@ -91,16 +108,15 @@ class ChurnModel:
         return np.log(p / (1 - p))
 
     def explain(self, X: pd.DataFrame) -> Explanation:
-        x = self._x(X)
         if self.kind == "lightgbm":
-            import shap
-
-            if self._explainer is None:
-                self._explainer = shap.TreeExplainer(self.estimator)
-            sv = self._explainer(x)
-            values = np.asarray(sv.values)
-            base = np.broadcast_to(np.asarray(sv.base_values, dtype=float).reshape(-1), (len(x),)).copy()
-        elif self.kind == "logistic":
+            # LightGBM's own exact TreeSHAP (Lundberg et al.'s path-dependent algorithm, the values
+            # shap.TreeExplainer gives, tested equal; the trees predict_proba uses, best iteration when
+            # early-stopped): no shap import or explainer per process, ~50x faster per request
+            out = self._booster_predict(X, pred_contrib=True)
+            values, base = out[:, :-1], out[:, -1].copy()
+            return Explanation(base, values, list(self.features))
+        x = self._x(X)
+        if self.kind == "logistic":
             import shap
 
             # every step before the last prepares the input (scaling; one-hot encoding of categoricals)
@@ -127,6 +143,17 @@ class ChurnModel:
 
     def __setstate__(self, state):  # models pickled before categorical support have no ``categories``
         self.__dict__.update({"categories": {}, "params": {}, "calibrator": None, **state})
+
+
+def in_order(X: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """``X[features]``, without the copy when ``X`` already holds exactly those columns in that order
+    (the online store's frame does): selecting columns costs more than a one-row prediction."""
+    if list(X.columns) == list(features):
+        return X
+    missing = [f for f in features if f not in X.columns]
+    if missing:
+        raise ValueError(f"missing feature columns: {missing}")
+    return X[features]
 
 
 def _dense(a) -> np.ndarray:

@@ -6,27 +6,40 @@ model prepares them itself, and each reason reports the row's own value, numeric
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from models import stakes
 from models.churn_model import ChurnModel
 from models.reasons import Lang, suggested_action, top_reasons
 from pipelines.config import Settings
 
 
-def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en") -> list[dict]:
-    """Per row: churn probability, the top reasons and the suggested retention action.
+def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en",
+                       proba: np.ndarray | None = None) -> list[dict]:
+    """Per row: churn probability, risk tier, value at stake, expected loss, VIP tier, the top reasons
+    and the suggested retention action.
 
-    ``X`` holds the model's raw input columns (numbers, or text for categorical columns).
+    ``X`` holds the model's raw input columns (numbers, or text for categorical columns), plus the
+    value column (``warnings.value_feature``) when it is not a model input. ``proba``: the rows'
+    calibrated probabilities when the caller has already predicted them (the nightly list scores
+    everyone first, then explains only the warned rows).
     """
     if X.empty:
         return []
-    proba = model.predict_proba(X)
+    proba = model.predict_proba(X) if proba is None else np.asarray(proba, dtype=float)
     reasons = top_reasons(model.explain(X), X, settings, lang=lang)
+    value = stakes.value_at_stake(X, settings.warnings)
+    tiers, vip = stakes.risk_tier(proba, settings.warnings), stakes.vip_tier(value, settings.warnings)
     return [
         {
             "churn_probability": float(p),
+            "risk_tier": str(t),
+            "value_at_stake": None if np.isnan(v) else float(v),
+            "expected_loss": None if np.isnan(v) else float(p * v),
+            "vip_tier": str(g),
             "reasons": [r.as_dict() for r in rs],
             "action": suggested_action(rs, lang),
         }
-        for p, rs in zip(proba, reasons)
+        for p, t, v, g, rs in zip(proba, tiers, value, vip, reasons)
     ]
