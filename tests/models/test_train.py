@@ -182,7 +182,8 @@ def test_one_row_and_many_rows_score_alike(trained, frames):
     whole = model.explain(big).contributions
     one = np.vstack([model.explain(big.iloc[[i]]).contributions for i in range(0, len(big), 97)])
     np.testing.assert_array_equal(one, whole[::97])
-    np.testing.assert_array_equal(model.predict_proba(big.iloc[:5]), model.predict_proba(big)[:5])
+    # a logistic champion's X @ coef runs a different BLAS kernel for 5 rows than for 1000: last-bit differences
+    np.testing.assert_allclose(model.predict_proba(big.iloc[:5]), model.predict_proba(big)[:5], rtol=1e-12, atol=0)
 
 
 def test_every_feature_has_a_reason_in_both_languages():
