@@ -120,6 +120,25 @@ class ChurnModel:
             raise ValueError(f"unknown model kind {self.kind!r}")
         return Explanation(base, values, list(self.features))
 
+    def predict_and_explain(self, x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, Explanation]:
+        """Calibrated probabilities and SHAP explanation of numeric rows (columns in ``features`` order).
+
+        The same values as :meth:`predict_proba` and :meth:`explain`, in the shape the service's
+        batched model step needs. A LightGBM model goes straight to its booster on the float array
+        with ``threads`` threads: its exact TreeSHAP (``pred_contrib``) is what ``shap.TreeExplainer``
+        returns for it, without the pandas checks, the SHAP wrapper objects and an OpenMP fan-out
+        that cost ~10 ms on a single row. Other models take the ordinary path.
+        """
+        x = np.asarray(x, dtype="float64").reshape(-1, len(self.features))
+        if self.kind != "lightgbm" or self.categories:
+            X = pd.DataFrame(x, columns=self.features)
+            return self.predict_proba(X), self.explain(X)
+        booster = self.estimator.booster_
+        raw = booster.predict(x, num_threads=threads)
+        contrib = booster.predict(x, pred_contrib=True, num_threads=threads)
+        proba = raw if self.calibrator is None else self.calibrator(raw)
+        return np.asarray(proba, dtype=float), Explanation(contrib[:, -1].copy(), contrib[:, :-1], list(self.features))
+
     def __getstate__(self):  # the SHAP explainer is rebuilt lazily after unpickling
         state = dict(self.__dict__)
         state["_explainer"] = None
