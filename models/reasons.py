@@ -95,8 +95,7 @@ def top_reasons(
     contrib = explanation.contributions
     order = np.argsort(-contrib, axis=1, kind="stable")
     values = X[explanation.features]
-    numeric = [pd.api.types.is_numeric_dtype(values[f]) or pd.api.types.is_bool_dtype(values[f])
-               for f in explanation.features]
+    numeric = [pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d) for d in values.dtypes]
     values = values.to_numpy(dtype=object)
     out = []
     for i, idx in enumerate(order):
