@@ -253,6 +253,12 @@ def test_openapi_lists_each_route_with_its_request_and_response_fields(server):
     assert set(features["properties"]) == set(FEATURE_NAMES) and set(features["required"]) == set(FEATURE_NAMES)
     assert features["properties"]["zero_call_days_7d"]["maximum"] == 7
     assert set(response_fields("/model")["properties"]) >= {"name", "version", "alias", "kind", "run_id"}
+    for route in expected:  # the error answers, with the body the service really sends
+        errors = spec["paths"][route]["post"]["responses"]
+        assert {"400", "401", "404", "422", "503"} <= set(errors)
+        for code in ("400", "401", "404", "422", "503"):
+            body = resolve(errors[code]["content"]["application/json"]["schema"])
+            assert set(body["properties"]) == {"error", "detail"} and body["properties"]["detail"]["type"] == "array"
 
 
 def test_metrics_count_requests_by_outcome_and_the_scores(server, latest_ids):
