@@ -195,7 +195,7 @@ class ChurnWarningService:
         self._check_size(len(ids), "subscriber_ids")
         blank = [i for i, s in enumerate(ids) if not s.strip()]
         if blank:
-            raise ApiError(400, f"subscriber_ids must be non-empty strings (blank at positions {blank})")
+            raise ApiError(400, f"subscriber ids must be non-empty strings (blank at positions {blank})")
         try:
             rows = await anyio.to_thread.run_sync(online_features, self.store, ids, True)
         except Exception as exc:  # noqa: BLE001 - the store failing is not the caller's fault, and not a 500
@@ -227,8 +227,8 @@ class ChurnWarningService:
     @bentoml.api(route="/warn")
     async def warn(
         self,
-        subscriber_ids: list[str] = Field(..., description="subscriber ids to score (at most serving.max_batch)",
-                                          min_length=1),
+        subscriber_ids: list[SubscriberId] = Field(..., description="subscriber ids to score (at most "
+                                                   "serving.max_batch)", min_length=1),
         lang: Lang = "en",
         ctx: bentoml.Context = None,
     ) -> list[ChurnWarning]:
