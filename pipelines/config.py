@@ -137,6 +137,8 @@ class ServingConfig(_Strict):
     batch_max_size: int = Field(256, gt=1, description="adaptive batching: most rows in one model call")
     batch_max_latency_ms: int = Field(2000, gt=0, description="adaptive batching: a request waiting longer for "
                                       "the model gets 503 (overloaded)")
+    inline_max_rows: int = Field(16, ge=0, description="steps on at most this many rows run on the event loop, "
+                                 "larger ones in a worker thread (0: always a thread)")
     model_threads: int = Field(1, gt=0, description="LightGBM threads per model call (1: no OpenMP fan-out "
                                "for one row; batching gives the parallelism)")
 

@@ -121,6 +121,14 @@ class ChurnWarningService:
             return False
         return self.loaded is not None
 
+    async def _run(self, n: int, fn, *args):
+        """``fn(*args)`` for ``n`` rows: on the event loop when small (a thread hop costs more than a
+        one-row step when both wait for the GIL), in a worker thread when large (so a big batch
+        does not hold up the other requests)."""
+        if n <= self.settings.serving.inline_max_rows:
+            return fn(*args)
+        return await anyio.to_thread.run_sync(fn, *args)
+
     # -- the model step, batched across requests ------------------------------------------------
 
     @staticmethod
@@ -132,8 +140,8 @@ class ChurnWarningService:
         """One model call for the rows of every request in the batch: per request (proba, base, contributions)."""
         x = np.concatenate(batches)
         metrics()["batch"].observe(len(x))
-        proba, expl = await anyio.to_thread.run_sync(self.loaded.model.predict_and_explain, x,
-                                                     self.settings.serving.model_threads)
+        proba, expl = await self._run(len(x), self.loaded.model.predict_and_explain, x,
+                                      self.settings.serving.model_threads)
         out = np.column_stack([proba, expl.base_values, expl.contributions])
         return np.split(out, np.cumsum([len(b) for b in batches])[:-1])
 
@@ -151,8 +159,8 @@ class ChurnWarningService:
             x = Xg[FEATURE_NAMES].to_numpy(dtype="float64")[:, self.columns]
             out = await self._model_step(x)
             expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
-            scored = await anyio.to_thread.run_sync(
-                lambda: score_with_reasons(self.loaded.model, Xg, self.settings, lang, proba=out[:, 0],
+            scored = await self._run(
+                len(Xg), lambda: score_with_reasons(self.loaded.model, Xg, self.settings, lang, proba=out[:, 0],
                                            explanation=expl))
         m, it, result = metrics(), iter(scored), []
         for sid, ts, st in zip(ids, stamps, status):
@@ -197,7 +205,7 @@ class ChurnWarningService:
         if blank:
             raise ApiError(400, f"subscriber ids must be non-empty strings (blank at positions {blank})")
         try:
-            rows = await anyio.to_thread.run_sync(online_features, self.store, ids, True)
+            rows = await self._run(len(ids), online_features, self.store, ids, True)
         except Exception as exc:  # noqa: BLE001 - the store failing is not the caller's fault, and not a 500
             log.exception("online store read failed")
             raise ApiError(503, f"the online feature store is unavailable: {type(exc).__name__}",
