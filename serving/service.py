@@ -155,7 +155,7 @@ class ChurnWarningService:
         good = np.array([s == "ok" for s in status], dtype=bool)
         scored: list[dict] = []
         if good.any():
-            Xg = X.loc[good].reset_index(drop=True)
+            Xg = X if good.all() else X.loc[good].reset_index(drop=True)  # the common case copies nothing
             x = Xg[FEATURE_NAMES].to_numpy(dtype="float64")[:, self.columns]
             out = await self._model_step(x)
             expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
@@ -185,8 +185,8 @@ class ChurnWarningService:
         return (f"stale features for {sid!r}: computed {ts:%Y-%m-%d}, {self._age(ts)} days before "
                 f"{cfg.reference_day()} (bound serving.max_feature_age_days = {cfg.max_feature_age_days})")
 
-    def _age(self, ts) -> int:
-        return (self.settings.serving.reference_day() - pd.Timestamp(ts).tz_convert("UTC").date()).days
+    def _age(self, ts: dt.datetime) -> int:
+        return (self.settings.serving.reference_day() - ts.astimezone(dt.timezone.utc).date()).days
 
     def _status(self, known: np.ndarray, stamps: list) -> list[str]:
         bound = self.settings.serving.max_feature_age_days
@@ -198,6 +198,7 @@ class ChurnWarningService:
             raise ApiError(400, f"too many {what}: {n} > max_batch {self.settings.serving.max_batch}")
 
     async def _by_ids(self, ids: list[str], lang: Lang, request) -> list[ChurnWarning]:
+        from features.catalogue import FEATURE_NAMES
         from features.store import online_features
 
         self._check_size(len(ids), "subscriber_ids")
@@ -210,8 +211,8 @@ class ChurnWarningService:
             log.exception("online store read failed")
             raise ApiError(503, f"the online feature store is unavailable: {type(exc).__name__}",
                            "unavailable") from exc
-        known = rows.drop(columns=["subscriber_id", "event_timestamp"]).notna().all(axis=1).to_numpy()
-        stamps = [ts.to_pydatetime() if k else None for ts, k in zip(rows["event_timestamp"], known)]
+        known = ~np.isnan(rows[FEATURE_NAMES].to_numpy(dtype="float64")).any(axis=1)
+        stamps = [ts if k else None for ts, k in zip(rows["event_timestamp"].dt.to_pydatetime(), known)]
         return await self._score(ids, rows, stamps, lang, self._status(known, stamps), request)
 
     async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
