@@ -63,10 +63,14 @@ class Calibrator:
         raise ValueError(f"unknown calibration method {method!r}")
 
     def __call__(self, raw) -> np.ndarray:
+        # the fitted maps evaluated with numpy directly: the estimators' own predict() validates its
+        # input first, which costs more than the map itself on a single-subscriber request
         raw = np.asarray(raw, dtype=float)
-        if self.method == "isotonic":
-            return (1 - _TIE_BREAK) * self.model.predict(raw) + _TIE_BREAK * raw
-        return self.model.predict_proba(_logit(raw))[:, 1]
+        if self.method == "isotonic":  # IsotonicRegression(out_of_bounds="clip"): linear between thresholds
+            level = np.interp(raw, self.model.X_thresholds_, self.model.y_thresholds_)
+            return (1 - _TIE_BREAK) * level + _TIE_BREAK * raw
+        z = _logit(raw)[:, 0] * self.model.coef_[0, 0] + self.model.intercept_[0]
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def choose_calibrator(raw, y, seed: int = 7, folds: int = 5) -> tuple[Calibrator, dict[str, dict[str, float]]]:

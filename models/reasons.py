@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from features.catalogue import BY_NAME
-from models.churn_model import Explanation
+from models.churn_model import Explanation, in_order
 from pipelines.config import REPO_ROOT, Settings
 
 REASONS_FILE = REPO_ROOT / "configs" / "reasons.yaml"
@@ -94,8 +94,10 @@ def top_reasons(
     k = k or settings.serving.top_reasons
     contrib = explanation.contributions
     order = np.argsort(-contrib, axis=1, kind="stable")
-    values = X[explanation.features]
-    numeric = [pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d) for d in values.dtypes]
+    values = in_order(X, explanation.features)
+    dtypes = values.dtypes  # per column, without materialising each column as a Series
+    numeric = [pd.api.types.is_numeric_dtype(dtypes[f]) or pd.api.types.is_bool_dtype(dtypes[f])
+               for f in explanation.features]
     values = values.to_numpy(dtype=object)
     out = []
     for i, idx in enumerate(order):

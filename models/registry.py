@@ -31,6 +31,7 @@ class LoadedModel:
     version: str
     alias: str | None
     run_id: str
+    bento: str | None = None  # the Bento it was deployed in (``churn deploy``); None: loaded from the registry
 
 
 def use_tracking(settings: Settings) -> mlflow.MlflowClient:

@@ -17,7 +17,8 @@ from pipelines.config import REPO_ROOT, Settings, load_settings
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
-    "Stages: generate -> validate -> ingest -> features -> train; then serve, or run everything with demo.",
+    "Stages: generate -> validate -> ingest -> features -> train -> warn (the nightly list); then serve "
+    "(or deploy a version, serve it, rollback), or run everything with demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -143,6 +144,43 @@ def run(config: ConfigOpt = None) -> None:
 
 
 @app.command()
+def warn(
+    config: ConfigOpt = None,
+    date: Annotated[Optional[str], typer.Option(
+        "--date", help="feature date D, YYYY-MM-DD: events before D count (default: warnings.list_date, else the "
+        "day after the last ingested day)")] = None,
+    lang: Annotated[str, typer.Option(help="language of reasons and actions: en or zh")] = "en",
+    model_version: Annotated[Optional[str], typer.Option(help="registry version to score with (default: @champion)")] = None,
+) -> None:
+    """Nightly work-order list: score every subscriber active on D, keep the top by expected loss within each
+    VIP tier's capacity (warnings: in the config), explain them; writes warnings/<D>/ (parquet, CSV, HTML, JSON)
+    atomically. Exit 2 on a bad date, missing model or invalid features (an existing list is kept)."""
+    from pipelines.validate import ValidationFailed
+    from pipelines.warn import WarnError, nightly_list
+
+    settings = _cdr_only(_setup(config), "warn")
+    try:
+        model = None
+        if model_version is not None:
+            from models.registry import load_registered
+
+            try:
+                model = load_registered(settings, version=model_version)
+            except Exception as exc:
+                raise WarnError(f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}") from exc
+        result = nightly_list(settings, date, model=model, lang=lang)
+    except (WarnError, ValidationFailed) as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    s = result.summary
+    typer.echo(f"{s['listed']:,} work orders of {s['active']:,} active subscribers as of {s['date']} "
+               f"(model v{s['model']['version']}, {s['timings_s']['total']:.1f}s): {result.folder}")
+    for t in s["tiers"]:
+        typer.echo(f"  {t['tier']:<10} active {t['active']:>9,}  capacity {t['capacity']:>7,}  "
+                   f"candidates {t['candidates']:>8,}  listed {t['listed']:>7,}")
+
+
+@app.command()
 def truth(config: ConfigOpt = None) -> None:
     """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot,
     and how often the champion's top-3 reasons name each churner's true cause (reason fidelity)."""
@@ -155,16 +193,77 @@ def truth(config: ConfigOpt = None) -> None:
 def serve(
     config: ConfigOpt = None,
     port: Annotated[Optional[int], typer.Option(help="port (default: serving.port)")] = None,
-    model_version: Annotated[Optional[str], typer.Option(help="registry version to serve (default: @champion)")] = None,
+    model_version: Annotated[Optional[str], typer.Option(
+        help="serve this registry version from the working tree instead of the current deployment")] = None,
 ) -> None:
-    """Run the BentoML warning service in the foreground (Ctrl-C stops it)."""
+    """Run the warning service in the foreground (Ctrl-C stops it): the current Bento of `churn deploy` if
+    there is one, else the working tree's service with @champion."""
+    from serving.deploy import DeployError, current_bento
     from serving.server import serve_command, serve_env
 
     settings = _cdr_only(_setup(config), "serve")
-    cmd = serve_command(settings, port)
+    try:
+        bento = None if model_version else current_bento(settings)
+    except DeployError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    cmd = serve_command(settings, port, bento)
+    log.info("serving %s", f"deployed Bento {bento}" if bento else
+             f"the working tree with {'version ' + model_version if model_version else '@champion'}")
     log.info("starting: %s", " ".join(cmd))
     os.chdir(REPO_ROOT)
     os.execvpe(cmd[0], cmd, serve_env(settings, model_version))
+
+
+@app.command()
+def deploy(
+    config: ConfigOpt = None,
+    version: Annotated[Optional[str], typer.Option("--version", "-v", help="registry version to deploy (wins over --alias)")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias to deploy when --version is not given")] = "champion",
+) -> None:
+    """Build a Bento from a registered model version and make it the one `churn serve` runs."""
+    from serving.deploy import DeployError
+    from serving.deploy import deploy as do_deploy
+
+    settings = _cdr_only(_setup(config), "deploy")
+    t0 = time.monotonic()
+    try:
+        entry = do_deploy(settings, version=version, alias=alias)
+    except DeployError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    log.info("deploy done in %.1fs", time.monotonic() - t0)
+    typer.echo(f"deployment {entry['id']}: Bento {entry['bento']} serves {entry['registered_model']} "
+               f"v{entry['model_version']} ({entry['model_kind']}, run {entry['run_id']})")
+
+
+@app.command()
+def rollback(config: ConfigOpt = None) -> None:
+    """Make the Bento that was current before the current one current again (`churn serve` then runs it)."""
+    from serving.deploy import DeployError
+    from serving.deploy import rollback as do_rollback
+
+    settings = _cdr_only(_setup(config), "rollback")
+    try:
+        entry = do_rollback(settings)
+    except DeployError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"deployment {entry['id']} is current again: Bento {entry['bento']} serves "
+               f"{entry['registered_model']} v{entry['model_version']}")
+
+
+@app.command()
+def deployments(config: ConfigOpt = None) -> None:
+    """List every deploy (the current one marked *), with model version, alias, kind and training run."""
+    from serving.deploy import DeployError, format_deployments
+
+    settings = _cdr_only(_setup(config), "deployments")
+    try:
+        typer.echo(format_deployments(settings))
+    except DeployError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -184,7 +283,7 @@ def demo(
         if config is not None:
             raise typer.BadParameter("dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc")
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        log.info("dvc repro (stages: generate, validate, ingest, features, train)")
+        log.info("dvc repro (stages: generate, validate, ingest, features, train, warn)")
         res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO_ROOT, env=env)
         if res.returncode:
             raise typer.Exit(res.returncode)

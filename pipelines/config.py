@@ -13,6 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 CONFIG_ENV = "CHURNWARN_CONFIG"
+ROOT_ENV = "CHURNWARN_ROOT"
+
+
+def project_root() -> Path:
+    """What relative paths in a config resolve against: ``$CHURNWARN_ROOT``, else this checkout.
+
+    A server running a Bento imports the Bento's copy of this code, so the launcher points it back
+    at the checkout whose workdir it serves.
+    """
+    return Path(os.environ.get(ROOT_ENV) or REPO_ROOT).resolve()
 
 
 class _Strict(BaseModel):
@@ -139,12 +149,25 @@ class ServingConfig(_Strict):
                                       "the model gets 503 (overloaded)")
     inline_max_rows: int = Field(16, ge=0, description="steps on at most this many rows run on the event loop, "
                                  "larger ones in a worker thread (0: always a thread)")
-    model_threads: int = Field(1, gt=0, description="LightGBM threads per model call (1: no OpenMP fan-out "
-                               "for one row; batching gives the parallelism)")
 
     def reference_day(self) -> dt.date:
         """The day feature age is judged on."""
         return self.as_of or dt.datetime.now(dt.timezone.utc).date()
+
+
+class DeployConfig(_Strict):
+    """``churn deploy``: how a registry version becomes a Bento (serving/deploy.py)."""
+
+    bentoml_home: Path = Field(Path("bentoml"), description="BentoML home (model and Bento stores); relative "
+                               "to workdir, so every workdir deploys and rolls back on its own")
+    include: list[str] = Field(["serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
+                               description="source files copied into the Bento (patterns from the repository root)")
+    packages: list[str] = Field(["mlflow", "feast", "lightgbm", "scikit-learn", "shap", "numba", "pandas",
+                                 "numpy", "pyarrow", "pydantic", "pyyaml"],
+                                description="the Bento's Python requirements, pinned at their installed versions "
+                                "(BentoML adds itself)")
+    lock_packages: bool = Field(False, description="let BentoML resolve the requirements with `uv pip compile`; "
+                                "that needs the package index, so a build is offline only with False")
 
 
 class EvaluationConfig(_Strict):
@@ -193,6 +216,20 @@ class WarningConfig(_Strict):
         VipTier(name="silver", min_value=50, subscribers_per_manager=1000),
     ]
     non_vip_tier: str = Field("mass", description="name of the tier below every VIP tier")
+    # The nightly work-order list (pipelines/warn.py, `churn warn`): capacity per tier, then rank.
+    orders_per_manager: int = Field(5, gt=0, description="work orders one customer manager takes from one nightly "
+                                    "list: a retention call or visit with preparation and follow-up is about an "
+                                    "hour, beside the manager's own portfolio of 200-1000 VIPs")
+    mass_capacity: int = Field(2000, ge=0, description="work orders per nightly list for the non-VIP tier: the "
+                               "outbound call centre's quota (e.g. 25 agents x 80 calls a day)")
+    min_probability: float | None = Field(None, ge=0, lt=1, description="no work order below this calibrated "
+                                          "probability, even with capacity left (default: medium_risk)")
+    validate_sample: int | None = Field(50_000, gt=0, description="the feature-table suite (Great Expectations) "
+                                        "checks this many of the night's rows at random (it costs ~30 s CPU per "
+                                        "million rows); every row is still checked for duplicates and missing or "
+                                        "non-finite inputs. null: the suite on every row")
+    list_date: dt.date | None = Field(None, description="feature date of `churn warn` when --date is not given "
+                                      "(default: the day after the last ingested CDR day, the freshest list)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "WarningConfig":
@@ -201,7 +238,15 @@ class WarningConfig(_Strict):
         mins = [t.min_value for t in self.vip_tiers]
         if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
             raise ValueError(f"warnings.vip_tiers must be listed from the highest min_value down, got {mins}")
+        names = [t.name for t in self.vip_tiers] + [self.non_vip_tier]
+        if len(set(names)) != len(names):
+            raise ValueError(f"warnings: tier names must differ (vip_tiers and non_vip_tier), got {names}")
         return self
+
+    @property
+    def list_min_probability(self) -> float:
+        """The lowest calibrated probability that gets a work order."""
+        return self.medium_risk if self.min_probability is None else self.min_probability
 
 
 class Settings(_Strict):
@@ -216,6 +261,7 @@ class Settings(_Strict):
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    deploy: DeployConfig = DeployConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     warnings: WarningConfig = WarningConfig()
     config_path: Path | None = None
@@ -276,18 +322,27 @@ class Settings(_Strict):
     def artifact_root(self) -> Path:
         return self.workdir / "mlartifacts"
 
+    @property
+    def bentoml_home(self) -> Path:
+        return self.workdir / self.deploy.bentoml_home
+
+    @property
+    def deployments_file(self) -> Path:
+        """The deploy history and which Bento is current (``churn deploy`` / ``rollback``)."""
+        return self.workdir / "deployments.json"
+
 
 def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:
     """Read a YAML config (default: $CHURNWARN_CONFIG or configs/default.yaml).
 
-    A relative ``workdir`` is taken relative to the repository root, so the CLI, DVC and the
+    A relative ``workdir`` is taken relative to the repository root (:func:`project_root`), so the CLI, DVC and the
     BentoML server agree on where outputs live whatever their current directory.
     """
     path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
     raw = yaml.safe_load(path.read_text()) or {}
     raw.update(overrides)
     settings = Settings.model_validate(raw)
-    workdir = settings.workdir if settings.workdir.is_absolute() else (REPO_ROOT / settings.workdir)
+    workdir = settings.workdir if settings.workdir.is_absolute() else (project_root() / settings.workdir)
     return settings.model_copy(update={"workdir": workdir.resolve(), "config_path": path})
 
 
@@ -325,7 +380,7 @@ class CustomerTableConfig(_Strict):
 
     @property
     def file(self) -> Path:
-        return self.path if self.path.is_absolute() else REPO_ROOT / self.path
+        return self.path if self.path.is_absolute() else project_root() / self.path
 
     @property
     def features(self) -> list[str]:

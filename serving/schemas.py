@@ -49,6 +49,7 @@ class ModelInfo(BaseModel):
     alias: str | None = None
     kind: str
     run_id: str
+    bento: str | None = Field(None, description="the Bento tag served (`churn deploy`); null: the working tree")
 
 
 class ReasonOut(BaseModel):

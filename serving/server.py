@@ -25,15 +25,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_command(settings: Settings, port: int | None = None) -> list[str]:
+def serve_command(settings: Settings, port: int | None = None, bento: str | None = None) -> list[str]:
+    """``bentoml serve`` of a Bento tag (``churn deploy``), else of the working tree's service."""
     bentoml = Path(sys.executable).with_name("bentoml")
-    return [str(bentoml), "serve", SERVICE, "--host", settings.serving.host, "--port", str(port or settings.serving.port)]
+    return [str(bentoml), "serve", bento or SERVICE, "--host", settings.serving.host,
+            "--port", str(port or settings.serving.port)]
 
 
 def serve_env(settings: Settings, model_version: str | None = None) -> dict[str, str]:
-    env = dict(os.environ, **{CONFIG_ENV: str(settings.config_path)})
+    """The server's environment: config path, this workdir's BentoML home (where deployed Bentos live)."""
+    from serving.deploy import bentoml_env
+
+    env = bentoml_env(settings, dict(os.environ, **{CONFIG_ENV: str(settings.config_path)}))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     if model_version:
         env["CHURNWARN_MODEL_VERSION"] = str(model_version)
     return env
@@ -41,10 +45,11 @@ def serve_env(settings: Settings, model_version: str | None = None) -> dict[str,
 
 @contextlib.contextmanager
 def running_server(settings: Settings, port: int | None = None, model_version: str | None = None,
-                   timeout: float = 180, log_file: Path | None = None, env: dict[str, str] | None = None,
-                   wait_for: str = "/readyz"):
+                   timeout: float = 180, log_file: Path | None = None, bento: str | None = None,
+                   env: dict[str, str] | None = None, wait_for: str = "/readyz"):
     """Run ``bentoml serve`` until the block ends; yields the base URL once ``wait_for`` answers 200.
 
+    ``bento``: serve that Bento tag from the workdir's BentoML home (e.g. ``current_bento(settings)``).
     ``env``: extra environment for the server (e.g. ``CHURNWARN_API_KEY``); ``wait_for="/livez"``
     yields as soon as the process serves HTTP, ready or not.
     """
@@ -53,7 +58,8 @@ def running_server(settings: Settings, port: int | None = None, model_version: s
     log_file = log_file or settings.reports_dir / "server.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as out:
-        proc = subprocess.Popen(serve_command(settings, port), cwd=REPO_ROOT, env={**serve_env(settings, model_version), **(env or {})},
+        proc = subprocess.Popen(serve_command(settings, port, bento), cwd=REPO_ROOT,
+                                env={**serve_env(settings, model_version), **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout

@@ -2,9 +2,10 @@
 store) or for feature rows the caller supplies; one or many per request.
 
 Start it with ``churn serve`` (or ``bentoml serve serving.service:ChurnWarningService``); the config
-file comes from ``$CHURNWARN_CONFIG``. The model is the MLflow registry's ``champion`` unless
-``$CHURNWARN_MODEL_VERSION`` names a version. ``$CHURNWARN_API_KEY``, when set, is required on the API
-routes (serving/middleware.py).
+file comes from ``$CHURNWARN_CONFIG``. The model is the Bento's when served from one (``churn deploy``),
+else the MLflow registry's ``champion`` unless ``$CHURNWARN_MODEL_VERSION`` names a version
+(serving/model_source.py). ``$CHURNWARN_API_KEY``, when set, is required on the API routes
+(serving/middleware.py).
 
 Every route ends in the same model step: the rows of concurrent requests are gathered by BentoML's
 adaptive-batching dispatcher (the CORK dispatcher behind ``@bentoml.api(batchable=True)``) into one
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 
 import anyio.to_thread
 import bentoml
@@ -82,16 +82,15 @@ class ChurnWarningService:
 
         from features.catalogue import FEATURE_NAMES
         from features.store import get_store
-        from models.registry import load_registered
         from pipelines.config import load_settings
+        from serving.model_source import load_serving_model
 
         self.settings = load_settings()
-        version = os.environ.get("CHURNWARN_MODEL_VERSION")
-        self.loaded = load_registered(self.settings, version=version) if version else load_registered(self.settings)
+        self.loaded = load_serving_model(self.settings, ChurnWarningService)
         self.store = get_store(self.settings)
         self.model_info = ModelInfo(
             name=self.loaded.name, version=self.loaded.version, alias=self.loaded.alias,
-            kind=self.loaded.model.kind, run_id=self.loaded.run_id,
+            kind=self.loaded.model.kind, run_id=self.loaded.run_id, bento=self.loaded.bento,
         )
         model = self.loaded.model
         unserved = [f for f in model.features if f not in FEATURE_NAMES]
@@ -140,8 +139,7 @@ class ChurnWarningService:
         """One model call for the rows of every request in the batch: per request (proba, base, contributions)."""
         x = np.concatenate(batches)
         metrics()["batch"].observe(len(x))
-        proba, expl = await self._run(len(x), self.loaded.model.predict_and_explain, x,
-                                      self.settings.serving.model_threads)
+        proba, expl = await self._run(len(x), self.loaded.model.predict_and_explain, x)
         out = np.column_stack([proba, expl.base_values, expl.contributions])
         return np.split(out, np.cumsum([len(b) for b in batches])[:-1])
 
@@ -307,3 +305,10 @@ class ChurnWarningService:
 
 ChurnWarningService.add_asgi_middleware(
     RequestMiddleware, api_routes=tuple(m.route for m in ChurnWarningService.apis.values()))
+
+# BentoML 1.4 works out a list output's media type by generating its JSON schema on every response
+# (_bentoml_sdk.io_models.IOMixin.mime_type): ~15 ms of a ~20 ms single-subscriber request here
+# (py-spy). The type is known to be JSON: say so once, and the schema is no longer rebuilt.
+for _api in ChurnWarningService.apis.values():
+    if _api.output_spec.media_type is None:
+        _api.output_spec.media_type = "application/json"

@@ -149,6 +149,34 @@ def test_shap_values_add_up_to_the_model_output(trained, frames, kind):
     np.testing.assert_allclose(e.base_values + e.contributions.sum(axis=1), model.predict_logit(x), atol=1e-6)
 
 
+def test_lightgbm_contributions_are_shaps_tree_explainer_values(trained, frames):
+    """The model explains with LightGBM's built-in TreeSHAP (fast per request); it must be SHAP's own."""
+    import shap
+
+    train, _, test = frames
+    est = build_candidates(trained)["lightgbm"].fit(train[FEATURE_NAMES], train["churned"])
+    model = ChurnModel("lightgbm", list(FEATURE_NAMES), est, train[FEATURE_NAMES].sample(100, random_state=0))
+    x = test.head(40)
+    sv = shap.TreeExplainer(est)(x[FEATURE_NAMES].astype("float64"))
+    e = model.explain(x)
+    np.testing.assert_allclose(e.contributions, sv.values, atol=1e-9)
+    np.testing.assert_allclose(e.base_values, np.broadcast_to(sv.base_values, (40,)), atol=1e-9)
+    np.testing.assert_allclose(model.predict_raw(x), est.predict_proba(x[FEATURE_NAMES].astype("float64"))[:, 1])
+
+
+def test_one_row_and_many_rows_score_alike(trained, frames):
+    """Small inputs run on one thread, large ones on all cores: the numbers must not depend on it."""
+    from models.churn_model import PARALLEL_FROM_ROWS
+
+    _, _, test = frames
+    model = load_registered(trained).model
+    big = test.sample(PARALLEL_FROM_ROWS + 10, replace=True, random_state=1)
+    whole = model.explain(big).contributions
+    one = np.vstack([model.explain(big.iloc[[i]]).contributions for i in range(0, len(big), 97)])
+    np.testing.assert_array_equal(one, whole[::97])
+    np.testing.assert_array_equal(model.predict_proba(big.iloc[:5]), model.predict_proba(big)[:5])
+
+
 def test_every_feature_has_a_reason_in_both_languages():
     tpl = load_templates()
     for name in FEATURE_NAMES:

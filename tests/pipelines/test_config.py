@@ -9,6 +9,13 @@ def test_default_config_loads_with_paths_under_the_repo():
     assert s.workdir == REPO_ROOT
     assert s.tracking_uri.startswith("sqlite:///")
     assert s.features.snapshots == sorted(s.features.snapshots)
+    assert s.bentoml_home == REPO_ROOT / "bentoml" and s.deployments_file == REPO_ROOT / "deployments.json"
+
+
+def test_a_relative_workdir_follows_churnwarn_root(tmp_path, monkeypatch):
+    """A server running a Bento's copy of the code is pointed back at the checkout it serves."""
+    monkeypatch.setenv("CHURNWARN_ROOT", str(tmp_path))
+    assert load_settings().workdir == tmp_path.resolve()
 
 
 def test_unknown_key_is_rejected(tmp_path, make_config):
