@@ -75,7 +75,14 @@ def _document_errors() -> None:
 _document_errors()
 
 
-@bentoml.service(name="churnwarn", workers=1, traffic={"timeout": 60})
+def _workers() -> int:
+    """``serving.workers`` of the config the server runs with (read when BentoML imports the service)."""
+    from pipelines.config import load_settings
+
+    return load_settings().serving.workers
+
+
+@bentoml.service(name="churnwarn", workers=_workers(), traffic={"timeout": 60})
 class ChurnWarningService:
     def __init__(self) -> None:
         from bentoml._internal.marshal.dispatcher import CorkDispatcher
