@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipelines.config import load_settings  # noqa: E402
 from serving.server import running_server  # noqa: E402
 
-ROUTE = "/warn"
+SINGLE, BATCH = "/warn/subscriber", "/warn"
 
 
 def server_tree(port: int) -> psutil.Process:
@@ -58,8 +58,11 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
-def body(ids: list[str]) -> dict:
-    return {"subscriber_ids": ids}
+def post(client, ids: list[str]):
+    """One subscriber: the single route; more: the batch route."""
+    if len(ids) == 1:
+        return client.post(SINGLE, json={"subscriber_id": ids[0]})
+    return client.post(BATCH, json={"subscriber_ids": ids})
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -71,7 +74,7 @@ def sequential(url: str, ids: list[str], n: int, per_request: int = 1) -> dict:
     with httpx.Client(base_url=url, timeout=30) as c:
         for _ in range(n):
             t0 = time.perf_counter()
-            r = c.post(ROUTE, json=body(random.sample(ids, per_request)))
+            r = post(c, random.sample(ids, per_request))
             lat.append(time.perf_counter() - t0)
             errors += _errors(r)
     return {"p50": pct(lat, 50), "p99": pct(lat, 99), "mean": statistics.fmean(lat) * 1000, "n": n, "errors": errors,
@@ -81,7 +84,8 @@ def sequential(url: str, ids: list[str], n: int, per_request: int = 1) -> dict:
 def _errors(r: httpx.Response) -> int:
     if r.status_code != 200:
         return 1
-    return sum(1 for w in r.json() if w.get("error"))
+    body = r.json()
+    return sum(1 for w in (body if isinstance(body, list) else [body]) if w.get("error"))
 
 
 async def concurrent(url: str, ids: list[str], concurrency: int, seconds: float) -> dict:
@@ -95,7 +99,7 @@ async def concurrent(url: str, ids: list[str], concurrency: int, seconds: float)
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
             try:
-                r = await client.post(ROUTE, json=body([random.choice(ids)]))
+                r = await post(client, [random.choice(ids)])
                 errors += _errors(r)
             except httpx.HTTPError:
                 errors += 1
@@ -158,7 +162,7 @@ def main() -> None:
         rows.append(("batch of 100 ids, concurrency 1", batch))
         load = load_test(url, ids, args.concurrency, args.load_seconds, root)
         rows.append((f"load test {args.load_seconds:.0f} s, concurrency {args.concurrency}", load))
-    print(f"\nchurnwarn endpoint over HTTP ({url}{ROUTE}), {len(ids)} subscribers in the online store "
+    print(f"\nchurnwarn endpoint over HTTP ({url}{SINGLE} and {BATCH}), {len(ids)} subscribers in the online store "
           f"({settings.feast.online_store.type}), {psutil.cpu_count()} CPUs\n")
     print("| measure | requests | errors | p50 ms | p99 ms | mean ms | warnings/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -78,8 +78,8 @@ def read_manifest(settings: Settings) -> dict | None:
         return None
 
 
-def data_end(settings: Settings) -> dt.date | None:
-    """The day after the last ingested CDR day partition (labels cannot see past it)."""
+def ingested_days(settings: Settings) -> tuple[dt.date, dt.date] | None:
+    """First and last ingested CDR day (from the day partitions of ``data/raw/cdr``); None: none yet."""
     from pipelines.validate import PARTITION
 
     days = []
@@ -88,7 +88,13 @@ def data_end(settings: Settings) -> dt.date | None:
             days.append(dt.date.fromisoformat(p.name.split("=", 1)[1]))
         except ValueError:
             continue
-    return max(days) + dt.timedelta(days=1) if days else None
+    return (min(days), max(days)) if days else None
+
+
+def data_end(settings: Settings) -> dt.date | None:
+    """The day after the last ingested CDR day partition (labels cannot see past it)."""
+    span = ingested_days(settings)
+    return span[1] + dt.timedelta(days=1) if span else None
 
 
 @dataclass

@@ -136,6 +136,13 @@ class ChurnModel:
             raise ValueError(f"unknown model kind {self.kind!r}")
         return Explanation(base, values, list(self.features))
 
+    def predict_and_explain(self, x: np.ndarray) -> tuple[np.ndarray, Explanation]:
+        """Calibrated probabilities and SHAP explanation of numeric rows given as one float matrix
+        (columns in ``features`` order): the service's batched model step, through the same
+        :meth:`predict_proba` and :meth:`explain` as everything else."""
+        X = pd.DataFrame(np.asarray(x, dtype="float64").reshape(-1, len(self.features)), columns=self.features)
+        return self.predict_proba(X), self.explain(X)
+
     def __getstate__(self):  # the SHAP explainer is rebuilt lazily after unpickling
         state = dict(self.__dict__)
         state["_explainer"] = None

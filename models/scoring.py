@@ -10,25 +10,26 @@ import numpy as np
 import pandas as pd
 
 from models import stakes
-from models.churn_model import ChurnModel
+from models.churn_model import ChurnModel, Explanation
 from models.reasons import Lang, suggested_action, top_reasons
 from pipelines.config import Settings
 
 
 def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en",
-                       proba: np.ndarray | None = None) -> list[dict]:
+                       proba: np.ndarray | None = None, explanation: Explanation | None = None) -> list[dict]:
     """Per row: churn probability, risk tier, value at stake, expected loss, VIP tier, the top reasons
     and the suggested retention action.
 
     ``X`` holds the model's raw input columns (numbers, or text for categorical columns), plus the
     value column (``warnings.value_feature``) when it is not a model input. ``proba``: the rows'
     calibrated probabilities when the caller has already predicted them (the nightly list scores
-    everyone first, then explains only the warned rows).
+    everyone first, then explains only the warned rows). ``explanation``: the rows' SHAP explanation
+    when the caller already has it (the service's batched model step computes both at once).
     """
     if X.empty:
         return []
     proba = model.predict_proba(X) if proba is None else np.asarray(proba, dtype=float)
-    reasons = top_reasons(model.explain(X), X, settings, lang=lang)
+    reasons = top_reasons(model.explain(X) if explanation is None else explanation, X, settings, lang=lang)
     value = stakes.value_at_stake(X, settings.warnings)
     tiers, vip = stakes.risk_tier(proba, settings.warnings), stakes.vip_tier(value, settings.warnings)
     return [

@@ -133,10 +133,28 @@ class TrainingConfig(_Strict):
 
 
 class ServingConfig(_Strict):
+    """The BentoML endpoint (serving/service.py). The API key is not here: it comes from the
+    environment (``$CHURNWARN_API_KEY``) so it never lands in a config file."""
+
     host: str = "127.0.0.1"
     port: int = 3000
     top_reasons: int = Field(3, gt=0)
-    max_batch: int = Field(1000, gt=0)
+    max_batch: int = Field(1000, gt=0, description="most subscriber ids or feature rows in one request")
+    max_feature_age_days: int = Field(35, gt=0, description="a warning is refused (stale) when its features are "
+                                      "older than this on `as_of` (monthly snapshots: a month and a few days)")
+    as_of: dt.date | None = Field(None, description="the day feature age is judged on; None: today (UTC), "
+                                  "what production wants")
+    batch_max_size: int = Field(256, gt=1, description="adaptive batching: most rows in one model call")
+    batch_max_latency_ms: int = Field(2000, gt=0, description="adaptive batching: a request waiting longer for "
+                                      "the model gets 503 (overloaded)")
+    inline_max_rows: int = Field(16, ge=0, description="steps on at most this many rows run on the event loop, "
+                                 "larger ones in a worker thread (0: always a thread)")
+    workers: int = Field(2, ge=1, description="BentoML worker processes; each holds the model and an online-store "
+                         "connection (~450 MiB); one per core (2 workers: +40% warnings/s at concurrency 32 here)")
+
+    def reference_day(self) -> dt.date:
+        """The day feature age is judged on."""
+        return self.as_of or dt.datetime.now(dt.timezone.utc).date()
 
 
 class DeployConfig(_Strict):

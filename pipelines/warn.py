@@ -70,18 +70,13 @@ class WarnResult:
 
 # Dates ----------------------------------------------------------------------------------------------
 def ingested_days(settings: Settings) -> tuple[dt.date, dt.date]:
-    """First and last ingested CDR day (from the day partitions of ``data/raw/cdr``)."""
-    from pipelines.validate import PARTITION
+    """First and last ingested CDR day; a clear error before anything is ingested."""
+    from features.manifest import ingested_days as span
 
-    days = []
-    for p in (settings.raw_dir / "cdr").glob(f"{PARTITION}=*"):
-        try:
-            days.append(dt.date.fromisoformat(p.name.split("=", 1)[1]))
-        except ValueError:
-            continue
-    if not days:
+    days = span(settings)
+    if days is None:
         raise WarnError(f"no ingested call records in {settings.raw_dir / 'cdr'}: run `churn ingest` first")
-    return min(days), max(days)
+    return days
 
 
 def resolve_date(settings: Settings, date: dt.date | str | None) -> dt.date:

@@ -1,10 +1,46 @@
-"""Response schemas of the churn-warning API (they also shape its OpenAPI spec)."""
+"""Request and response schemas of the churn-warning API (they also shape its OpenAPI spec).
+
+A feature row's fields come from the feature catalogue: each feature is a required finite number
+within the catalogue's range, so a missing column, a non-number, NaN/inf or an out-of-range value
+is refused by validation (400, naming the row and the field) before anything is scored.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from features.catalogue import CATALOGUE
+
+Lang = Literal["en", "zh"]
+Status = Literal["ok", "unknown", "stale"]
+SubscriberId = Annotated[str, Field(min_length=1, max_length=128, description="subscriber id")]
+
+
+def _feature_field(f) -> tuple:
+    rng = f" Valid range: {'-inf' if f.lo is None else f.lo} .. {'inf' if f.hi is None else f.hi}."
+    return (Annotated[float, Field(strict=True, allow_inf_nan=False, ge=f.lo, le=f.hi,
+                                   description=f"{f.meaning} [{f.unit}], {f.window}.{rng}")], ...)
+
+
+FeatureValues = create_model(
+    "FeatureValues",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One subscriber's feature values, every catalogue feature (docs/features.md), as numbers.",
+    **{f.name: _feature_field(f) for f in CATALOGUE},
+)
+
+
+class FeatureRow(BaseModel):
+    """A subscriber's features supplied by the caller (a system that holds its own data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    subscriber_id: SubscriberId
+    features: FeatureValues  # type: ignore[valid-type]
+    feature_timestamp: dt.datetime | None = Field(None, description="when the values were computed; when given, "
+                                                  "rows older than serving.max_feature_age_days are refused (stale)")
 
 
 class ModelInfo(BaseModel):
@@ -32,6 +68,8 @@ class ActionOut(BaseModel):
 
 class ChurnWarning(BaseModel):
     subscriber_id: str
+    status: Status = Field("ok", description="ok: scored; unknown: no features in the online store; stale: "
+                           "features older than serving.max_feature_age_days (no score for either)")
     churn_probability: float | None = Field(None, ge=0, le=1, description="calibrated probability of churn "
                                             "within the label horizon")
     risk_tier: Literal["high", "medium", "low"] | None = Field(None, description="by warnings.high_risk / medium_risk")
@@ -39,6 +77,14 @@ class ChurnWarning(BaseModel):
     expected_loss: float | None = Field(None, description="churn_probability x value_at_stake: what the list ranks by")
     vip_tier: str | None = Field(None, description="VIP tier by monthly value (diamond / gold / silver / mass)")
     model: ModelInfo
+    feature_timestamp: dt.datetime | None = Field(None, description="event time of the features scored (UTC)")
     reasons: list[ReasonOut] = []
     action: ActionOut | None = None
     error: str | None = Field(None, description="set instead of a score when the id cannot be scored")
+
+
+class ErrorOut(BaseModel):
+    """The body of every 4xx/5xx answer the service writes itself."""
+
+    error: str
+    detail: list[dict] = []

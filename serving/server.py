@@ -45,17 +45,21 @@ def serve_env(settings: Settings, model_version: str | None = None) -> dict[str,
 
 @contextlib.contextmanager
 def running_server(settings: Settings, port: int | None = None, model_version: str | None = None,
-                   timeout: float = 180, log_file: Path | None = None, bento: str | None = None):
-    """Run ``bentoml serve`` until the block ends; yields the base URL once /readyz answers 200.
+                   timeout: float = 180, log_file: Path | None = None, bento: str | None = None,
+                   env: dict[str, str] | None = None, wait_for: str = "/readyz"):
+    """Run ``bentoml serve`` until the block ends; yields the base URL once ``wait_for`` answers 200.
 
     ``bento``: serve that Bento tag from the workdir's BentoML home (e.g. ``current_bento(settings)``).
+    ``env``: extra environment for the server (e.g. ``CHURNWARN_API_KEY``); ``wait_for="/livez"``
+    yields as soon as the process serves HTTP, ready or not.
     """
     port = port or free_port()
     url = f"http://{settings.serving.host}:{port}"
     log_file = log_file or settings.reports_dir / "server.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as out:
-        proc = subprocess.Popen(serve_command(settings, port, bento), cwd=REPO_ROOT, env=serve_env(settings, model_version),
+        proc = subprocess.Popen(serve_command(settings, port, bento), cwd=REPO_ROOT,
+                                env={**serve_env(settings, model_version), **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
@@ -64,7 +68,7 @@ def running_server(settings: Settings, port: int | None = None, model_version: s
                     raise RuntimeError(f"server exited with {proc.returncode}; see {log_file}:\n"
                                        + log_file.read_text()[-3000:])
                 try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    if httpx.get(f"{url}{wait_for}", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass

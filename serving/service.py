@@ -1,30 +1,93 @@
-"""BentoML service: churn warnings with reasons for subscriber ids, from the Feast online store.
+"""BentoML service: churn warnings with reasons, for subscriber ids (features from the Feast online
+store) or for feature rows the caller supplies; one or many per request.
 
 Start it with ``churn serve`` (or ``bentoml serve serving.service:ChurnWarningService``); the config
 file comes from ``$CHURNWARN_CONFIG``. The model is the Bento's when served from one (``churn deploy``),
 else the MLflow registry's ``champion`` unless ``$CHURNWARN_MODEL_VERSION`` names a version
-(serving/model_source.py).
+(serving/model_source.py). ``$CHURNWARN_API_KEY``, when set, is required on the API routes
+(serving/middleware.py).
+
+Every route ends in the same model step: the rows of concurrent requests are gathered by BentoML's
+adaptive-batching dispatcher (the CORK dispatcher behind ``@bentoml.api(batchable=True)``) into one
+model call, then each request turns its own rows into warnings with ``models.scoring``. The
+dispatcher is called in-process rather than through a batchable API route: that route would add an
+HTTP round trip through the whole middleware stack to every single-subscriber request and expose
+the raw model step as an unauthenticated internal endpoint.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import os
-from typing import Literal
 
+import anyio.to_thread
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument
+import pandas as pd
 from pydantic import Field
+from starlette.responses import JSONResponse
 
-from serving.schemas import ChurnWarning, ModelInfo
+from serving.middleware import RequestMiddleware, metrics
+from serving.schemas import ChurnWarning, ErrorOut, FeatureRow, Lang, ModelInfo, SubscriberId
 
 log = logging.getLogger("churnwarn.serving")
 
 
-@bentoml.service(name="churnwarn", workers=1, traffic={"timeout": 60})
+class ApiError(Exception):
+    """A refusal with its HTTP status; ``outcome`` is what the request counter records."""
+
+    def __init__(self, status: int, message: str, outcome: str = "invalid", detail: list | None = None):
+        super().__init__(message)
+        self.status, self.outcome, self.detail = status, outcome, detail or []
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(ErrorOut(error=str(self), detail=self.detail).model_dump(), status_code=self.status)
+
+
+ERRORS = {
+    400: "malformed body, wrong types, invalid feature values (`detail[].loc` names the row and field) or too "
+         "large a batch",
+    401: "missing or wrong API key (only when $CHURNWARN_API_KEY is set)",
+    404: "unknown subscriber id (single-subscriber route)",
+    422: "stale features: older than serving.max_feature_age_days (single-subscriber and single-row routes)",
+    500: "a bug: never for bad input",
+    503: "not ready (online store unavailable) or overloaded",
+}
+
+
+def _document_errors() -> None:
+    """Put the errors this service answers with into its OpenAPI spec.
+
+    BentoML 1.4 documents 400/404/500 on every route with a schema whose ``detail`` is a string; the
+    answers here are :data:`ERRORS` with an :class:`ErrorOut` body (BentoML's own validation errors
+    have the same shape). BentoML has no public hook for a service's error responses, so this fills
+    the table its spec generator reads (a test checks /docs.json).
+    """
+    from _bentoml_sdk.service import openapi
+    from bentoml._internal.service.openapi.specification import MediaType, Response, Schema
+
+    schema = Schema(**ErrorOut.model_json_schema())
+    openapi.error_responses.clear()
+    openapi.error_responses.update({code: Response(description=why, content={"application/json": MediaType(
+        schema=schema)}) for code, why in ERRORS.items()})
+
+
+_document_errors()
+
+
+def _workers() -> int:
+    """``serving.workers`` of the config the server runs with (read when BentoML imports the service)."""
+    from pipelines.config import load_settings
+
+    return load_settings().serving.workers
+
+
+@bentoml.service(name="churnwarn", workers=_workers(), traffic={"timeout": 60})
 class ChurnWarningService:
     def __init__(self) -> None:
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+        from features.catalogue import FEATURE_NAMES
         from features.store import get_store
         from pipelines.config import load_settings
         from serving.model_source import load_serving_model
@@ -36,46 +99,219 @@ class ChurnWarningService:
             name=self.loaded.name, version=self.loaded.version, alias=self.loaded.alias,
             kind=self.loaded.model.kind, run_id=self.loaded.run_id, bento=self.loaded.bento,
         )
-        log.info("loaded %s v%s (%s) from %s", self.loaded.name, self.loaded.version, self.loaded.model.kind,
+        model = self.loaded.model
+        unserved = [f for f in model.features if f not in FEATURE_NAMES]
+        if unserved or model.categories:
+            raise RuntimeError(f"model {self.loaded.name} v{self.loaded.version} needs columns the feature store "
+                               f"does not serve ({unserved or list(model.categories)}): it cannot be served here")
+        self.columns = [FEATURE_NAMES.index(f) for f in model.features]  # catalogue order -> model order
+        cfg = self.settings.serving
+        self._model_step = CorkDispatcher(
+            max_latency_in_ms=cfg.batch_max_latency_ms, max_batch_size=cfg.batch_max_size,
+            fallback=self._overloaded, get_batch_size=len, batch_dim=(0, 0),
+        )(self._model_batch)
+        metrics()
+        log.disabled = False  # BentoML's logging set-up (root at WARNING) would hide the request log lines
+        logging.getLogger("churnwarn").setLevel(logging.INFO)
+        log.info("loaded %s v%s (%s) from %s", self.loaded.name, self.loaded.version, model.kind,
                  self.settings.tracking_uri)
 
-    @bentoml.api(route="/warn")
-    def warn(
-        self,
-        subscriber_ids: list[str] = Field(..., description="subscriber ids to score", min_length=1),
-        lang: Literal["en", "zh"] = "en",
-    ) -> list[ChurnWarning]:
-        """Churn probability, model version and top reasons per subscriber id (order kept).
-
-        An id with no features in the online store gets a per-item ``error`` and no score.
-        """
+    def __is_ready__(self) -> bool:
+        """Ready once the model is loaded and the online store answers (one probe read)."""
         from features.store import online_features
+
+        try:
+            online_features(self.store, ["__readyz__"])
+        except Exception as exc:  # noqa: BLE001 - any failure of the store means not ready
+            log.warning("not ready: the online store does not answer: %s", exc)
+            return False
+        return self.loaded is not None
+
+    async def _run(self, n: int, fn, *args):
+        """``fn(*args)`` for ``n`` rows: on the event loop when small (a thread hop costs more than a
+        one-row step when both wait for the GIL), in a worker thread when large (so a big batch
+        does not hold up the other requests)."""
+        if n <= self.settings.serving.inline_max_rows:
+            return fn(*args)
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    # -- the model step, batched across requests ------------------------------------------------
+
+    @staticmethod
+    def _overloaded():
+        raise ApiError(503, "overloaded: the model step did not start within serving.batch_max_latency_ms",
+                       "unavailable")
+
+    async def _model_batch(self, batches: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """One model call for the rows of every request in the batch: per request (proba, base, contributions)."""
+        x = np.concatenate(batches)
+        metrics()["batch"].observe(len(x))
+        proba, expl = await self._run(len(x), self.loaded.model.predict_and_explain, x)
+        out = np.column_stack([proba, expl.base_values, expl.contributions])
+        return np.split(out, np.cumsum([len(b) for b in batches])[:-1])
+
+    async def _score(self, ids: list[str], X: pd.DataFrame, stamps: list, lang: Lang,
+                     status: list[str], request) -> list[ChurnWarning]:
+        """Warnings for rows ``X`` (catalogue columns); rows whose status is not ``ok`` get no score."""
+        from features.catalogue import FEATURE_NAMES
+        from models.churn_model import Explanation
         from models.scoring import score_with_reasons
 
-        if len(subscriber_ids) > self.settings.serving.max_batch:
-            raise InvalidArgument(
-                f"too many subscriber_ids: {len(subscriber_ids)} > max_batch {self.settings.serving.max_batch}"
-            )
-        blank = [i for i, s in enumerate(subscriber_ids) if not s.strip()]
-        if blank:
-            raise InvalidArgument(f"subscriber_ids must be non-empty strings (blank at positions {blank})")
-        rows = online_features(self.store, subscriber_ids).drop(columns="subscriber_id")
-        known = ~np.isnan(rows.to_numpy()).any(axis=1)
-        scored = iter(score_with_reasons(self.loaded.model, rows if known.all() else rows[known], self.settings, lang))
-        out = []
-        for sid, ok in zip(subscriber_ids, known):
-            if ok:
-                out.append(ChurnWarning(subscriber_id=sid, model=self.model_info, **next(scored)))
+        good = np.array([s == "ok" for s in status], dtype=bool)
+        scored: list[dict] = []
+        if good.any():
+            Xg = X if good.all() else X.loc[good].reset_index(drop=True)  # the common case copies nothing
+            x = Xg[FEATURE_NAMES].to_numpy(dtype="float64")[:, self.columns]
+            out = await self._model_step(x)
+            expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
+            scored = await self._run(
+                len(Xg), lambda: score_with_reasons(self.loaded.model, Xg, self.settings, lang, proba=out[:, 0],
+                                           explanation=expl))
+        m, it, result = metrics(), iter(scored), []
+        for sid, ts, st in zip(ids, stamps, status):
+            m["warnings"].labels(st).inc()
+            if st == "ok":
+                w = next(it)
+                m["score"].observe(w["churn_probability"])
+                result.append(ChurnWarning(subscriber_id=sid, model=self.model_info, feature_timestamp=ts, **w))
             else:
-                out.append(ChurnWarning(subscriber_id=sid, model=self.model_info,
-                                   error=f"unknown subscriber {sid!r}: no features in the online store"))
-        return out
+                result.append(ChurnWarning(subscriber_id=sid, status=st, model=self.model_info,
+                                           feature_timestamp=ts, error=self._why(sid, st, ts)))
+        if request is not None:
+            outcomes = set(status)
+            request.state.n = len(ids)
+            request.state.outcome = "ok" if "ok" in outcomes or len(outcomes) != 1 else status[0]
+        return result
+
+    def _why(self, sid: str, status: str, ts) -> str:
+        if status == "unknown":
+            return f"unknown subscriber {sid!r}: no features in the online store"
+        cfg = self.settings.serving
+        return (f"stale features for {sid!r}: computed {ts:%Y-%m-%d}, {self._age(ts)} days before "
+                f"{cfg.reference_day()} (bound serving.max_feature_age_days = {cfg.max_feature_age_days})")
+
+    def _age(self, ts: dt.datetime) -> int:
+        return (self.settings.serving.reference_day() - ts.astimezone(dt.timezone.utc).date()).days
+
+    def _status(self, known: np.ndarray, stamps: list) -> list[str]:
+        bound = self.settings.serving.max_feature_age_days
+        return ["unknown" if not k else "stale" if ts is not None and self._age(ts) > bound else "ok"
+                for k, ts in zip(known, stamps)]
+
+    def _check_size(self, n: int, what: str) -> None:
+        if n > self.settings.serving.max_batch:
+            raise ApiError(400, f"too many {what}: {n} > max_batch {self.settings.serving.max_batch}")
+
+    async def _by_ids(self, ids: list[str], lang: Lang, request) -> list[ChurnWarning]:
+        from features.catalogue import FEATURE_NAMES
+        from features.store import online_features
+
+        self._check_size(len(ids), "subscriber_ids")
+        blank = [i for i, s in enumerate(ids) if not s.strip()]
+        if blank:
+            raise ApiError(400, f"subscriber ids must be non-empty strings (blank at positions {blank})")
+        try:
+            rows = await self._run(len(ids), online_features, self.store, ids, True)
+        except Exception as exc:  # noqa: BLE001 - the store failing is not the caller's fault, and not a 500
+            log.exception("online store read failed")
+            raise ApiError(503, f"the online feature store is unavailable: {type(exc).__name__}",
+                           "unavailable") from exc
+        known = ~np.isnan(rows[FEATURE_NAMES].to_numpy(dtype="float64")).any(axis=1)
+        stamps = [ts if k else None for ts, k in zip(rows["event_timestamp"].dt.to_pydatetime(), known)]
+        return await self._score(ids, rows, stamps, lang, self._status(known, stamps), request)
+
+    async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
+        from features.catalogue import FEATURE_NAMES
+
+        self._check_size(len(rows), "rows")
+        X = pd.DataFrame([r.features.model_dump() for r in rows], columns=FEATURE_NAMES)
+        stamps = [r.feature_timestamp if r.feature_timestamp is None or r.feature_timestamp.tzinfo
+                  else r.feature_timestamp.replace(tzinfo=dt.timezone.utc) for r in rows]
+        status = self._status(np.ones(len(rows), dtype=bool), stamps)
+        return await self._score([r.subscriber_id for r in rows], X, stamps, lang, status, request)
+
+    @staticmethod
+    def _refuse(err: ApiError, ctx: bentoml.Context) -> JSONResponse:
+        ctx.request.state.outcome = err.outcome
+        ctx.response.status_code = err.status  # BentoML sets a ctx-taking API's status from ctx, not the response
+        return err.response()
+
+    # -- the API ------------------------------------------------------------------------------
+
+    @bentoml.api(route="/warn")
+    async def warn(
+        self,
+        subscriber_ids: list[SubscriberId] = Field(..., description="subscriber ids to score (at most "
+                                                   "serving.max_batch)", min_length=1),
+        lang: Lang = "en",
+        ctx: bentoml.Context = None,
+    ) -> list[ChurnWarning]:
+        """Warnings for many subscriber ids, features from the online store, in request order.
+
+        An id with no features in the online store, or with features older than
+        ``serving.max_feature_age_days``, gets ``status`` unknown / stale, an ``error`` and no score.
+        """
+        try:
+            return await self._by_ids(subscriber_ids, lang, ctx.request)
+        except ApiError as err:
+            return self._refuse(err, ctx)
+
+    @bentoml.api(route="/warn/subscriber")
+    async def warn_subscriber(
+        self, subscriber_id: SubscriberId, lang: Lang = "en", ctx: bentoml.Context = None,
+    ) -> ChurnWarning:
+        """The warning for one subscriber id, features from the online store.
+
+        404 when the store has no features for the id, 422 when they are older than
+        ``serving.max_feature_age_days``.
+        """
+        try:
+            w = (await self._by_ids([subscriber_id], lang, ctx.request))[0]
+            if w.status == "unknown":
+                raise ApiError(404, w.error, "unknown")
+            if w.status == "stale":
+                raise ApiError(422, w.error, "stale")
+            return w
+        except ApiError as err:
+            return self._refuse(err, ctx)
+
+    @bentoml.api(route="/warn/rows")
+    async def warn_rows(
+        self,
+        rows: list[FeatureRow] = Field(..., description="feature rows to score (at most serving.max_batch)",
+                                       min_length=1),
+        lang: Lang = "en",
+        ctx: bentoml.Context = None,
+    ) -> list[ChurnWarning]:
+        """Warnings for feature rows the caller supplies (every catalogue feature), in request order.
+
+        A row with a ``feature_timestamp`` older than ``serving.max_feature_age_days`` gets ``status``
+        stale and no score.
+        """
+        try:
+            return await self._by_rows(rows, lang, ctx.request)
+        except ApiError as err:
+            return self._refuse(err, ctx)
+
+    @bentoml.api(route="/warn/row")
+    async def warn_row(self, row: FeatureRow, lang: Lang = "en", ctx: bentoml.Context = None) -> ChurnWarning:
+        """The warning for one feature row the caller supplies; 422 when its ``feature_timestamp`` is stale."""
+        try:
+            w = (await self._by_rows([row], lang, ctx.request))[0]
+            if w.status == "stale":
+                raise ApiError(422, w.error, "stale")
+            return w
+        except ApiError as err:
+            return self._refuse(err, ctx)
 
     @bentoml.api(route="/model")
     def model(self) -> ModelInfo:
         """Which registered model version this server scores with."""
         return self.model_info
 
+
+ChurnWarningService.add_asgi_middleware(
+    RequestMiddleware, api_routes=tuple(m.route for m in ChurnWarningService.apis.values()))
 
 # BentoML 1.4 works out a list output's media type by generating its JSON schema on every response
 # (_bentoml_sdk.io_models.IOMixin.mime_type): ~15 ms of a ~20 ms single-subscriber request here

@@ -36,3 +36,16 @@ def test_training_and_serving_see_the_same_values_for_the_same_subscriber_and_da
     online = online_features(get_store(trained), ids)
     pd.testing.assert_frame_equal(hist.set_index("subscriber_id").loc[ids, FEATURE_NAMES],
                                   online.set_index("subscriber_id").loc[ids, FEATURE_NAMES], check_exact=True)
+
+
+def test_online_features_can_carry_their_event_timestamps(trained):
+    table = pd.read_parquet(trained.feature_table)
+    newest = table["event_timestamp"].max()
+    ids = table.loc[table["event_timestamp"] == newest, "subscriber_id"].head(3).tolist()
+    online = online_features(get_store(trained), [*ids, "S-NOBODY"], event_timestamps=True)
+    newest = pd.Timestamp(newest)
+    newest = newest.tz_localize("UTC") if newest.tz is None else newest.tz_convert("UTC")
+    assert list(online["event_timestamp"][:3]) == [newest] * 3
+    assert pd.isna(online["event_timestamp"].iloc[3])
+    plain = online_features(get_store(trained), ids)
+    assert "event_timestamp" not in plain and plain.equals(online.drop(columns="event_timestamp")[:3])
