@@ -133,7 +133,9 @@ def load_test(url: str, ids: list[str], concurrency: int, seconds: float, root: 
     rss = np.array([s for _, s in samples], dtype=float)
     tenth = max(1, len(rss) // 6)  # the first ~10 s: warm-up
     res.update(rss_start=rss[tenth] / 2**20, rss_end=rss[-1] / 2**20, rss_max=rss.max() / 2**20,
-               growth=float(rss[-1] / rss[tenth] - 1))
+               growth=float(rss[-1] / rss[tenth] - 1),
+               series=[(t, r / 2**20) for t, r in samples if int(t) % 10 == 0 or t == samples[-1][0]],
+               late_growth=float(rss[-1] / rss[len(rss) // 2] - 1))
     return res
 
 
@@ -169,7 +171,9 @@ def main() -> None:
     for name, r in rows:
         print(f"| {name} | {r['n']:,} | {r['errors']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | {r['per_s']:,.0f} |")
     print(f"\nload test memory (server process tree RSS): {load['rss_start']:.0f} MiB after warm-up, "
-          f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%})")
+          f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%}; "
+          f"second half {load['late_growth']:+.1%})")
+    print("RSS over the load test: " + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m in load["series"]))
     target = "met" if one["p99"] < 20 else "NOT met"
     print(f"target p99 < 20 ms at concurrency 1: {target} ({one['p99']:.1f} ms)")
     if load["errors"] or load["growth"] > 0.10:
