@@ -44,9 +44,9 @@ def test_main_command_from_a_fresh_clone(tmp_path):
                          timeout=900, stdin=subprocess.DEVNULL)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
-    assert "churn warnings - model churnwarn v1 (@champion" in out
+    assert "churn warnings by expected loss - model churnwarn v1 (@champion" in out
     assert "unknown subscriber 'S9999999'" in out
     assert "P(churn 30d)" in out
-    for stage in ("generate", "validate", "features", "train"):
+    for stage in ("generate", "validate", "features", "train", "warn"):
         assert f"Running stage '{stage}'" in out
     assert (clone / "dvc.lock").exists() and (clone / "data" / "feast" / "online_store.db").exists()
