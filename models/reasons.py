@@ -76,6 +76,12 @@ def _sentence(feature: str, value: float | str, contribution: float, lang: Lang,
         "plan_en": "Postpaid" if value >= 0.5 else "Prepaid",
         "plan_zh": "后付费" if value >= 0.5 else "预付费",
     }
+    if "at_zero" in spec and value == 0:
+        spec = spec["at_zero"]  # e.g. "ends in 0 days" for a contract that has already ended
+    beyond = spec.get("beyond_renewal_window")
+    if beyond is not None and value > settings.features.renewal_window_days:
+        spec = beyond  # e.g. a contract 200 days from its end is not "expiring"
+        fields["window"] = settings.features.renewal_window_days
     if contribution > 0:
         return spec["code"], spec[lang].format(**fields), spec["action"]
     return spec["code"], tpl["lowers"][lang].format(**fields), "none"

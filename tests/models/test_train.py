@@ -8,7 +8,7 @@ import pytest
 
 from features.catalogue import FEATURE_NAMES
 from models.churn_model import ChurnModel
-from models.reasons import load_templates, top_reasons
+from models.reasons import load_templates, suggested_action, top_reasons
 from models.registry import load_registered, use_tracking
 from models.scoring import score_with_reasons
 from models.train import build_candidates, split_out_of_time, train
@@ -227,3 +227,20 @@ def test_reasons_are_distinct_codes_strongest_feature_first(trained):
         ("USAGE_DROP", "minutes_change_pct"), ("COMPETITOR_HOTLINE", "competitor_hotline_calls_30d"),
         ("COMPLAINTS", "complaints_90d")]
     assert reasons[0].sentence == "Call minutes down 80% vs. the previous 60 days"
+
+
+def test_a_contract_far_from_its_end_is_not_called_expiring(trained):
+    """Beyond the renewal window, days_to_contract_end names no expiry and asks for no renewal offer."""
+    from models.churn_model import Explanation
+
+    window = trained.features.renewal_window_days
+    x = pd.DataFrame({"days_to_contract_end": [20.0, window + 137.0, 0.0]})
+    e = Explanation(np.zeros(3), np.array([[0.8], [0.15], [0.5]]), ["days_to_contract_end"])
+    near, far, ended = (rows[0] for rows in top_reasons(e, x, trained, k=1))
+    assert (ended.code, ended.sentence) == ("CONTRACT_EXPIRY", "Contract has ended and was not renewed")
+    assert (near.code, near.action, near.sentence) == ("CONTRACT_EXPIRY", "renewal_offer", "Contract ends in 20 days")
+    assert (far.code, far.action) == ("CONTRACT_TERM", "none")
+    assert f"{window}-day renewal window" in far.sentence and f"{window + 137}" in far.sentence
+    zh = top_reasons(e, x, trained, k=1, lang="zh")[1][0]
+    assert f"{window}天续约期" in zh.sentence
+    assert suggested_action([far]) == {"code": "none", "text": "No specific action"}
