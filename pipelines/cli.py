@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -55,15 +56,22 @@ def _cdr_only(settings: Settings, command: str) -> Settings:
     return settings
 
 
+@contextlib.contextmanager
+def _refused(*errors: type[Exception]):
+    """The errors that are the user's to fix (bad data, date, version...): their message in red, exit 2."""
+    try:
+        yield
+    except errors as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 def _stage(fn, settings: Settings):
     from pipelines.validate import ValidationFailed
 
     t0 = time.monotonic()
-    try:
+    with _refused(ValidationFailed):
         out = fn(settings)
-    except ValidationFailed as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     log.info("%s done in %.1fs", fn.__name__, time.monotonic() - t0)
     return out
 
@@ -159,7 +167,7 @@ def warn(
     from pipelines.warn import WarnError, nightly_list
 
     settings = _cdr_only(_setup(config), "warn")
-    try:
+    with _refused(WarnError, ValidationFailed):
         model = None
         if model_version is not None:
             from models.registry import load_registered
@@ -169,9 +177,6 @@ def warn(
             except Exception as exc:
                 raise WarnError(f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}") from exc
         result = nightly_list(settings, date, model=model, lang=lang)
-    except (WarnError, ValidationFailed) as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     s = result.summary
     typer.echo(f"{s['listed']:,} work orders of {s['active']:,} active subscribers as of {s['date']} "
                f"(model v{s['model']['version']}, {s['timings_s']['total']:.1f}s): {result.folder}")
@@ -202,11 +207,8 @@ def serve(
     from serving.server import serve_command, serve_env
 
     settings = _cdr_only(_setup(config), "serve")
-    try:
+    with _refused(DeployError):
         bento = None if model_version else current_bento(settings)
-    except DeployError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     cmd = serve_command(settings, port, bento)
     log.info("serving %s", f"deployed Bento {bento}" if bento else
              f"the working tree with {'version ' + model_version if model_version else '@champion'}")
@@ -227,11 +229,8 @@ def deploy(
 
     settings = _cdr_only(_setup(config), "deploy")
     t0 = time.monotonic()
-    try:
+    with _refused(DeployError):
         entry = do_deploy(settings, version=version, alias=alias)
-    except DeployError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     log.info("deploy done in %.1fs", time.monotonic() - t0)
     typer.echo(f"deployment {entry['id']}: Bento {entry['bento']} serves {entry['registered_model']} "
                f"v{entry['model_version']} ({entry['model_kind']}, run {entry['run_id']})")
@@ -244,11 +243,8 @@ def rollback(config: ConfigOpt = None) -> None:
     from serving.deploy import rollback as do_rollback
 
     settings = _cdr_only(_setup(config), "rollback")
-    try:
+    with _refused(DeployError):
         entry = do_rollback(settings)
-    except DeployError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"deployment {entry['id']} is current again: Bento {entry['bento']} serves "
                f"{entry['registered_model']} v{entry['model_version']}")
 
@@ -259,11 +255,8 @@ def deployments(config: ConfigOpt = None) -> None:
     from serving.deploy import DeployError, format_deployments
 
     settings = _cdr_only(_setup(config), "deployments")
-    try:
+    with _refused(DeployError):
         typer.echo(format_deployments(settings))
-    except DeployError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()

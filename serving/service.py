@@ -75,6 +75,9 @@ def _document_errors() -> None:
 _document_errors()
 
 
+SINGLE_STATUS = {"unknown": 404, "stale": 422}  # per-item status -> HTTP status of a one-subscriber route
+
+
 def _workers() -> int:
     """``serving.workers`` of the config the server runs with (read when BentoML imports the service)."""
     from pipelines.config import load_settings
@@ -231,6 +234,13 @@ class ChurnWarningService:
         return await self._score([r.subscriber_id for r in rows], X, stamps, lang, status, request)
 
     @staticmethod
+    def _single(w: ChurnWarning) -> ChurnWarning:
+        """A one-subscriber route's answer: what a batch reports per item is the request's status here."""
+        if w.status in SINGLE_STATUS:
+            raise ApiError(SINGLE_STATUS[w.status], w.error, w.status)
+        return w
+
+    @staticmethod
     def _refuse(err: ApiError, ctx: bentoml.Context) -> JSONResponse:
         ctx.request.state.outcome = err.outcome
         ctx.response.status_code = err.status  # BentoML sets a ctx-taking API's status from ctx, not the response
@@ -266,12 +276,7 @@ class ChurnWarningService:
         ``serving.max_feature_age_days``.
         """
         try:
-            w = (await self._by_ids([subscriber_id], lang, ctx.request))[0]
-            if w.status == "unknown":
-                raise ApiError(404, w.error, "unknown")
-            if w.status == "stale":
-                raise ApiError(422, w.error, "stale")
-            return w
+            return self._single((await self._by_ids([subscriber_id], lang, ctx.request))[0])
         except ApiError as err:
             return self._refuse(err, ctx)
 
@@ -297,10 +302,7 @@ class ChurnWarningService:
     async def warn_row(self, row: FeatureRow, lang: Lang = "en", ctx: bentoml.Context = None) -> ChurnWarning:
         """The warning for one feature row the caller supplies; 422 when its ``feature_timestamp`` is stale."""
         try:
-            w = (await self._by_rows([row], lang, ctx.request))[0]
-            if w.status == "stale":
-                raise ApiError(422, w.error, "stale")
-            return w
+            return self._single((await self._by_rows([row], lang, ctx.request))[0])
         except ApiError as err:
             return self._refuse(err, ctx)
 
