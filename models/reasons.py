@@ -78,6 +78,10 @@ def _sentence(feature: str, value: float | str, contribution: float, lang: Lang,
     }
     if "at_zero" in spec and value == 0:
         spec = spec["at_zero"]  # e.g. "ends in 0 days" for a contract that has already ended
+    elif "at_cap" in spec and meta.hi is not None and value >= meta.hi:
+        spec = spec["at_cap"]  # the cap is also the value of "no such thing" (prepaid: no contract)
+    elif "below_zero" in spec and value < 0:
+        spec = spec["below_zero"]  # a change that is a fall, e.g. a bill down rather than up
     beyond = spec.get("beyond_renewal_window")
     if beyond is not None and value > settings.features.renewal_window_days:
         spec = beyond  # e.g. a contract 200 days from its end is not "expiring"

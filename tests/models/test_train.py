@@ -244,3 +244,27 @@ def test_a_contract_far_from_its_end_is_not_called_expiring(trained):
     zh = top_reasons(e, x, trained, k=1, lang="zh")[1][0]
     assert f"{window}天续约期" in zh.sentence
     assert suggested_action([far]) == {"code": "none", "text": "No specific action"}
+
+
+def test_a_capped_contract_value_or_a_falling_bill_reads_as_what_it_is(trained):
+    """The cap (365) is also every prepaid subscriber's value: it names no contract date; a bill that
+    fell reads "down", with its own code, not as bill shock."""
+    from models.churn_model import Explanation
+
+    x = pd.DataFrame({"days_to_contract_end": [365.0, 365.0], "days_since_contract_end": [365.0, 12.0],
+                      "bill_change_pct": [-35.0, 40.0]})
+    e = Explanation(np.zeros(2), np.array([[0.3, 0.2, 0.1], [0.0, 0.2, 0.3]]), list(x.columns))
+    capped, recent = top_reasons(e, x, trained, k=3)
+    by = {r.feature: r for r in capped}
+    assert by["days_to_contract_end"].code == "CONTRACT_TERM" and "365" not in by["days_to_contract_end"].sentence
+    assert "days_since_contract_end" not in by  # the same code: one reason, the stronger
+    alone = top_reasons(Explanation(np.zeros(1), np.array([[0.2]]), ["days_since_contract_end"]),
+                        x[["days_since_contract_end"]].head(1), trained, k=1)[0][0]
+    assert (alone.code, alone.action) == ("CONTRACT_TERM", "none") and "365" not in alone.sentence
+    assert (by["bill_change_pct"].code, by["bill_change_pct"].sentence) == \
+        ("BILL_DROP", "Latest bill down 35% vs. the three months before")
+    by = {r.feature: r for r in recent}
+    assert by["bill_change_pct"].code == "BILL_SHOCK" and by["bill_change_pct"].sentence.startswith("Latest bill up 40%")
+    assert by["days_since_contract_end"].sentence == "Contract ended 12 days ago"
+    zh = {r.feature: r for r in top_reasons(e, x, trained, k=3, lang="zh")[0]}
+    assert zh["bill_change_pct"].sentence == "最近账单较前三个月下降35%"
