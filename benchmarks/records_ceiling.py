@@ -1,0 +1,236 @@
+"""How much of the churn does the raw record reveal? An empirical ceiling between the model and the simulator's.
+
+The simulator's two ceilings (``churn truth``) read its state: the *latent* one every intent, the
+*reachable* one each visible intent's exact onset and cause. A model sees neither, only the records
+those intents emitted through Poisson call counts, ramping drops, weak signals and confounders.
+The Bayes-optimal score given the records lies below the reachable ceiling, by an amount no formula
+here gives. This script measures it from below: a learner with no constraint and far more data than
+the demo, on the full daily record (per subscriber and day before T: calls, on-/off-net calls,
+competitor-hotline and service-line calls, complaints, top-ups; summed over 1..56-day windows, each
+against the subscriber's own rate before the window as a ratio and a Poisson z-score; days since
+each kind of event; zero-call days and the current silent run; the last bills against the fee;
+contract days, tenure, plan) plus the catalogue's features. Trained on growing shares of the
+subscribers, its held-out ROC-AUC shows whether more data still helps (the learning curve) and where
+it levels off: the *records* ceiling a model of these records can be held to.
+
+Run on a generated workdir after ``churn run`` (bigger is better; the figures in docs/data.md come
+from 60,000 subscribers)::
+
+    uv run python benchmarks/records_ceiling.py --config CONFIG [--test-config DEMO_CONFIG] [--shares 0.25,0.5,1]
+
+Prints one table: the simulator's ceilings, the records learner per training share, the catalogue's
+features under the same learner, and the last ``churn train``'s winner, each with its ROC-AUC
+standard error (Hanley & McNeil 1982) on the held-out rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.catalogue import FEATURE_NAMES
+from pipelines.config import load_settings
+
+WINDOWS = (1, 2, 3, 4, 5, 7, 10, 14, 21, 28, 42, 56)
+SERIES = ("calls", "off", "onn", "comp", "own", "complaints", "recharge")
+RATES = ("calls", "off", "onn")  # series compared with the subscriber's own rate before the window
+HISTORY_DAYS = 90
+
+
+def daily_series(settings) -> tuple[np.ndarray, dict[str, np.ndarray], pd.Timestamp]:
+    """Per subscriber and day since the data's start: counts of each kind of record (ingested tables)."""
+    raw, start = settings.raw_dir, pd.Timestamp(settings.data.start_date)
+    n_days = (pd.Timestamp(settings.data.end_date) - start).days
+    daily = duckdb.connect().execute(f"""
+        SELECT subscriber_id, date_diff('day', DATE '{start.date()}', CAST(start_time AS DATE)) AS d,
+          count(*) FILTER (WHERE callee_class NOT IN ('competitor_hotline', 'own_service')) AS calls,
+          count(*) FILTER (WHERE callee_class = 'off_net') AS off,
+          count(*) FILTER (WHERE callee_class = 'on_net') AS onn,
+          count(*) FILTER (WHERE callee_class = 'competitor_hotline' AND direction = 'out') AS comp,
+          count(*) FILTER (WHERE callee_class = 'own_service' AND direction = 'out') AS own
+        FROM read_parquet('{raw}/cdr/*/*.parquet') GROUP BY 1, 2""").df()
+    subs = pd.read_parquet(raw / "subscribers.parquet")
+    ids = subs["subscriber_id"].to_numpy()
+    index = pd.Series(np.arange(len(ids)), index=ids)
+
+    def grid(sub, day, values=None) -> np.ndarray:
+        a = np.zeros((len(ids), n_days), np.float32)
+        np.add.at(a, (index.loc[sub].to_numpy(), day), 1 if values is None else values)
+        return a
+
+    series = {c: grid(daily["subscriber_id"], daily["d"].to_numpy(), daily[c].to_numpy()) for c in SERIES[:5]}
+    comp = pd.read_parquet(raw / "complaints.parquet")
+    series["complaints"] = grid(comp["subscriber_id"], (comp["complaint_time"] - start).dt.days.to_numpy())
+    rc = pd.read_parquet(raw / "recharges.parquet")
+    series["recharge"] = grid(rc["subscriber_id"], (rc["recharge_time"] - start).dt.days.to_numpy())
+    return ids, series, start
+
+
+def record_features(settings, ids, series, start, rows: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """The full daily record before ``t`` of ``rows``' subscribers, as window sums and rates."""
+    T = (t - start).days
+    r = pd.Series(np.arange(len(ids)), index=ids).loc[rows["subscriber_id"]].to_numpy()
+    lo = max(T - HISTORY_DAYS, 0)
+    out: dict[str, np.ndarray] = {}
+    for name in SERIES:
+        x = series[name][r, :T]  # days before T only
+        last = np.cumsum(x[:, ::-1], axis=1)  # last[:, w - 1]: the last w days
+        hist = x[:, lo:T].sum(1)
+        for w in WINDOWS:
+            s = last[:, w - 1]
+            out[f"{name}_{w}d"] = s
+            if name in RATES:
+                expected = (hist - s) / max(T - lo - w, 1) * w  # at the rate before the window
+                out[f"{name}_ratio_{w}d"] = s / np.maximum(expected, 0.1)
+                out[f"{name}_z_{w}d"] = (s - expected) / np.sqrt(np.maximum(expected, 0.5))
+        out[f"{name}_{HISTORY_DAYS}d"] = hist
+        seen = x > 0
+        out[f"{name}_days_since"] = np.where(seen.any(1), np.argmax(seen[:, ::-1], axis=1) + 1, T + 1)
+    for w in (7, 14, 28):
+        out[f"offnet_share_{w}d"] = out[f"off_{w}d"] / np.maximum(out[f"calls_{w}d"], 1)
+    out["offnet_share_history"] = out[f"off_{HISTORY_DAYS}d"] / np.maximum(out[f"calls_{HISTORY_DAYS}d"], 1)
+    calls = series["calls"][r, :T]
+    for w in (7, 14, 30):
+        out[f"zero_days_{w}d"] = (calls[:, T - w:] == 0).sum(1)
+    silent = calls[:, ::-1] == 0
+    out["silent_run"] = np.where(silent.all(1), T, np.argmax(~silent, axis=1))
+    f = pd.DataFrame(out)
+    subs = pd.read_parquet(settings.raw_dir / "subscribers.parquet").set_index("subscriber_id").loc[rows["subscriber_id"]]
+    f["prepaid"] = (subs["plan"] == "prepaid").to_numpy().astype(int)
+    f["tenure"] = (t - subs["activation_date"]).dt.days.to_numpy()
+    f["fee"] = subs["monthly_fee"].to_numpy()
+    contract = (subs["contract_end_date"] - t).dt.days.to_numpy()
+    f["contract_days"] = np.where(np.isnan(contract), 9999, contract)
+    bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
+    bills = bills[bills["bill_date"] < t].sort_values("bill_date").groupby("subscriber_id").tail(3)
+    g = bills.groupby("subscriber_id")
+    last = g.tail(1).set_index("subscriber_id").reindex(rows["subscriber_id"])
+    f["bill_last"] = last["charge"].to_numpy()
+    f["arrears_last"] = last["arrears"].to_numpy()
+    f["bill_mean_3"] = g["charge"].mean().reindex(rows["subscriber_id"]).to_numpy()
+    f["bill_vs_fee"] = f["bill_last"] / f["fee"]
+    f["arrears_bills_3"] = g["arrears"].apply(lambda v: (v > 0).sum()).reindex(rows["subscriber_id"]).to_numpy()
+    return f
+
+
+def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an ROC-AUC."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    return float(np.sqrt((auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)))
+
+
+def fit_best(X_tr, y_tr, X_va, y_va, seed: int):
+    """An unconstrained LightGBM, a few shapes early-stopped on validation ROC-AUC; the best by it."""
+    import lightgbm as lgb
+    from sklearn.metrics import roc_auc_score
+
+    best = None
+    for leaves, min_child in ((7, 50), (15, 50), (31, 100)):
+        m = lgb.LGBMClassifier(n_estimators=3000, learning_rate=0.03, num_leaves=leaves, min_child_samples=min_child,
+                               subsample=0.8, subsample_freq=1, colsample_bytree=0.5, random_state=seed, n_jobs=2,
+                               verbose=-1, scale_pos_weight=float(np.sqrt((y_tr == 0).sum() / max(y_tr.sum(), 1))))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(X_tr, y_tr, eval_set=[(X_va, y_va)], eval_metric="auc",
+                  callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
+        score = roc_auc_score(y_va, m.predict_proba(X_va, raw_score=True))
+        if best is None or score > best[0]:
+            best = (score, m)
+    return best[1]
+
+
+class Workdir:
+    """One generated workdir's labels, catalogue features and daily series, as record-feature frames."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.labels = pd.read_parquet(settings.label_table)
+        self.labels["t"] = self.labels["event_timestamp"].dt.tz_localize(None)
+        self.snapshots = sorted(self.labels["t"].unique())
+        self.ids, self.series, self.start = daily_series(settings)
+        self.catalogue = pd.read_parquet(settings.feature_table)
+        self.catalogue["t"] = self.catalogue["event_timestamp"].dt.tz_localize(None)
+
+    def frame(self, t) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = self.labels[self.labels["t"] == t].reset_index(drop=True)
+        rec = record_features(self.settings, self.ids, self.series, self.start, rows, pd.Timestamp(t))
+        cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[FEATURE_NAMES]
+        return rows, pd.concat([rec, cat.add_prefix("cat_")], axis=1)
+
+
+def main() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from tqdm.auto import tqdm
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config of a generated workdir after `churn run` (the learner trains here)")
+    p.add_argument("--test-config", help="score the held-out snapshot of another generated workdir of the same simulator "
+                   "(e.g. the demo's), whose `churn train` winner is then the one compared; default: --config's")
+    p.add_argument("--shares", default="0.25,0.5,1", help="shares of the training subscribers (learning curve)")
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    train = Workdir(load_settings(args.config))
+    test = Workdir(load_settings(args.test_config)) if args.test_config else train
+    settings = train.settings
+    snaps = train.snapshots
+    train_t, valid_t = snaps[:-2], snaps[-2]
+    horizon = pd.Timedelta(days=settings.features.label_horizon_days)
+    # the same out-of-time split as `churn train`: label windows close before the next part starts
+    train_t = [t for t in train_t if t + horizon <= valid_t]
+    parts = {t: train.frame(t) for t in tqdm([*train_t, valid_t], desc="record features", disable=None)}
+    test_t = test.snapshots[-1]
+    rows_te, X_te = test.frame(test_t)
+    y_te = rows_te["churned"].to_numpy()
+    n_pos, n_neg = int(y_te.sum()), int((y_te == 0).sum())
+    print(f"record features: {X_te.shape[1]} columns, built in {time.perf_counter() - t0:.0f} s")
+    truth = pd.read_parquet(test.settings.truth_dir / "true_probability.parquet")
+    truth = rows_te[["subscriber_id"]].merge(truth[truth["snapshot"] == test_t], on="subscriber_id", how="left")
+    table = [("latent (simulator's state)", "-", truth["true_probability"]),
+             ("reachable (visible onsets and causes)", "-", truth["reachable_probability"])]
+    subscribers = train.labels.loc[train.labels["t"].isin(train_t), "subscriber_id"].unique()
+    rng = np.random.default_rng(settings.training.seed)
+    rng.shuffle(subscribers)
+    shares = [float(s) for s in args.shares.split(",")]
+    cat_cols = [c for c in X_te.columns if c.startswith("cat_")]
+    rows_va, X_va = parts[valid_t]
+    for share in tqdm(shares, desc="learning curve", disable=None):
+        keep = set(subscribers[: int(round(share * len(subscribers)))])
+        pick = [parts[t][0]["subscriber_id"].isin(keep).to_numpy() for t in train_t]
+        X_tr = pd.concat([parts[t][1][m] for t, m in zip(train_t, pick)])
+        y_tr = np.concatenate([parts[t][0]["churned"].to_numpy()[m] for t, m in zip(train_t, pick)])
+        m_va = rows_va["subscriber_id"].isin(keep).to_numpy()
+        y_va = rows_va["churned"].to_numpy()[m_va]
+        label = f"{len(keep):,} subscribers, {int(y_tr.sum()):,} churners"
+        model = fit_best(X_tr, y_tr, X_va[m_va], y_va, settings.training.seed)
+        table.append(("records learner: daily record + catalogue", label, model.predict_proba(X_te, raw_score=True)))
+        if share == shares[-1]:
+            model = fit_best(X_tr[cat_cols], y_tr, X_va[m_va][cat_cols], y_va, settings.training.seed)
+            table.append(("catalogue features only, same learner", label,
+                          model.predict_proba(X_te[cat_cols], raw_score=True)))
+    print(f"\nheld-out snapshot {pd.Timestamp(test_t).date()} of {test.settings.workdir}: {len(y_te):,} subscribers, "
+          f"{n_pos:,} churners\n")
+    print(f"| {'scorer':<42} | {'trained on':<32} | ROC-AUC (s.e.) | PR-AUC |")
+    print(f"|{'-' * 44}|{'-' * 34}|----------------|--------|")
+    for name, trained, score in table:
+        auc = roc_auc_score(y_te, score)
+        print(f"| {name:<42} | {trained:<32} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f}) | "
+              f"{average_precision_score(y_te, score):.3f} |")
+    report = test.settings.reports_dir / "train.json"
+    if report.exists():
+        t = json.loads(report.read_text())
+        winner = t.get("winner")
+        if winner and f"{winner}_roc_auc" in t:
+            auc = t[f"{winner}_roc_auc"]
+            print(f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<32} | "
+                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f}) | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |")
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
