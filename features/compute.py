@@ -50,6 +50,7 @@ usage AS (  -- one pass, one row per subscriber and snapshot; "last N days" is a
         sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'in' THEN duration_s ELSE 0 END) / 60.0 AS in_b,
         sum(CASE WHEN ago <= $recent THEN 1 ELSE 0 END) AS calls_r,
         sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN 1 ELSE 0 END) AS calls_b,
+        sum(CASE WHEN ago <= 7 THEN 1 ELSE 0 END) AS calls_7d,
         sum(CASE WHEN ago <= $recent AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_r,
         sum(CASE WHEN ago <= $recent AND callee_class = 'off_net' THEN 1 ELSE 0 END) AS off_r,
         sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_b,
@@ -69,6 +70,7 @@ usage AS (  -- one pass, one row per subscriber and snapshot; "last N days" is a
         sum(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_7d,
         sum(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_30d,
         sum(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_90d,
+        min(CASE WHEN direction = 'out' AND callee_class = 'own_service' THEN ago END) AS days_since_own_hotline,
         min(ago) AS days_since_last_call
     FROM calls GROUP BY 1, 2
 ),
@@ -139,6 +141,8 @@ SELECT
         / greatest(coalesce(u.in_b, 0) / $baseline, 1.0), -100) AS in_minutes_change_pct,
     greatest(100 * (coalesce(u.calls_r, 0) / $recent - coalesce(u.calls_b, 0) / $baseline)
         / greatest(coalesce(u.calls_b, 0) / $baseline, 0.1), -100) AS calls_change_pct,
+    greatest(100 * (coalesce(u.calls_7d, 0) / 7.0 - coalesce(u.calls_b, 0) / $baseline)
+        / greatest(coalesce(u.calls_b, 0) / $baseline, 0.1), -100) AS calls_change_pct_7d,
     -- least squares over x = 0..7: slope = (8 sum(xy) - 28 sum(y)) / 336, as % of the weekly mean
     100 * ((8 * coalesce(u.trend_sxy, 0) - 28 * coalesce(u.trend_sy, 0)) / 336.0)
         / greatest(coalesce(u.trend_sy, 0) / 8, 1.0) AS minutes_trend_pct_8w,
@@ -156,6 +160,7 @@ SELECT
     coalesce(u.own_hotline_calls_7d, 0) AS own_hotline_calls_7d,
     coalesce(u.own_hotline_calls_30d, 0) AS own_hotline_calls_30d,
     coalesce(u.own_hotline_calls_90d, 0) AS own_hotline_calls_90d,
+    least(coalesce(u.days_since_own_hotline, 90), 90) AS days_since_own_hotline,
     coalesce(cp.complaints_7d, 0) AS complaints_7d,
     coalesce(cp.complaints_30d, 0) AS complaints_30d,
     coalesce(cp.complaints_90d, 0) AS complaints_90d,
@@ -176,6 +181,8 @@ SELECT
     coalesce(bf.arpu_3m, 0) AS arpu_3m,
     {arpu_tier} AS arpu_tier,
     coalesce(100 * (bf.monthly_charge - bf.prev_charge) / greatest(bf.prev_charge, 1.0), 0) AS bill_change_pct,
+    coalesce(100 * (bf.monthly_charge - coalesce(a.monthly_fee, 0)) / greatest(coalesce(a.monthly_fee, 0), 1.0), 0)
+        AS bill_vs_fee_pct,
     coalesce(bf.arrears, 0) AS arrears,
     CASE WHEN a.plan = 'prepaid' THEN least(coalesce(tu.days_since_recharge, 90), 90) ELSE 0 END
         AS days_since_recharge,

@@ -64,6 +64,7 @@ def test_hand_computed_values(hand_case):
         "out_minutes_change_pct": -75.0,            # every call of A's is outgoing
         "in_minutes_change_pct": 0.0,               # no incoming minutes before or after: no change
         "calls_change_pct": -50.0,                  # 0.5 calls/day vs 1.0
+        "calls_change_pct_7d": 100 * (1 / 7 - 1),   # the hotline call alone in Feb 22-28 vs 1.0 a day
         "minutes_trend_pct_8w": 100 * slope / (sum(weekly) / 8),
         "contacts_recent": 3.0,                     # p, q and the hotline
         "contacts_change_pct": 200.0,               # 3 vs. 1 (h) in the 14 days before
@@ -78,6 +79,7 @@ def test_hand_computed_values(hand_case):
         "own_hotline_calls_7d": 0.0,
         "own_hotline_calls_30d": 0.0,
         "own_hotline_calls_90d": 0.0,
+        "days_since_own_hotline": 90.0,             # none
         "complaints_7d": 0.0,
         "complaints_30d": 0.0,                      # Jan 15 is 45 days back
         "complaints_90d": 1.0,                      # the November one is older than 90 days
@@ -91,6 +93,7 @@ def test_hand_computed_values(hand_case):
         "arpu_3m": 350 / 3,
         "arpu_tier": 2.0,                           # reaches 50 and 100, not 200
         "bill_change_pct": 50.0,
+        "bill_vs_fee_pct": 50.0,                    # 150 vs. the fee of 100
         "arrears": 20.0,
         "days_since_recharge": 0.0,                 # postpaid
         "offnet_share_recent": 100.0,               # the recent mobile calls are all off-net
@@ -105,5 +108,70 @@ def test_hand_computed_values(hand_case):
     assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (365, 0, 28, 0)
     assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (30, 0, 0, 0)
     assert b["days_since_contract_end"] == 365      # prepaid: no contract
+    assert (b["days_since_own_hotline"], b["calls_change_pct_7d"], b["bill_vs_fee_pct"]) == (90, 0, 0)  # no bill yet
     assert b["days_since_recharge"] == 19           # Feb 10; the top-up at T does not count yet
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
+
+
+@pytest.fixture
+def service_call_and_fee_case(tmp_path, make_config, save_tables):
+    """Own-hotline recency, calls in the last 7 days and the bill against the fee, at their edges."""
+    s = load_settings(make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"]}))
+    subs = pd.DataFrame({
+        "subscriber_id": ["D", "E", "F"],
+        "activation_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-06-01"]),
+        "plan": ["postpaid", "prepaid", "prepaid"],
+        "contract_end_date": pd.to_datetime([None, None, None]),
+        "monthly_fee": [50.0, 30.0, 0.0], "vip_tier": "none", "region": "north",
+    })
+    cdr = pd.concat([
+        _calls("D", pd.date_range("2026-01-01", "2026-01-30"), 60),           # baseline: 30 calls in 60 days
+        _calls("D", ["2026-02-21"], 60, callee="own_service"),               # 10000 on T-8: outside the 7 days
+        _calls("D", ["2026-02-22", "2026-02-26"], 60),                      # T-7 (first day of the 7) and T-3
+        _calls("D", [T.date()], 60, callee="own_service"),                   # at T: not seen
+        _calls("E", ["2025-11-30"], 60, callee="own_service"),               # T-91: before the 90-day lookback
+        _calls("E", ["2026-02-27"], 60, callee="own_service", direction="in"),  # 10000 calling E: not E's call
+        _calls("E", ["2026-02-25"], 60),
+        _calls("E", [T.date()], 60, callee="own_service"),                   # on T: not seen
+    ], ignore_index=True)
+    billing = pd.DataFrame({"subscriber_id": ["D", "D", "D", "D", "E", "F"],
+                            "bill_date": pd.to_datetime(["2026-01-31", "2026-02-28", "2026-03-01", "2026-03-31",
+                                                         "2026-03-01", "2026-02-28"]),  # dated T or later: not issued yet
+                            "charge": [65.0, 35.0, 500.0, 900.0, 80.0, 12.0], "arrears": 0.0})
+    billing.insert(1, "bill_month", billing["bill_date"].dt.to_period("M").dt.to_timestamp())
+    none = pd.Series([], dtype="string")
+    raw = save_tables(s.raw_dir, {
+        "subscribers": subs, "cdr": cdr, "billing": billing,
+        "complaints": pd.DataFrame({"subscriber_id": none, "complaint_time": pd.to_datetime([]), "category": none}),
+        "churn_events": pd.DataFrame({"subscriber_id": none, "event_date": pd.to_datetime([]), "event_type": none}),
+        "recharges": pd.DataFrame({"subscriber_id": none, "recharge_time": pd.to_datetime([]),
+                                   "amount": pd.Series([], dtype="float64")}),
+    })
+    feats, _ = compute_features(raw, [T.date()], s)
+    return feats.set_index("subscriber_id")
+
+
+def test_days_since_own_hotline(service_call_and_fee_case):
+    f = service_call_and_fee_case
+    assert f.loc["D", "days_since_own_hotline"] == 8    # Feb 21; the call at T is not seen yet
+    assert f.loc["E", "days_since_own_hotline"] == 90   # only T-91 (outside the lookback), incoming, and on T
+    assert f.loc["F", "days_since_own_hotline"] == 90   # no call at all
+    assert (f.loc["D", "own_hotline_calls_7d"], f.loc["D", "own_hotline_calls_30d"]) == (0, 1)
+
+
+def test_calls_change_pct_7d(service_call_and_fee_case):
+    f = service_call_and_fee_case
+    # D: 2 calls in Feb 22-28 (the 10000 call on Feb 21 is in neither window) vs 30 in the 60 baseline days
+    assert f.loc["D", "calls_change_pct_7d"] == pytest.approx(100 * (2 / 7 - 0.5) / 0.5)  # -42.9
+    assert f.loc["D", "calls_change_pct"] == pytest.approx(100 * (3 / 14 - 0.5) / 0.5)    # the 14-day view
+    # E: zero-call baseline: the change is taken against the floor of 0.1 calls a day, never infinite
+    assert f.loc["E", "calls_change_pct_7d"] == pytest.approx(100 * (2 / 7) / 0.1)        # 285.7
+    assert f.loc["F", "calls_change_pct_7d"] == 0                                          # nothing either side
+
+
+def test_bill_vs_fee_pct(service_call_and_fee_case):
+    f = service_call_and_fee_case
+    assert f.loc["D", "bill_vs_fee_pct"] == pytest.approx(-30.0)  # Feb 28: 35 vs 50; the bills of T and later unused
+    assert f.loc["D", "monthly_charge"] == 35
+    assert f.loc["E", "bill_vs_fee_pct"] == 0                     # its only bill is dated T: no bill yet
+    assert f.loc["F", "bill_vs_fee_pct"] == pytest.approx(1200.0)  # a zero fee counts as 1.0: 100 x (12 - 0) / 1
