@@ -1,0 +1,30 @@
+"""The records ceiling is only a ceiling if its learner sees what a model could: nothing at or after T."""
+
+import importlib.util
+
+import pandas as pd
+
+from pipelines.config import REPO_ROOT as ROOT
+
+spec = importlib.util.spec_from_file_location("records_ceiling", ROOT / "benchmarks" / "records_ceiling.py")
+records_ceiling = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(records_ceiling)
+
+
+def test_record_features_never_see_a_day_or_a_bill_at_or_after_the_snapshot(copy_trained):
+    settings = copy_trained()
+    work = records_ceiling.Workdir(settings)
+    t = work.snapshots[-2]  # a snapshot with data after it
+    _, before = work.frame(t)
+    day = (pd.Timestamp(t) - work.start).days
+    for series in work.series.values():
+        series[:, day:] += 3  # every kind of record, on T and after
+    bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
+    late = bills.drop_duplicates("subscriber_id").assign(bill_date=pd.Timestamp(t), charge=9999.0, arrears=500.0)
+    pd.concat([bills, late]).to_parquet(settings.raw_dir / "billing.parquet", index=False)
+    _, after = work.frame(t)
+    pd.testing.assert_frame_equal(before, after)
+
+    work.series["calls"][:, day - 1] += 3  # the day before T is seen: the test can catch a leak
+    _, seen = work.frame(t)
+    assert (seen["calls_1d"] == before["calls_1d"] + 3).all()
