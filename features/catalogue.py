@@ -94,8 +94,6 @@ CATALOGUE: tuple[Feature, ...] = (
             "tier", "last 3 bills", "value", lo=0),
     Feature("bill_change_pct", "latest bill vs. the mean of the three before it (up: bill shock; down: usage "
             "falling)", "%", "last 4 bills", "bill_shock"),
-    Feature("bill_vs_fee_pct", "latest bill vs. the tariff's monthly fee (above: bill shock; below: low usage)",
-            "%", "last bill", "bill_shock", lo=-100),
     Feature("arrears", "amount in arrears on the latest bill", "CNY", "last bill", "bill_shock", risk=1, lo=0),
     Feature("days_since_recharge", "days since the last top-up, prepaid (capped at 90; postpaid 0)", "days",
             "last 90 d", "recharge", risk=1, lo=0, hi=90),

@@ -181,8 +181,6 @@ SELECT
     coalesce(bf.arpu_3m, 0) AS arpu_3m,
     {arpu_tier} AS arpu_tier,
     coalesce(100 * (bf.monthly_charge - bf.prev_charge) / greatest(bf.prev_charge, 1.0), 0) AS bill_change_pct,
-    coalesce(100 * (bf.monthly_charge - coalesce(a.monthly_fee, 0)) / greatest(coalesce(a.monthly_fee, 0), 1.0), 0)
-        AS bill_vs_fee_pct,
     coalesce(bf.arrears, 0) AS arrears,
     CASE WHEN a.plan = 'prepaid' THEN least(coalesce(tu.days_since_recharge, 90), 90) ELSE 0 END
         AS days_since_recharge,

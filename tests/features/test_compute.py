@@ -93,7 +93,6 @@ def test_hand_computed_values(hand_case):
         "arpu_3m": 350 / 3,
         "arpu_tier": 2.0,                           # reaches 50 and 100, not 200
         "bill_change_pct": 50.0,
-        "bill_vs_fee_pct": 50.0,                    # 150 vs. the fee of 100
         "arrears": 20.0,
         "days_since_recharge": 0.0,                 # postpaid
         "offnet_share_recent": 100.0,               # the recent mobile calls are all off-net
@@ -108,7 +107,7 @@ def test_hand_computed_values(hand_case):
     assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (365, 0, 28, 0)
     assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (30, 0, 0, 0)
     assert b["days_since_contract_end"] == 365      # prepaid: no contract
-    assert (b["days_since_own_hotline"], b["calls_change_pct_7d"], b["bill_vs_fee_pct"]) == (90, 0, 0)  # no bill yet
+    assert (b["days_since_own_hotline"], b["calls_change_pct_7d"]) == (90, 0)
     assert b["days_since_recharge"] == 19           # Feb 10; the top-up at T does not count yet
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
 
@@ -169,9 +168,7 @@ def test_calls_change_pct_7d(service_call_and_fee_case):
     assert f.loc["F", "calls_change_pct_7d"] == 0                                          # nothing either side
 
 
-def test_bill_vs_fee_pct(service_call_and_fee_case):
+def test_bills_dated_at_or_after_t_are_not_used(service_call_and_fee_case):
     f = service_call_and_fee_case
-    assert f.loc["D", "bill_vs_fee_pct"] == pytest.approx(-30.0)  # Feb 28: 35 vs 50; the bills of T and later unused
-    assert f.loc["D", "monthly_charge"] == 35
-    assert f.loc["E", "bill_vs_fee_pct"] == 0                     # its only bill is dated T: no bill yet
-    assert f.loc["F", "bill_vs_fee_pct"] == pytest.approx(1200.0)  # a zero fee counts as 1.0: 100 x (12 - 0) / 1
+    assert f.loc["D", "monthly_charge"] == 35                     # Feb 28; the bills of T and later unused
+    assert f.loc["E", "monthly_charge"] == 0                      # its only bill is dated T: no bill yet
