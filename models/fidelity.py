@@ -17,8 +17,7 @@ from pipelines.config import Settings
 
 # Simulator cause (pipelines/generate.py CAUSES) -> the reason codes (configs/reasons.yaml) that name it.
 # "silent" churn has no visible cause by construction and is left out. Codes that name no cause
-# (SHORT_TENURE, PLAN_TYPE, TARIFF, VALUE_TIER, USAGE_LEVEL, CONTRACT_TERM) are risk profile, not a cause;
-# BILL_DROP (a bill that fell with usage) says a subscriber spends less, not why.
+# (SHORT_TENURE, PLAN_TYPE, TARIFF, VALUE_TIER, USAGE_LEVEL, CONTRACT_TERM) are risk profile, not a cause.
 CAUSE_CODES: dict[str, set[str]] = {
     "contract_expiry": {"CONTRACT_EXPIRY"},
     "competitor": {"COMPETITOR_HOTLINE", "CONTACTS_OFF_NET"},

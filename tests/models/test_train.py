@@ -248,7 +248,7 @@ def test_a_contract_far_from_its_end_is_not_called_expiring(trained):
 
 def test_a_capped_contract_value_or_a_falling_bill_reads_as_what_it_is(trained):
     """The cap (365) is also every prepaid subscriber's value: it names no contract date; a bill that
-    fell reads "down", with its own code, not as bill shock."""
+    fell reads "down" and is a usage drop seen on the bill, not bill shock."""
     from models.churn_model import Explanation
 
     x = pd.DataFrame({"days_to_contract_end": [365.0, 365.0], "days_since_contract_end": [365.0, 12.0],
@@ -262,7 +262,7 @@ def test_a_capped_contract_value_or_a_falling_bill_reads_as_what_it_is(trained):
                         x[["days_since_contract_end"]].head(1), trained, k=1)[0][0]
     assert (alone.code, alone.action) == ("CONTRACT_TERM", "none") and "365" not in alone.sentence
     assert (by["bill_change_pct"].code, by["bill_change_pct"].sentence) == \
-        ("BILL_DROP", "Latest bill down 35% vs. the three months before")
+        ("USAGE_DROP", "Latest bill down 35% vs. the three months before")
     by = {r.feature: r for r in recent}
     assert by["bill_change_pct"].code == "BILL_SHOCK" and by["bill_change_pct"].sentence.startswith("Latest bill up 40%")
     assert by["days_since_contract_end"].sentence == "Contract ended 12 days ago"
