@@ -206,7 +206,7 @@ def main() -> None:
         y_tr = np.concatenate([parts[t][0]["churned"].to_numpy()[m] for t, m in zip(train_t, pick)])
         m_va = rows_va["subscriber_id"].isin(keep).to_numpy()
         y_va = rows_va["churned"].to_numpy()[m_va]
-        label = f"{len(keep):,} subscribers, {int(y_tr.sum()):,} churners"
+        label = f"{len(keep):,} subscribers, {int(y_tr.sum()):,} churn labels"
         model = fit_best(X_tr, y_tr, X_va[m_va], y_va, settings.training.seed)
         table.append(("records learner: daily record + catalogue", label, model.predict_proba(X_te, raw_score=True)))
         if share == shares[-1]:
@@ -215,11 +215,11 @@ def main() -> None:
                           model.predict_proba(X_te[cat_cols], raw_score=True)))
     print(f"\nheld-out snapshot {pd.Timestamp(test_t).date()} of {test.settings.workdir}: {len(y_te):,} subscribers, "
           f"{n_pos:,} churners\n")
-    print(f"| {'scorer':<42} | {'trained on':<32} | ROC-AUC (s.e.) | PR-AUC |")
-    print(f"|{'-' * 44}|{'-' * 34}|----------------|--------|")
+    print(f"| {'scorer':<42} | {'trained on':<38} | ROC-AUC (s.e.) | PR-AUC |")
+    print(f"|{'-' * 44}|{'-' * 40}|----------------|--------|")
     for name, trained, score in table:
         auc = roc_auc_score(y_te, score)
-        print(f"| {name:<42} | {trained:<32} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f}) | "
+        print(f"| {name:<42} | {trained:<38} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | "
               f"{average_precision_score(y_te, score):.3f} |")
     report = test.settings.reports_dir / "train.json"
     if report.exists():
@@ -227,8 +227,8 @@ def main() -> None:
         winner = t.get("winner")
         if winner and f"{winner}_roc_auc" in t:
             auc = t[f"{winner}_roc_auc"]
-            print(f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<32} | "
-                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f}) | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |")
+            print(f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<38} | "
+                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f}  |")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 
