@@ -89,9 +89,9 @@ def test_runs_share_the_invocation_and_log_figures_search_and_signature(trained)
 
 def test_champion_probabilities_are_calibrated_on_the_held_out_snapshot(trained, frames):
     """Measured on the session data (1000 subscribers, seed 11; 817 test rows, 38 churners): 10-bin ECE
-    0.022 raw -> 0.019 calibrated, Brier 0.0319 -> 0.0346. The bound 0.035 leaves room for that small sample.
-    The champion there is a logistic regression whose raw scores are already calibrated, and a calibrator
-    fitted on ~30 validation churners may then cost a little Brier: it must not cost more than 10%."""
+    0.040 raw -> 0.023 calibrated, Brier 0.0367 -> 0.0322. The bound 0.035 leaves room for that small sample.
+    When the champion's raw scores are already calibrated (a logistic regression there, once), a calibrator
+    fitted on ~30 validation churners may cost a little Brier: it must not cost more than 10%."""
     _, _, test = frames
     model = load_registered(trained).model
     assert model.calibrator is not None and model.calibrator.method in {"isotonic", "sigmoid"}
@@ -101,7 +101,8 @@ def test_champion_probabilities_are_calibrated_on_the_held_out_snapshot(trained,
     print(f"test ECE raw {_ece(y, raw):.4f} -> calibrated {_ece(y, cal):.4f}; Brier raw {b_raw:.4f} -> {b_cal:.4f}")
     assert _ece(y, cal) < 0.035
     assert b_cal <= 1.1 * b_raw
-    assert (np.argsort(cal, kind="stable") == np.argsort(raw, kind="stable")).mean() > 0.99  # same ranking
+    order = np.argsort(raw, kind="stable")  # calibration never reverses the ranking (isotonic may tie it)
+    assert (np.diff(cal[order]) >= -1e-12).all()
 
 
 def test_a_worse_model_becomes_challenger_and_a_better_one_replaces_the_champion(copy_trained):
