@@ -72,8 +72,10 @@ def daily_series(settings) -> tuple[np.ndarray, dict[str, np.ndarray], pd.Timest
     return ids, series, start
 
 
-def record_features(settings, ids, series, start, rows: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
-    """The full daily record before ``t`` of ``rows``' subscribers, as window sums and rates."""
+def record_features(ids, series, start, subs: pd.DataFrame, bills: pd.DataFrame, rows: pd.DataFrame,
+                    t: pd.Timestamp) -> pd.DataFrame:
+    """The full daily record before ``t`` of ``rows``' subscribers, as window sums and rates
+    (``subs``: the subscribers table indexed by id; ``bills``: the billing table)."""
     T = (t - start).days
     r = pd.Series(np.arange(len(ids)), index=ids).loc[rows["subscriber_id"]].to_numpy()
     lo = max(T - HISTORY_DAYS, 0)
@@ -101,13 +103,12 @@ def record_features(settings, ids, series, start, rows: pd.DataFrame, t: pd.Time
     silent = calls[:, ::-1] == 0
     out["silent_run"] = np.where(silent.all(1), T, np.argmax(~silent, axis=1))
     f = pd.DataFrame(out)
-    subs = pd.read_parquet(settings.raw_dir / "subscribers.parquet").set_index("subscriber_id").loc[rows["subscriber_id"]]
+    subs = subs.loc[rows["subscriber_id"]]
     f["prepaid"] = (subs["plan"] == "prepaid").to_numpy().astype(int)
     f["tenure"] = (t - subs["activation_date"]).dt.days.to_numpy()
     f["fee"] = subs["monthly_fee"].to_numpy()
     contract = (subs["contract_end_date"] - t).dt.days.to_numpy()
     f["contract_days"] = np.where(np.isnan(contract), 9999, contract)
-    bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
     bills = bills[bills["bill_date"] < t].sort_values("bill_date").groupby("subscriber_id").tail(3)
     g = bills.groupby("subscriber_id")
     last = g.tail(1).set_index("subscriber_id").reindex(rows["subscriber_id"])
@@ -154,12 +155,14 @@ class Workdir:
         self.labels["t"] = self.labels["event_timestamp"].dt.tz_localize(None)
         self.snapshots = sorted(self.labels["t"].unique())
         self.ids, self.series, self.start = daily_series(settings)
+        self.subs = pd.read_parquet(settings.raw_dir / "subscribers.parquet").set_index("subscriber_id")
+        self.bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
         self.catalogue = pd.read_parquet(settings.feature_table)
         self.catalogue["t"] = self.catalogue["event_timestamp"].dt.tz_localize(None)
 
     def frame(self, t) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = self.labels[self.labels["t"] == t].reset_index(drop=True)
-        rec = record_features(self.settings, self.ids, self.series, self.start, rows, pd.Timestamp(t))
+        rec = record_features(self.ids, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t))
         cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[FEATURE_NAMES]
         return rows, pd.concat([rec, cat.add_prefix("cat_")], axis=1)
 
