@@ -231,7 +231,7 @@ def main() -> None:
         if winner and f"{winner}_roc_auc" in t:
             auc = t[f"{winner}_roc_auc"]
             print(f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<38} | "
-                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f}  |")
+                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 
