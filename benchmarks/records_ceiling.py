@@ -36,6 +36,7 @@ import pandas as pd
 
 from features.catalogue import FEATURE_NAMES
 from pipelines.config import load_settings
+from pipelines.truth import ceilings
 
 WINDOWS = (1, 2, 3, 4, 5, 7, 10, 14, 21, 28, 42, 56)
 SERIES = ("calls", "off", "onn", "comp", "own", "complaints", "recharge")
@@ -43,8 +44,9 @@ RATES = ("calls", "off", "onn")  # series compared with the subscriber's own rat
 HISTORY_DAYS = 90
 
 
-def daily_series(settings) -> tuple[np.ndarray, dict[str, np.ndarray], pd.Timestamp]:
-    """Per subscriber and day since the data's start: counts of each kind of record (ingested tables)."""
+def daily_series(settings, index: pd.Series) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
+    """Per subscriber (row ``index[subscriber_id]``) and day since the data's start: counts of each kind
+    of record (ingested tables)."""
     raw, start = settings.raw_dir, pd.Timestamp(settings.data.start_date)
     n_days = (pd.Timestamp(settings.data.end_date) - start).days
     daily = duckdb.connect().execute(f"""
@@ -55,12 +57,9 @@ def daily_series(settings) -> tuple[np.ndarray, dict[str, np.ndarray], pd.Timest
           count(*) FILTER (WHERE callee_class = 'competitor_hotline' AND direction = 'out') AS comp,
           count(*) FILTER (WHERE callee_class = 'own_service' AND direction = 'out') AS own
         FROM read_parquet('{raw}/cdr/*/*.parquet') GROUP BY 1, 2""").df()
-    subs = pd.read_parquet(raw / "subscribers.parquet")
-    ids = subs["subscriber_id"].to_numpy()
-    index = pd.Series(np.arange(len(ids)), index=ids)
 
     def grid(sub, day, values=None) -> np.ndarray:
-        a = np.zeros((len(ids), n_days), np.float32)
+        a = np.zeros((len(index), n_days), np.float32)
         np.add.at(a, (index.loc[sub].to_numpy(), day), 1 if values is None else values)
         return a
 
@@ -69,15 +68,16 @@ def daily_series(settings) -> tuple[np.ndarray, dict[str, np.ndarray], pd.Timest
     series["complaints"] = grid(comp["subscriber_id"], (comp["complaint_time"] - start).dt.days.to_numpy())
     rc = pd.read_parquet(raw / "recharges.parquet")
     series["recharge"] = grid(rc["subscriber_id"], (rc["recharge_time"] - start).dt.days.to_numpy())
-    return ids, series, start
+    return series, start
 
 
-def record_features(ids, series, start, subs: pd.DataFrame, bills: pd.DataFrame, rows: pd.DataFrame,
+def record_features(index: pd.Series, series, start, subs: pd.DataFrame, bills: pd.DataFrame, rows: pd.DataFrame,
                     t: pd.Timestamp) -> pd.DataFrame:
     """The full daily record before ``t`` of ``rows``' subscribers, as window sums and rates
-    (``subs``: the subscribers table indexed by id; ``bills``: the billing table)."""
+    (``index``: subscriber id -> row of ``series``; ``subs``: the subscribers table indexed by id;
+    ``bills``: the billing table)."""
     T = (t - start).days
-    r = pd.Series(np.arange(len(ids)), index=ids).loc[rows["subscriber_id"]].to_numpy()
+    r = index.loc[rows["subscriber_id"]].to_numpy()
     lo = max(T - HISTORY_DAYS, 0)
     out: dict[str, np.ndarray] = {}
     for name in SERIES:
@@ -154,15 +154,16 @@ class Workdir:
         self.labels = pd.read_parquet(settings.label_table)
         self.labels["t"] = self.labels["event_timestamp"].dt.tz_localize(None)
         self.snapshots = sorted(self.labels["t"].unique())
-        self.ids, self.series, self.start = daily_series(settings)
         self.subs = pd.read_parquet(settings.raw_dir / "subscribers.parquet").set_index("subscriber_id")
+        self.index = pd.Series(np.arange(len(self.subs)), index=self.subs.index)
+        self.series, self.start = daily_series(settings, self.index)
         self.bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
         self.catalogue = pd.read_parquet(settings.feature_table)
         self.catalogue["t"] = self.catalogue["event_timestamp"].dt.tz_localize(None)
 
     def frame(self, t) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = self.labels[self.labels["t"] == t].reset_index(drop=True)
-        rec = record_features(self.ids, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t))
+        rec = record_features(self.index, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t))
         cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[FEATURE_NAMES]
         return rows, pd.concat([rec, cat.add_prefix("cat_")], axis=1)
 
@@ -192,10 +193,10 @@ def main() -> None:
     y_te = rows_te["churned"].to_numpy()
     n_pos, n_neg = int(y_te.sum()), int((y_te == 0).sum())
     print(f"record features: {X_te.shape[1]} columns, built in {time.perf_counter() - t0:.0f} s")
-    truth = pd.read_parquet(test.settings.truth_dir / "true_probability.parquet")
-    truth = rows_te[["subscriber_id"]].merge(truth[truth["snapshot"] == test_t], on="subscriber_id", how="left")
-    table = [("latent (simulator's state)", "-", truth["true_probability"]),
-             ("reachable (visible onsets and causes)", "-", truth["reachable_probability"])]
+    sim = ceilings(test.settings, rows_te["subscriber_id"].tolist(), y_te, test_t)
+    fixed = [("latent (simulator's state)", sim["ceiling_roc_auc"], sim["ceiling_pr_auc"]),
+             ("reachable (visible onsets and causes)", sim["ceiling_reachable_roc_auc"], sim["ceiling_reachable_pr_auc"])]
+    table = []
     subscribers = train.labels.loc[train.labels["t"].isin(train_t), "subscriber_id"].unique()
     rng = np.random.default_rng(settings.training.seed)
     rng.shuffle(subscribers)
@@ -220,10 +221,10 @@ def main() -> None:
           f"{n_pos:,} churners\n")
     print(f"| {'scorer':<42} | {'trained on':<38} | ROC-AUC (s.e.) | PR-AUC |")
     print(f"|{'-' * 44}|{'-' * 40}|----------------|--------|")
-    for name, trained, score in table:
-        auc = roc_auc_score(y_te, score)
-        print(f"| {name:<42} | {trained:<38} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | "
-              f"{average_precision_score(y_te, score):.3f} |")
+    rows = [(name, "-", auc, pr) for name, auc, pr in fixed]
+    rows += [(name, trained, roc_auc_score(y_te, score), average_precision_score(y_te, score)) for name, trained, score in table]
+    for name, trained, auc, pr in rows:
+        print(f"| {name:<42} | {trained:<38} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {pr:.3f} |")
     report = test.settings.reports_dir / "train.json"
     if report.exists():
         t = json.loads(report.read_text())
