@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 
 from features.catalogue import FEATURE_NAMES
-from pipelines.config import DEFAULT_CONFIG, load_settings
+from core.config import DEFAULT_CONFIG, load_settings
 
 
 def _settings(work: Path, n: int, days: int, daily_calls: float):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import DEFAULT_CONFIG, load_settings
+from core.config import DEFAULT_CONFIG, load_settings
 from pipelines.generate import generate
 
 

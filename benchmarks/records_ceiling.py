@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import FEATURE_NAMES
-from pipelines.config import load_settings
+from core.config import load_settings
 from pipelines.truth import ceilings
 
 WINDOWS = (1, 2, 3, 4, 5, 7, 10, 14, 21, 28, 42, 56)

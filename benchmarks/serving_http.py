@@ -32,7 +32,7 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipelines.config import load_settings  # noqa: E402
+from core.config import load_settings  # noqa: E402
 from serving.server import running_server  # noqa: E402
 
 SINGLE, BATCH = "/warn/subscriber", "/warn"

@@ -29,14 +29,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from pipelines.config import load_settings  # noqa: E402
+from core.config import load_settings  # noqa: E402
 
 
 def _model_workdir(path: Path) -> Path:
     """A demo workdir with a registered champion (default config shape); trained here if missing."""
     import yaml
 
-    from pipelines.config import DEFAULT_CONFIG
+    from core.config import DEFAULT_CONFIG
 
     cfg = path / "config.yaml"
     if not (path / "mlflow.db").exists():

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from features.catalogue import FEATURE_NAMES
-from pipelines.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

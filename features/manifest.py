@@ -20,7 +20,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import Settings
+from core.config import Settings
+from core.io import PARTITION, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,10 @@ def _sha(text: str) -> str:
 def raw_fingerprint(settings: Settings) -> dict[str, str]:
     """Per entry of ``data/raw`` (tables and the CDR partition folder): a hash of the file names, sizes
     and modification times, as ingestion and validation fingerprint their inputs."""
-    from pipelines.validate import _fingerprint
-
     raw = settings.raw_dir
     if not raw.is_dir():
         return {}
-    return {p.name: _sha(_fingerprint(p)) for p in sorted(raw.iterdir()) if not p.name.startswith(".")}
+    return {p.name: _sha(fingerprint(p)) for p in sorted(raw.iterdir()) if not p.name.startswith(".")}
 
 
 def definition_version(settings: Settings) -> dict:
@@ -80,8 +79,6 @@ def read_manifest(settings: Settings) -> dict | None:
 
 def ingested_days(settings: Settings) -> tuple[dt.date, dt.date] | None:
     """First and last ingested CDR day (from the day partitions of ``data/raw/cdr``); None: none yet."""
-    from pipelines.validate import PARTITION
-
     days = []
     for p in (settings.raw_dir / "cdr").glob(f"{PARTITION}=*"):
         try:

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from features.catalogue import CATALOGUE, FEATURE_NAMES
-from pipelines.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

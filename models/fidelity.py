@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Settings
+from core.config import Settings
 
 # Simulator cause (pipelines/generate.py CAUSES) -> the reason codes (configs/reasons.yaml) that name it.
 # "silent" churn has no visible cause by construction and is left out. Codes that name no cause

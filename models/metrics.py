@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import betainc
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from pipelines.config import EvaluationConfig, Settings
+from core.config import EvaluationConfig, Settings
 
 TOP_PERCENTS = (1, 5, 10)
 ECE_BINS = 10

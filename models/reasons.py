@@ -21,7 +21,7 @@ import yaml
 
 from features.catalogue import BY_NAME
 from models.churn_model import Explanation, in_order
-from pipelines.config import REPO_ROOT, Settings
+from core.config import REPO_ROOT, Settings
 
 REASONS_FILE = REPO_ROOT / "configs" / "reasons.yaml"
 Lang = Literal["en", "zh"]

@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 
 from models.churn_model import ChurnModel
-from pipelines.config import Settings
+from core.config import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # a registered winner that did not beat the champion on the same held-out rows

@@ -12,7 +12,7 @@ import pandas as pd
 from models import stakes
 from models.churn_model import ChurnModel, Explanation
 from models.reasons import Lang, suggested_action, top_reasons
-from pipelines.config import Settings
+from core.config import Settings
 
 
 def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.config import WarningConfig
+from core.config import WarningConfig
 
 RISK_TIERS = ("high", "medium", "low")
 

@@ -37,7 +37,7 @@ from models.churn_model import ChurnModel
 from models.metrics import evaluate
 from models.plots import candidate_curves, plt
 from models.rules import RuleBaseline
-from pipelines.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipelines.config import REPO_ROOT, Settings, load_settings
+from core.config import REPO_ROOT, Settings, load_settings
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"

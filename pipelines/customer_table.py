@@ -28,8 +28,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from pipelines.config import CustomerTableConfig, Settings
-from pipelines.io import write_json_atomic
+from core.config import CustomerTableConfig, Settings
+from core.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 

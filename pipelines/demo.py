@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import pandas as pd
 
-from pipelines.config import Settings
+from core.config import Settings
 
 UNKNOWN_ID = "S9999999"
 

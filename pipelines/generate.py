@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from pipelines.config import Settings
-from pipelines.io import replace_dir_atomic, write_parquet_atomic
+from core.config import Settings
+from core.io import replace_dir_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

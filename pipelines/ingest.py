@@ -18,9 +18,9 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Settings
-from pipelines.io import replace_dir_atomic, write_json_atomic
-from pipelines.validate import PARTITION, SCHEMAS, _fingerprint, ensure_validated
+from core.config import Settings
+from core.io import PARTITION, fingerprint, replace_dir_atomic, write_json_atomic
+from pipelines.validate import SCHEMAS, ensure_validated
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
 
 def _landing_fingerprint(settings: Settings) -> dict[str, str]:
     src = settings.landing_dir
-    return {t: _fingerprint(src / ("cdr" if t == "cdr" else f"{t}.parquet")) for t in SCHEMAS}
+    return {t: fingerprint(src / ("cdr" if t == "cdr" else f"{t}.parquet")) for t in SCHEMAS}
 
 
 def ensure_ingested(settings: Settings) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.config import Settings
-from pipelines.io import write_json_atomic, write_parquet_atomic
+from core.config import Settings
+from core.io import write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pipelines.config import Settings
+from core.config import Settings
 
 
 def truth_report(settings: Settings) -> dict:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.catalogue import CATALOGUE, FEATURE_NAMES
-from pipelines.config import Settings
-from pipelines.io import write_json_atomic
+from core.config import Settings
+from core.io import PARTITION, fingerprint, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ SCHEMAS: dict[str, list[str]] = {
 }
 MAX_RECHARGE = 10_000  # CNY: a larger single prepaid top-up is an export error
 FEATURE_TABLE = "subscriber_features"
-PARTITION = "date"  # the CDR export is partitioned by call date: cdr/date=YYYY-MM-DD/*.parquet
 _counter = itertools.count()
 
 
@@ -322,7 +321,7 @@ def validate_landing(settings: Settings) -> dict:
         for df in batches:  # bounded memory: one batch of whole days at a time
             found += validate_table(df, table, str(path), settings, ctx, known_ids=known)
             rows += len(df)
-        summary[table] = {"file": str(path), "rows": rows, "fingerprint": _fingerprint(path),
+        summary[table] = {"file": str(path), "rows": rows, "fingerprint": fingerprint(path),
                           "failures": [asdict(f) for f in found]}
         failures += found
         errors = [f for f in found if f.severity == "error"]
@@ -344,13 +343,6 @@ def validate_landing(settings: Settings) -> dict:
 validate_raw = validate_landing
 
 
-def _fingerprint(path: Path) -> str:
-    """Size and modification time of a file, or of every file in a folder."""
-    files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
-    return ";".join(f"{f.relative_to(path) if f != Path(path) else ''}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
-                    for f in files if f.is_file())
-
-
 def ensure_validated(settings: Settings) -> None:
     """Re-validate unless the last passing report covers exactly the landing files on disk now."""
     report_path = settings.reports_dir / "validation.json"
@@ -359,7 +351,7 @@ def ensure_validated(settings: Settings) -> None:
         tables = report.get("tables", {})
         current = {t: settings.landing_dir / ("cdr" if t == "cdr" else f"{t}.parquet") for t in SCHEMAS}
         if report.get("success") and all(
-            p.exists() and tables.get(t, {}).get("fingerprint") == _fingerprint(p) for t, p in current.items()
+            p.exists() and tables.get(t, {}).get("fingerprint") == fingerprint(p) for t, p in current.items()
         ):
             return
     validate_landing(settings)

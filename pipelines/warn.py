@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Settings, WarningConfig
+from core.config import Settings, WarningConfig
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.Da
            tiers: list[TierCapacity], summary: dict, timings: dict, start: tuple[float, float],
            start_all: tuple[float, float], out_root: Path | None) -> Path:
     """All four files into a hidden folder beside the final one, then one swap (``replace_dir_atomic``)."""
-    from pipelines.io import replace_dir_atomic
+    from core.io import replace_dir_atomic
 
     root = out_root or settings.workdir / "warnings"
     root.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import REPO_ROOT, ROOT_ENV, Settings
-from pipelines.io import write_json_atomic
+from core.config import REPO_ROOT, ROOT_ENV, Settings
+from core.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def format_deployments(settings: Settings) -> str:
 
 def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str, Any]:
     if settings.config_path is None:
-        raise DeployError("settings without a config file: load them with pipelines.config.load_settings")
+        raise DeployError("settings without a config file: load them with core.config.load_settings")
     cmd = [sys.executable, "-m", "serving.deploy", "--config", str(settings.config_path), "--version", version]
     if alias:
         cmd += ["--alias", alias]
@@ -246,7 +246,7 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipelines.config import load_settings
+    from core.config import load_settings
 
     parser = argparse.ArgumentParser(description="Build a churnwarn Bento (run by `churn deploy` with BENTOML_HOME set).")
     parser.add_argument("--config", required=True)

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from models.registry import LoadedModel, load_registered
-from pipelines.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("churnwarn.serving")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.config import CONFIG_ENV, REPO_ROOT, Settings
+from core.config import CONFIG_ENV, REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 SERVICE = "serving.service:ChurnWarningService"

@@ -80,7 +80,7 @@ SINGLE_STATUS = {"unknown": 404, "stale": 422}  # per-item status -> HTTP status
 
 def _workers() -> int:
     """``serving.workers`` of the config the server runs with (read when BentoML imports the service)."""
-    from pipelines.config import load_settings
+    from core.config import load_settings
 
     return load_settings().serving.workers
 
@@ -92,7 +92,7 @@ class ChurnWarningService:
 
         from features.catalogue import FEATURE_NAMES
         from features.store import get_store
-        from pipelines.config import load_settings
+        from core.config import load_settings
         from serving.model_source import load_serving_model
 
         self.settings = load_settings()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import DEFAULT_CONFIG, Settings, load_settings
+from core.config import DEFAULT_CONFIG, Settings, load_settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -4,7 +4,7 @@ import importlib.util
 
 import pandas as pd
 
-from pipelines.config import REPO_ROOT as ROOT
+from core.config import REPO_ROOT as ROOT
 
 spec = importlib.util.spec_from_file_location("records_ceiling", ROOT / "benchmarks" / "records_ceiling.py")
 records_ceiling = importlib.util.module_from_spec(spec)

@@ -6,7 +6,7 @@ import pytest
 
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features
-from pipelines.config import load_settings
+from core.config import load_settings
 
 T = pd.Timestamp("2026-03-01")
 

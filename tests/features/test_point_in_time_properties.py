@@ -28,7 +28,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from features.compute import compute_features
-from pipelines.config import DEFAULT_CONFIG, load_settings
+from core.config import DEFAULT_CONFIG, load_settings
 
 T = pd.Timestamp("2026-04-01")
 DAY = 86_400  # seconds

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.config import REPO_ROOT, Settings, load_settings
+from core.config import REPO_ROOT, Settings, load_settings
 
 WA_CONFIG = REPO_ROOT / "configs" / "wa_churn.yaml"
 SMALL_LGBM = {"lightgbm": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 50}}

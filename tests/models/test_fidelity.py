@@ -9,7 +9,7 @@ import pytest
 
 from models.fidelity import CAUSE_CODES, reason_fidelity
 from models.reasons import load_templates
-from pipelines.config import load_settings
+from core.config import load_settings
 
 # reached on the test fixture's held-out snapshot (1000 subscribers, seed 11): 0.969 over 32 churners,
 # competitor 0.889 of 9, the other causes 1.000 (docs/data.md has the demo's and a larger run's figures)
@@ -64,7 +64,7 @@ def test_fidelity_on_a_hand_made_truth_table(make_config, tmp_path):
 
 
 def test_customer_table_has_no_fidelity():
-    from pipelines.config import REPO_ROOT
+    from core.config import REPO_ROOT
 
     settings = load_settings(REPO_ROOT / "configs" / "wa_churn.yaml")
     assert reason_fidelity(settings, ["1"], [["CONTRACT"]], [1]) is None

@@ -8,7 +8,7 @@ from scipy import integrate, stats
 from sklearn.metrics import roc_curve
 
 from models.metrics import empc, evaluate, expected_calibration_error
-from pipelines.config import EvaluationConfig, Settings
+from core.config import EvaluationConfig, Settings
 
 EXPECTED_KEYS = {"roc_auc", "pr_auc", "base_rate", "top_decile_lift", "lift_top1", "lift_top5", "lift_top10",
                  "capture_top1", "capture_top5", "capture_top10", "brier", "ece"}
@@ -172,7 +172,7 @@ def test_empc_grows_as_a_classifier_gets_better(settings):
 
 
 def test_existing_configs_load_with_evaluation_defaults():
-    from pipelines.config import REPO_ROOT, load_settings
+    from core.config import REPO_ROOT, load_settings
 
     for name in ("default.yaml", "wa_churn.yaml"):
         s = load_settings(REPO_ROOT / "configs" / name)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from models import stakes
-from pipelines.config import WarningConfig
+from core.config import WarningConfig
 
 
 def test_risk_tiers_follow_the_thresholds():

@@ -22,7 +22,7 @@ from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
-from pipelines.config import CONFIG_ENV  # noqa: E402
+from core.config import CONFIG_ENV  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "churnwarn-venv"

@@ -2,7 +2,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.config import REPO_ROOT
+from core.config import REPO_ROOT
 
 
 def test_help_lists_every_stage():

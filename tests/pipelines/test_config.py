@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config import REPO_ROOT, load_settings
+from core.config import REPO_ROOT, load_settings
 
 
 def test_default_config_loads_with_paths_under_the_repo():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipelines.config import REPO_ROOT, load_settings
+from core.config import REPO_ROOT, load_settings
 
 WA_CONFIG = REPO_ROOT / "configs" / "wa_churn.yaml"
 WA_TABLE = REPO_ROOT / "pipelines" / "datasets" / "wa_churn.csv.gz"

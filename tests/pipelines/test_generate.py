@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import load_settings
+from core.config import load_settings
 from pipelines.generate import generate
 from pipelines.validate import read_cdr
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.config import VipTier, WarningConfig
+from core.config import VipTier, WarningConfig
 from pipelines.warn import WarnError, capacities, choose, nightly_list
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import write_config  # conftest sits on sys.path under pytest
 from models.registry import use_tracking
 from pipelines.cli import app
-from pipelines.config import load_settings
+from core.config import load_settings
 from serving.deploy import DeployError, bento_dir, current_bento, deploy, read_record, rollback
 from serving.server import running_server
 

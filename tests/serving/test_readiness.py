@@ -5,7 +5,7 @@ import shutil
 import httpx
 import pytest
 
-from pipelines.config import load_settings
+from core.config import load_settings
 from serving.server import running_server
 
 

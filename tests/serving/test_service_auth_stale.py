@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.config import load_settings
+from core.config import load_settings
 from serving.middleware import API_KEY_ENV
 from serving.server import running_server
 

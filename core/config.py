@@ -162,7 +162,7 @@ class DeployConfig(_Strict):
 
     bentoml_home: Path = Field(Path("bentoml"), description="BentoML home (model and Bento stores); relative "
                                "to workdir, so every workdir deploys and rolls back on its own")
-    include: list[str] = Field(["serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
+    include: list[str] = Field(["core/*.py", "serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
                                description="source files copied into the Bento (patterns from the repository root)")
     packages: list[str] = Field(["mlflow", "feast", "lightgbm", "scikit-learn", "shap", "numba", "pandas",
                                  "numpy", "pyarrow", "pydantic", "pyyaml"],

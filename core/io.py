@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+PARTITION = "date"  # CDR folders are partitioned by call date: cdr/date=YYYY-MM-DD/*.parquet
+
 
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
@@ -56,3 +58,10 @@ def replace_dir_atomic(new: Path, final: Path) -> Path:
     os.replace(new, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def fingerprint(path: Path) -> str:
+    """Size and modification time of a file, or of every file in a folder: cheap change detection."""
+    files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
+    return ";".join(f"{f.relative_to(path) if f != Path(path) else ''}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+                    for f in files if f.is_file())
