@@ -23,7 +23,9 @@ from test_readme import newcomer_env  # noqa: E402  (one definition of "a plain 
 
 def timed(label: str, cmd: str, cwd: Path, env: dict, rows: list) -> None:
     t0 = time.perf_counter()
-    res = subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        ["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     rows.append((label, cmd, time.perf_counter() - t0, res.returncode))
     if res.returncode:
         print(res.stdout[-3000:], res.stderr[-3000:], file=sys.stderr)
@@ -40,11 +42,19 @@ def main() -> None:
         env = newcomer_env()
         if args.cold_cache:
             env["UV_CACHE_DIR"] = str(Path(tmp) / "uv-cache")
-        timed("install (uv sync --locked)", "python3 -m pip install -q uv && uv sync --locked -q", clone, env, rows)
+        timed(
+            "install (uv sync --locked)",
+            "python3 -m pip install -q uv && uv sync --locked -q",
+            clone,
+            env,
+            rows,
+        )
         timed("main job, first run (all stages + serve)", "uv run --locked churn demo", clone, env, rows)
         timed("main job, rerun (dvc skips unchanged stages)", "uv run --locked churn demo", clone, env, rows)
     total = rows[0][2] + rows[1][2]
-    print(f"\nchurnwarn end-to-end on {os.cpu_count()} cores ({'cold' if args.cold_cache else 'warm'} uv cache)\n")
+    print(
+        f"\nchurnwarn end-to-end on {os.cpu_count()} cores ({'cold' if args.cold_cache else 'warm'} uv cache)\n"
+    )
     print(f"| {'step':<46} | {'seconds':>8} | exit |")
     print(f"|{'-' * 48}|{'-' * 10}|------|")
     for label, _, secs, rc in rows:

@@ -34,8 +34,9 @@ def main() -> None:
     end = start + dt.timedelta(days=args.days)
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw["workdir"] = str(work)
-    raw["data"].update(n_subscribers=args.subscribers, start_date=str(start), end_date=str(end),
-                       chunk_subscribers=args.chunk)
+    raw["data"].update(
+        n_subscribers=args.subscribers, start_date=str(start), end_date=str(end), chunk_subscribers=args.chunk
+    )
     raw["features"]["snapshots"] = [str(end - dt.timedelta(days=30)), str(end)]
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.yaml"
@@ -47,7 +48,9 @@ def main() -> None:
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     size_gib = sum(f.stat().st_size for f in settings.landing_dir.rglob("*") if f.is_file()) / 2**30
     files = sum(1 for _ in (settings.landing_dir / "cdr").rglob("*.parquet"))
-    print(f"\nsimulator at scale: {args.subscribers:,} subscribers x {args.days} days, chunks of {args.chunk:,}\n")
+    print(
+        f"\nsimulator at scale: {args.subscribers:,} subscribers x {args.days} days, chunks of {args.chunk:,}\n"
+    )
     print("| measure | value |")
     print("|---|---|")
     print(f"| calls (CDR rows) | {summary.calls:,} |")

@@ -34,8 +34,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.catalogue import FEATURE_NAMES
 from core.config import load_settings
+from features.catalogue import FEATURE_NAMES
 from pipelines.truth import ceilings
 
 WINDOWS = (1, 2, 3, 4, 5, 7, 10, 14, 21, 28, 42, 56)
@@ -49,14 +49,18 @@ def daily_series(settings, index: pd.Series) -> tuple[dict[str, np.ndarray], pd.
     of record (ingested tables)."""
     raw, start = settings.raw_dir, pd.Timestamp(settings.data.start_date)
     n_days = (pd.Timestamp(settings.data.end_date) - start).days
-    daily = duckdb.connect().execute(f"""
+    daily = (
+        duckdb.connect()
+        .execute(f"""
         SELECT subscriber_id, date_diff('day', DATE '{start.date()}', CAST(start_time AS DATE)) AS d,
           count(*) FILTER (WHERE callee_class NOT IN ('competitor_hotline', 'own_service')) AS calls,
           count(*) FILTER (WHERE callee_class = 'off_net') AS off,
           count(*) FILTER (WHERE callee_class = 'on_net') AS onn,
           count(*) FILTER (WHERE callee_class = 'competitor_hotline' AND direction = 'out') AS comp,
           count(*) FILTER (WHERE callee_class = 'own_service' AND direction = 'out') AS own
-        FROM read_parquet('{raw}/cdr/*/*.parquet') GROUP BY 1, 2""").df()
+        FROM read_parquet('{raw}/cdr/*/*.parquet') GROUP BY 1, 2""")
+        .df()
+    )
 
     def grid(sub, day, values=None) -> np.ndarray:
         a = np.zeros((len(index), n_days), np.float32)
@@ -71,8 +75,15 @@ def daily_series(settings, index: pd.Series) -> tuple[dict[str, np.ndarray], pd.
     return series, start
 
 
-def record_features(index: pd.Series, series, start, subs: pd.DataFrame, bills: pd.DataFrame, rows: pd.DataFrame,
-                    t: pd.Timestamp) -> pd.DataFrame:
+def record_features(
+    index: pd.Series,
+    series,
+    start,
+    subs: pd.DataFrame,
+    bills: pd.DataFrame,
+    rows: pd.DataFrame,
+    t: pd.Timestamp,
+) -> pd.DataFrame:
     """The full daily record before ``t`` of ``rows``' subscribers, as window sums and rates
     (``index``: subscriber id -> row of ``series``; ``subs``: the subscribers table indexed by id;
     ``bills``: the billing table)."""
@@ -99,7 +110,7 @@ def record_features(index: pd.Series, series, start, subs: pd.DataFrame, bills: 
     out["offnet_share_history"] = out[f"off_{HISTORY_DAYS}d"] / np.maximum(out[f"calls_{HISTORY_DAYS}d"], 1)
     calls = series["calls"][r, :T]
     for w in (7, 14, 30):
-        out[f"zero_days_{w}d"] = (calls[:, T - w:] == 0).sum(1)
+        out[f"zero_days_{w}d"] = (calls[:, T - w :] == 0).sum(1)
     silent = calls[:, ::-1] == 0
     out["silent_run"] = np.where(silent.all(1), T, np.argmax(~silent, axis=1))
     f = pd.DataFrame(out)
@@ -116,14 +127,20 @@ def record_features(index: pd.Series, series, start, subs: pd.DataFrame, bills: 
     f["arrears_last"] = last["arrears"].to_numpy()
     f["bill_mean_3"] = g["charge"].mean().reindex(rows["subscriber_id"]).to_numpy()
     f["bill_vs_fee"] = f["bill_last"] / f["fee"]
-    f["arrears_bills_3"] = g["arrears"].apply(lambda v: (v > 0).sum()).reindex(rows["subscriber_id"]).to_numpy()
+    f["arrears_bills_3"] = (
+        g["arrears"].apply(lambda v: (v > 0).sum()).reindex(rows["subscriber_id"]).to_numpy()
+    )
     return f
 
 
 def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
     """Hanley & McNeil (1982) standard error of an ROC-AUC."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    return float(np.sqrt((auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)))
+    return float(
+        np.sqrt(
+            (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+        )
+    )
 
 
 def fit_best(X_tr, y_tr, X_va, y_va, seed: int):
@@ -133,13 +150,28 @@ def fit_best(X_tr, y_tr, X_va, y_va, seed: int):
 
     best = None
     for leaves, min_child in ((7, 50), (15, 50), (31, 100)):
-        m = lgb.LGBMClassifier(n_estimators=3000, learning_rate=0.03, num_leaves=leaves, min_child_samples=min_child,
-                               subsample=0.8, subsample_freq=1, colsample_bytree=0.5, random_state=seed, n_jobs=2,
-                               verbose=-1, scale_pos_weight=float(np.sqrt((y_tr == 0).sum() / max(y_tr.sum(), 1))))
+        m = lgb.LGBMClassifier(
+            n_estimators=3000,
+            learning_rate=0.03,
+            num_leaves=leaves,
+            min_child_samples=min_child,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.5,
+            random_state=seed,
+            n_jobs=2,
+            verbose=-1,
+            scale_pos_weight=float(np.sqrt((y_tr == 0).sum() / max(y_tr.sum(), 1))),
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m.fit(X_tr, y_tr, eval_set=[(X_va, y_va)], eval_metric="auc",
-                  callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
+            m.fit(
+                X_tr,
+                y_tr,
+                eval_set=[(X_va, y_va)],
+                eval_metric="auc",
+                callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)],
+            )
         score = roc_auc_score(y_va, m.predict_proba(X_va, raw_score=True))
         if best is None or score > best[0]:
             best = (score, m)
@@ -163,8 +195,12 @@ class Workdir:
 
     def frame(self, t) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = self.labels[self.labels["t"] == t].reset_index(drop=True)
-        rec = record_features(self.index, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t))
-        cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[FEATURE_NAMES]
+        rec = record_features(
+            self.index, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t)
+        )
+        cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[
+            FEATURE_NAMES
+        ]
         return rows, pd.concat([rec, cat.add_prefix("cat_")], axis=1)
 
 
@@ -172,11 +208,22 @@ def main() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
     from tqdm.auto import tqdm
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="config of a generated workdir after `churn run` (the learner trains here)")
-    p.add_argument("--test-config", help="score the held-out snapshot of another generated workdir of the same simulator "
-                   "(e.g. the demo's), whose `churn train` winner is then the one compared; default: --config's")
-    p.add_argument("--shares", default="0.25,0.5,1", help="shares of the training subscribers (learning curve)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        help="config of a generated workdir after `churn run` (the learner trains here)",
+    )
+    p.add_argument(
+        "--test-config",
+        help="score the held-out snapshot of another generated workdir of the same simulator "
+        "(e.g. the demo's), whose `churn train` winner is then the one compared; default: --config's",
+    )
+    p.add_argument(
+        "--shares", default="0.25,0.5,1", help="shares of the training subscribers (learning curve)"
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
     train = Workdir(load_settings(args.config))
@@ -194,8 +241,14 @@ def main() -> None:
     n_pos, n_neg = int(y_te.sum()), int((y_te == 0).sum())
     print(f"record features: {X_te.shape[1]} columns, built in {time.perf_counter() - t0:.0f} s")
     sim = ceilings(test.settings, rows_te["subscriber_id"].tolist(), y_te, test_t)
-    fixed = [("latent (simulator's state)", sim["ceiling_roc_auc"], sim["ceiling_pr_auc"]),
-             ("reachable (visible onsets and causes)", sim["ceiling_reachable_roc_auc"], sim["ceiling_reachable_pr_auc"])]
+    fixed = [
+        ("latent (simulator's state)", sim["ceiling_roc_auc"], sim["ceiling_pr_auc"]),
+        (
+            "reachable (visible onsets and causes)",
+            sim["ceiling_reachable_roc_auc"],
+            sim["ceiling_reachable_pr_auc"],
+        ),
+    ]
     table = []
     subscribers = train.labels.loc[train.labels["t"].isin(train_t), "subscriber_id"].unique()
     rng = np.random.default_rng(settings.training.seed)
@@ -206,23 +259,37 @@ def main() -> None:
     for share in tqdm(shares, desc="learning curve", disable=None):
         keep = set(subscribers[: int(round(share * len(subscribers)))])
         pick = [parts[t][0]["subscriber_id"].isin(keep).to_numpy() for t in train_t]
-        X_tr = pd.concat([parts[t][1][m] for t, m in zip(train_t, pick)])
-        y_tr = np.concatenate([parts[t][0]["churned"].to_numpy()[m] for t, m in zip(train_t, pick)])
+        X_tr = pd.concat([parts[t][1][m] for t, m in zip(train_t, pick, strict=False)])
+        y_tr = np.concatenate(
+            [parts[t][0]["churned"].to_numpy()[m] for t, m in zip(train_t, pick, strict=False)]
+        )
         m_va = rows_va["subscriber_id"].isin(keep).to_numpy()
         y_va = rows_va["churned"].to_numpy()[m_va]
         label = f"{len(keep):,} subscribers, {int(y_tr.sum()):,} churn labels"
         model = fit_best(X_tr, y_tr, X_va[m_va], y_va, settings.training.seed)
-        table.append(("records learner: daily record + catalogue", label, model.predict_proba(X_te, raw_score=True)))
+        table.append(
+            ("records learner: daily record + catalogue", label, model.predict_proba(X_te, raw_score=True))
+        )
         if share == shares[-1]:
             model = fit_best(X_tr[cat_cols], y_tr, X_va[m_va][cat_cols], y_va, settings.training.seed)
-            table.append(("catalogue features only, same learner", label,
-                          model.predict_proba(X_te[cat_cols], raw_score=True)))
-    print(f"\nheld-out snapshot {pd.Timestamp(test_t).date()} of {test.settings.workdir}: {len(y_te):,} subscribers, "
-          f"{n_pos:,} churners\n")
+            table.append(
+                (
+                    "catalogue features only, same learner",
+                    label,
+                    model.predict_proba(X_te[cat_cols], raw_score=True),
+                )
+            )
+    print(
+        f"\nheld-out snapshot {pd.Timestamp(test_t).date()} of {test.settings.workdir}: {len(y_te):,} subscribers, "
+        f"{n_pos:,} churners\n"
+    )
     print(f"| {'scorer':<42} | {'trained on':<38} | ROC-AUC (s.e.) | PR-AUC |")
     print(f"|{'-' * 44}|{'-' * 40}|----------------|--------|")
     rows = [(name, "-", auc, pr) for name, auc, pr in fixed]
-    rows += [(name, trained, roc_auc_score(y_te, score), average_precision_score(y_te, score)) for name, trained, score in table]
+    rows += [
+        (name, trained, roc_auc_score(y_te, score), average_precision_score(y_te, score))
+        for name, trained, score in table
+    ]
     for name, trained, auc, pr in rows:
         print(f"| {name:<42} | {trained:<38} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {pr:.3f} |")
     report = test.settings.reports_dir / "train.json"
@@ -231,8 +298,10 @@ def main() -> None:
         winner = t.get("winner")
         if winner and f"{winner}_roc_auc" in t:
             auc = t[f"{winner}_roc_auc"]
-            print(f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<38} | "
-                  f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |")
+            print(
+                f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<38} | "
+                f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |"
+            )
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 

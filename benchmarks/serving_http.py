@@ -77,8 +77,14 @@ def sequential(url: str, ids: list[str], n: int, per_request: int = 1) -> dict:
             r = post(c, random.sample(ids, per_request))
             lat.append(time.perf_counter() - t0)
             errors += _errors(r)
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "mean": statistics.fmean(lat) * 1000, "n": n, "errors": errors,
-            "per_s": n * per_request / sum(lat)}
+    return {
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "mean": statistics.fmean(lat) * 1000,
+        "n": n,
+        "errors": errors,
+        "per_s": n * per_request / sum(lat),
+    }
 
 
 def _errors(r: httpx.Response) -> int:
@@ -109,8 +115,14 @@ async def concurrent(url: str, ids: list[str], concurrency: int, seconds: float)
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "mean": statistics.fmean(lat) * 1000, "n": len(lat),
-            "errors": errors, "per_s": len(lat) / wall}
+    return {
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "mean": statistics.fmean(lat) * 1000,
+        "n": len(lat),
+        "errors": errors,
+        "per_s": len(lat) / wall,
+    }
 
 
 def load_test(url: str, ids: list[str], concurrency: int, seconds: float, root: psutil.Process) -> dict:
@@ -132,16 +144,22 @@ def load_test(url: str, ids: list[str], concurrency: int, seconds: float, root: 
         th.join()
     rss = np.array([s for _, s in samples], dtype=float)
     tenth = max(1, len(rss) // 6)  # the first ~10 s: warm-up
-    res.update(rss_start=rss[tenth] / 2**20, rss_end=rss[-1] / 2**20, rss_max=rss.max() / 2**20,
-               growth=float(rss[-1] / rss[tenth] - 1),
-               series=[(t, r / 2**20) for t, r in samples if int(t) % 10 == 0 or t == samples[-1][0]],
-               late_growth=float(rss[-1] / rss[len(rss) // 2] - 1))
+    res.update(
+        rss_start=rss[tenth] / 2**20,
+        rss_end=rss[-1] / 2**20,
+        rss_max=rss.max() / 2**20,
+        growth=float(rss[-1] / rss[tenth] - 1),
+        series=[(t, r / 2**20) for t, r in samples if int(t) % 10 == 0 or t == samples[-1][0]],
+        late_growth=float(rss[-1] / rss[len(rss) // 2] - 1),
+    )
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, default=None, help="a trained workdir's config (default: configs/default.yaml)")
+    ap.add_argument(
+        "--config", type=Path, default=None, help="a trained workdir's config (default: configs/default.yaml)"
+    )
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests at concurrency 1")
     ap.add_argument("--duration", type=float, default=20, help="seconds at the given concurrency")
     ap.add_argument("--load-seconds", type=float, default=60, help="seconds of the load test")
@@ -164,15 +182,21 @@ def main() -> None:
         rows.append(("batch of 100 ids, concurrency 1", batch))
         load = load_test(url, ids, args.concurrency, args.load_seconds, root)
         rows.append((f"load test {args.load_seconds:.0f} s, concurrency {args.concurrency}", load))
-    print(f"\nchurnwarn endpoint over HTTP ({url}{SINGLE} and {BATCH}), {len(ids)} subscribers in the online store "
-          f"({settings.feast.online_store.type}), {psutil.cpu_count()} CPUs\n")
+    print(
+        f"\nchurnwarn endpoint over HTTP ({url}{SINGLE} and {BATCH}), {len(ids)} subscribers in the online store "
+        f"({settings.feast.online_store.type}), {psutil.cpu_count()} CPUs\n"
+    )
     print("| measure | requests | errors | p50 ms | p99 ms | mean ms | warnings/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['n']:,} | {r['errors']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | {r['per_s']:,.0f} |")
-    print(f"\nload test memory (server process tree RSS): {load['rss_start']:.0f} MiB after warm-up, "
-          f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%}; "
-          f"second half {load['late_growth']:+.1%})")
+        print(
+            f"| {name} | {r['n']:,} | {r['errors']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | {r['per_s']:,.0f} |"
+        )
+    print(
+        f"\nload test memory (server process tree RSS): {load['rss_start']:.0f} MiB after warm-up, "
+        f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%}; "
+        f"second half {load['late_growth']:+.1%})"
+    )
     print("RSS over the load test: " + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m in load["series"]))
     target = "met" if one["p99"] < 20 else "NOT met"
     print(f"target p99 < 20 ms at concurrency 1: {target} ({one['p99']:.1f} ms)")

@@ -104,9 +104,14 @@ def _child(data_cfg: str, model_cfg: str, sample: int, queue) -> None:
         return 0 if "leaf_index" in node else 1 + max(depth(node["left_child"]), depth(node["right_child"]))
 
     depths = [depth(t["tree_structure"]) for t in dump["tree_info"]]
-    out["shape"] = {"trees": booster.num_trees(), "num_leaves": model.estimator.get_params()["num_leaves"],
-                    "max_depth": int(max(depths)), "mean_depth": float(np.mean(depths)),
-                    "features": len(model.features), "threads": os.cpu_count()}
+    out["shape"] = {
+        "trees": booster.num_trees(),
+        "num_leaves": model.estimator.get_params()["num_leaves"],
+        "max_depth": int(max(depths)),
+        "mean_depth": float(np.mean(depths)),
+        "features": len(model.features),
+        "threads": os.cpu_count(),
+    }
     out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     queue.put(out)
 
@@ -123,12 +128,17 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--daily-calls", type=float, default=1.0, help="median calls per subscriber a day")
     ap.add_argument("--data", type=Path, help="keep the generated data here and reuse it if present")
-    ap.add_argument("--model-workdir", type=Path, default=None,
-                    help="demo workdir whose champion scores (default: <data>/model-demo, trained if missing)")
+    ap.add_argument(
+        "--model-workdir",
+        type=Path,
+        default=None,
+        help="demo workdir whose champion scores (default: <data>/model-demo, trained if missing)",
+    )
     ap.add_argument("--sample", type=int, default=20_000, help="rows explained to extrapolate the naive job")
     args = ap.parse_args()
 
     from features_scale import _settings
+
     from pipelines.generate import generate
     from pipelines.ingest import ingest
 
@@ -164,28 +174,56 @@ def main() -> None:
     bare = tm["features"] + r["bare_predict_s"]
     predict_rate = n / r["bare_predict_s"]
     rows = [
-        ("data", f"{n:,} active subscribers as of {sm['date']}, {n_rows:,} CDR rows ({s.data.start_date} .. "
-                 f"{s.data.end_date})"),
-        ("model", f"{sm['model']['kind']} v{sm['model']['version']}: {sh['trees']} trees x {sh['num_leaves']} leaves, "
-                  f"depth max {sh['max_depth']} / mean {sh['mean_depth']:.1f}, {sh['features']} features; "
-                  f"{sh['threads']} cores"),
-        ("list", f"{listed:,} work orders: " + ", ".join(f"{t['tier']} {t['listed']:,}/{t['capacity']:,}"
-                                                       for t in sm["tiers"])),
-        *[(f"phase: {k}", f"{tm[k]:.1f} s (CPU {cpu[k]:.1f} s)") for k in ("load_model", "features", "validate",
-                                                                          "predict", "choose", "explain", "write")],
-        ("**nightly list total** (target < 60 s)", f"**{tm['total']:.1f} s** (CPU {cpu['total']:.1f} s on "
-         f"{os.cpu_count()} cores; {'meets' if tm['total'] < 60 else 'misses'} the target; child wall incl. "
-         f"imports {wall:.0f} s)"),
+        (
+            "data",
+            f"{n:,} active subscribers as of {sm['date']}, {n_rows:,} CDR rows ({s.data.start_date} .. "
+            f"{s.data.end_date})",
+        ),
+        (
+            "model",
+            f"{sm['model']['kind']} v{sm['model']['version']}: {sh['trees']} trees x {sh['num_leaves']} leaves, "
+            f"depth max {sh['max_depth']} / mean {sh['mean_depth']:.1f}, {sh['features']} features; "
+            f"{sh['threads']} cores",
+        ),
+        (
+            "list",
+            f"{listed:,} work orders: "
+            + ", ".join(f"{t['tier']} {t['listed']:,}/{t['capacity']:,}" for t in sm["tiers"]),
+        ),
+        *[
+            (f"phase: {k}", f"{tm[k]:.1f} s (CPU {cpu[k]:.1f} s)")
+            for k in ("load_model", "features", "validate", "predict", "choose", "explain", "write")
+        ],
+        (
+            "**nightly list total** (target < 60 s)",
+            f"**{tm['total']:.1f} s** (CPU {cpu['total']:.1f} s on "
+            f"{os.cpu_count()} cores; {'meets' if tm['total'] < 60 else 'misses'} the target; child wall incl. "
+            f"imports {wall:.0f} s)",
+        ),
         ("peak RSS", f"{r['peak_list']:.2f} GiB (list), {r['peak']:.2f} GiB (with the comparisons)"),
         ("bare LightGBM predict, all rows", f"{r['bare_predict_s']:.2f} s ({predict_rate:,.0f} rows/s)"),
-        (f"pred_contrib (exact TreeSHAP), {r['sample']:,}-row sample", f"{r['contrib_rate']:,.0f} rows/s "
-         f"({predict_rate / r['contrib_rate']:.0f}x the cost of a prediction)"),
-        (f"SHAP + reasons (score_with_reasons), {r['sample']:,}-row sample", f"{r['reasons_rate']:,.0f} rows/s"),
-        ("naive: explain every row (extrapolated from the sample)",
-         f"{explain_all:.0f} s for the explanations, {naive_total:.0f} s in all"),
-        ("list vs naive", f"{naive_total / tm['total']:.1f}x faster ({explain_all / max(tm['explain'], 1e-9):.0f}x less "
-                          "explaining)"),
-        ("list vs bare predict (features + predict of all)", f"{tm['total'] / bare:.2f}x its time ({bare:.1f} s)"),
+        (
+            f"pred_contrib (exact TreeSHAP), {r['sample']:,}-row sample",
+            f"{r['contrib_rate']:,.0f} rows/s "
+            f"({predict_rate / r['contrib_rate']:.0f}x the cost of a prediction)",
+        ),
+        (
+            f"SHAP + reasons (score_with_reasons), {r['sample']:,}-row sample",
+            f"{r['reasons_rate']:,.0f} rows/s",
+        ),
+        (
+            "naive: explain every row (extrapolated from the sample)",
+            f"{explain_all:.0f} s for the explanations, {naive_total:.0f} s in all",
+        ),
+        (
+            "list vs naive",
+            f"{naive_total / tm['total']:.1f}x faster ({explain_all / max(tm['explain'], 1e-9):.0f}x less "
+            "explaining)",
+        ),
+        (
+            "list vs bare predict (features + predict of all)",
+            f"{tm['total'] / bare:.2f}x its time ({bare:.1f} s)",
+        ),
     ]
     print(f"\nnightly warning list benchmark ({os.cpu_count()} cores, {dt.date.today()})\n")
     print("| measure | value |\n|---|---|")

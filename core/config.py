@@ -37,21 +37,50 @@ class DataConfig(_Strict):
     start_date: dt.date = dt.date(2025, 12, 1)
     end_date: dt.date = dt.date(2026, 7, 1)
     monthly_churn_rate: float = Field(0.045, gt=0, lt=1, description="monthly rate of churn intent")
-    intent_churn_share: float = Field(0.85, gt=0, le=1, description="share of intents that end in churn; the rest recover")
+    intent_churn_share: float = Field(
+        0.85, gt=0, le=1, description="share of intents that end in churn; the rest recover"
+    )
     lead_days: tuple[int, int] = (21, 56)
     prepaid_share: float = Field(0.55, ge=0, le=1)
-    median_daily_calls: float = Field(3.0, gt=0, description="median calls a day of a subscriber (log-normal spread)")
-    chunk_subscribers: int = Field(50_000, gt=0, description="subscribers generated per chunk (bounds memory)")
+    median_daily_calls: float = Field(
+        3.0, gt=0, description="median calls a day of a subscriber (log-normal spread)"
+    )
+    chunk_subscribers: int = Field(
+        50_000, gt=0, description="subscribers generated per chunk (bounds memory)"
+    )
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     own_service_numbers: list[str] = ["10000", "10001"]
     on_net_prefixes: list[str] = ["133", "149", "153", "173", "177", "180", "181", "189", "199"]
-    off_net_prefixes: list[str] = ["130", "131", "132", "134", "135", "136", "137", "138", "139", "150",
-                                   "151", "152", "155", "156", "157", "158", "159", "182", "183", "184",
-                                   "185", "186", "187", "188"]
+    off_net_prefixes: list[str] = [
+        "130",
+        "131",
+        "132",
+        "134",
+        "135",
+        "136",
+        "137",
+        "138",
+        "139",
+        "150",
+        "151",
+        "152",
+        "155",
+        "156",
+        "157",
+        "158",
+        "159",
+        "182",
+        "183",
+        "184",
+        "185",
+        "186",
+        "187",
+        "188",
+    ]
 
     @model_validator(mode="after")
-    def _dates(self) -> "DataConfig":
+    def _dates(self) -> DataConfig:
         if self.end_date <= self.start_date:
             raise ValueError("data.end_date must be after data.start_date")
         if not 0 < self.lead_days[0] <= self.lead_days[1]:
@@ -72,10 +101,16 @@ class PrivacyConfig(_Strict):
 class ValidationConfig(_Strict):
     """Tolerances: a check below its ``mostly`` share fails; ``warn`` lists checks that only warn."""
 
-    callee_format_mostly: float = Field(0.999, gt=0, le=1, description="share of callee numbers in a known format")
+    callee_format_mostly: float = Field(
+        0.999, gt=0, le=1, description="share of callee numbers in a known format"
+    )
     warn: list[str] = ["callee_format"]
-    cdr_batch_rows: int = Field(5_000_000, gt=0, description="CDRs are checked in batches of whole day partitions "
-                                "of about this many rows, so memory stays bounded at operator scale")
+    cdr_batch_rows: int = Field(
+        5_000_000,
+        gt=0,
+        description="CDRs are checked in batches of whole day partitions "
+        "of about this many rows, so memory stays bounded at operator scale",
+    )
 
 
 class FeatureConfig(_Strict):
@@ -84,13 +119,21 @@ class FeatureConfig(_Strict):
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
     ttl_days: int = Field(45, gt=0)
-    renewal_window_days: int = Field(60, ge=0, description="a postpaid contract ending this soon is up for renewal")
-    arpu_tiers: list[float] = Field([50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3...")
-    max_staleness_days: int = Field(35, gt=0, description="`churn freshness` fails when the online store's newest "
-                                    "snapshot is older than this (monthly snapshots: a month and a few days)")
+    renewal_window_days: int = Field(
+        60, ge=0, description="a postpaid contract ending this soon is up for renewal"
+    )
+    arpu_tiers: list[float] = Field(
+        [50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3..."
+    )
+    max_staleness_days: int = Field(
+        35,
+        gt=0,
+        description="`churn freshness` fails when the online store's newest "
+        "snapshot is older than this (monthly snapshots: a month and a few days)",
+    )
 
     @model_validator(mode="after")
-    def _sorted(self) -> "FeatureConfig":
+    def _sorted(self) -> FeatureConfig:
         if len(self.snapshots) < 2:
             raise ValueError("features.snapshots needs at least two dates (train, then held-out test)")
         if sorted(set(self.snapshots)) != self.snapshots:
@@ -140,36 +183,73 @@ class ServingConfig(_Strict):
     port: int = 3000
     top_reasons: int = Field(3, gt=0)
     max_batch: int = Field(1000, gt=0, description="most subscriber ids or feature rows in one request")
-    max_feature_age_days: int = Field(35, gt=0, description="a warning is refused (stale) when its features are "
-                                      "older than this on `as_of` (monthly snapshots: a month and a few days)")
-    as_of: dt.date | None = Field(None, description="the day feature age is judged on; None: today (UTC), "
-                                  "what production wants")
+    max_feature_age_days: int = Field(
+        35,
+        gt=0,
+        description="a warning is refused (stale) when its features are "
+        "older than this on `as_of` (monthly snapshots: a month and a few days)",
+    )
+    as_of: dt.date | None = Field(
+        None, description="the day feature age is judged on; None: today (UTC), what production wants"
+    )
     batch_max_size: int = Field(256, gt=1, description="adaptive batching: most rows in one model call")
-    batch_max_latency_ms: int = Field(2000, gt=0, description="adaptive batching: a request waiting longer for "
-                                      "the model gets 503 (overloaded)")
-    inline_max_rows: int = Field(16, ge=0, description="steps on at most this many rows run on the event loop, "
-                                 "larger ones in a worker thread (0: always a thread)")
-    workers: int = Field(2, ge=1, description="BentoML worker processes; each holds the model and an online-store "
-                         "connection (~450 MiB); one per core (2 workers: +40% warnings/s at concurrency 32 here)")
+    batch_max_latency_ms: int = Field(
+        2000,
+        gt=0,
+        description="adaptive batching: a request waiting longer for the model gets 503 (overloaded)",
+    )
+    inline_max_rows: int = Field(
+        16,
+        ge=0,
+        description="steps on at most this many rows run on the event loop, "
+        "larger ones in a worker thread (0: always a thread)",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        description="BentoML worker processes; each holds the model and an online-store "
+        "connection (~450 MiB); one per core (2 workers: +40% warnings/s at concurrency 32 here)",
+    )
 
     def reference_day(self) -> dt.date:
         """The day feature age is judged on."""
-        return self.as_of or dt.datetime.now(dt.timezone.utc).date()
+        return self.as_of or dt.datetime.now(dt.UTC).date()
 
 
 class DeployConfig(_Strict):
     """``churn deploy``: how a registry version becomes a Bento (serving/deploy.py)."""
 
-    bentoml_home: Path = Field(Path("bentoml"), description="BentoML home (model and Bento stores); relative "
-                               "to workdir, so every workdir deploys and rolls back on its own")
-    include: list[str] = Field(["core/*.py", "serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
-                               description="source files copied into the Bento (patterns from the repository root)")
-    packages: list[str] = Field(["mlflow", "feast", "lightgbm", "scikit-learn", "shap", "numba", "pandas",
-                                 "numpy", "pyarrow", "pydantic", "pyyaml"],
-                                description="the Bento's Python requirements, pinned at their installed versions "
-                                "(BentoML adds itself)")
-    lock_packages: bool = Field(False, description="let BentoML resolve the requirements with `uv pip compile`; "
-                                "that needs the package index, so a build is offline only with False")
+    bentoml_home: Path = Field(
+        Path("bentoml"),
+        description="BentoML home (model and Bento stores); relative "
+        "to workdir, so every workdir deploys and rolls back on its own",
+    )
+    include: list[str] = Field(
+        ["core/*.py", "serving/*.py", "models/*.py", "features/*.py", "pipelines/*.py", "configs/*.yaml"],
+        description="source files copied into the Bento (patterns from the repository root)",
+    )
+    packages: list[str] = Field(
+        [
+            "mlflow",
+            "feast",
+            "lightgbm",
+            "scikit-learn",
+            "shap",
+            "numba",
+            "pandas",
+            "numpy",
+            "pyarrow",
+            "pydantic",
+            "pyyaml",
+        ],
+        description="the Bento's Python requirements, pinned at their installed versions "
+        "(BentoML adds itself)",
+    )
+    lock_packages: bool = Field(
+        False,
+        description="let BentoML resolve the requirements with `uv pip compile`; "
+        "that needs the package index, so a build is offline only with False",
+    )
 
 
 class EvaluationConfig(_Strict):
@@ -184,16 +264,27 @@ class EvaluationConfig(_Strict):
     empc_alpha: float = Field(6.0, gt=0, description="Beta alpha of the offer acceptance rate gamma")
     empc_beta: float = Field(14.0, gt=0, description="Beta beta of the offer acceptance rate gamma")
     empc_clv: float = Field(200.0, gt=0, description="customer lifetime value of a retained churner (CNY)")
-    empc_d: float = Field(10.0, ge=0, description="cost of the retention offer to a customer who accepts it (CNY)")
+    empc_d: float = Field(
+        10.0, ge=0, description="cost of the retention offer to a customer who accepts it (CNY)"
+    )
     empc_f: float = Field(1.0, ge=0, description="cost of contacting one customer (CNY)")
-    capacity_share: float = Field(0.05, gt=0, le=1, description="share of subscribers the retention team can "
-                                  "contact in a cycle (DOMAIN.md: 1 manager per 200/500/1000 VIPs)")
-    offer_accept_rate: float = Field(0.3, ge=0, le=1, description="share of contacted would-be churners who stay")
+    capacity_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="share of subscribers the retention team can "
+        "contact in a cycle (DOMAIN.md: 1 manager per 200/500/1000 VIPs)",
+    )
+    offer_accept_rate: float = Field(
+        0.3, ge=0, le=1, description="share of contacted would-be churners who stay"
+    )
 
     @model_validator(mode="after")
-    def _offer_below_clv(self) -> "EvaluationConfig":
+    def _offer_below_clv(self) -> EvaluationConfig:
         if self.empc_d >= self.empc_clv:
-            raise ValueError("evaluation.empc_d must be below evaluation.empc_clv (an offer worth more than the customer)")
+            raise ValueError(
+                "evaluation.empc_d must be below evaluation.empc_clv (an offer worth more than the customer)"
+            )
         return self
 
 
@@ -201,16 +292,24 @@ class VipTier(_Strict):
     """A value tier with its own customer managers (DOMAIN.md: diamond 1:200, gold 1:500, silver 1:1000)."""
 
     name: str
-    min_value: float = Field(ge=0, description="monthly value (CNY, `warnings.value_feature`) from which a subscriber is in this tier")
+    min_value: float = Field(
+        ge=0,
+        description="monthly value (CNY, `warnings.value_feature`) from which a subscriber is in this tier",
+    )
     subscribers_per_manager: int = Field(gt=0, description="the tier's customer-manager ratio, 1:N")
 
 
 class WarningConfig(_Strict):
     """What a warning says about the stakes: risk tier, value at stake, VIP tier (endpoint and nightly list)."""
 
-    value_feature: str = Field("arpu_3m", description="model input column holding the subscriber's monthly value "
-                               "(CNY); value at stake = this, expected loss = probability x this")
-    high_risk: float = Field(0.5, gt=0, lt=1, description="calibrated probability from which a warning is 'high' risk")
+    value_feature: str = Field(
+        "arpu_3m",
+        description="model input column holding the subscriber's monthly value "
+        "(CNY); value at stake = this, expected loss = probability x this",
+    )
+    high_risk: float = Field(
+        0.5, gt=0, lt=1, description="calibrated probability from which a warning is 'high' risk"
+    )
     medium_risk: float = Field(0.2, gt=0, lt=1, description="... 'medium' risk (below: 'low')")
     vip_tiers: list[VipTier] = [
         VipTier(name="diamond", min_value=200, subscribers_per_manager=200),
@@ -219,22 +318,42 @@ class WarningConfig(_Strict):
     ]
     non_vip_tier: str = Field("mass", description="name of the tier below every VIP tier")
     # The nightly work-order list (pipelines/warn.py, `churn warn`): capacity per tier, then rank.
-    orders_per_manager: int = Field(5, gt=0, description="work orders one customer manager takes from one nightly "
-                                    "list: a retention call or visit with preparation and follow-up is about an "
-                                    "hour, beside the manager's own portfolio of 200-1000 VIPs")
-    mass_capacity: int = Field(2000, ge=0, description="work orders per nightly list for the non-VIP tier: the "
-                               "outbound call centre's quota (e.g. 25 agents x 80 calls a day)")
-    min_probability: float | None = Field(None, ge=0, lt=1, description="no work order below this calibrated "
-                                          "probability, even with capacity left (default: medium_risk)")
-    validate_sample: int | None = Field(50_000, gt=0, description="the feature-table suite (Great Expectations) "
-                                        "checks this many of the night's rows at random (it costs ~30 s CPU per "
-                                        "million rows); every row is still checked for duplicates and missing or "
-                                        "non-finite inputs. null: the suite on every row")
-    list_date: dt.date | None = Field(None, description="feature date of `churn warn` when --date is not given "
-                                      "(default: the day after the last ingested CDR day, the freshest list)")
+    orders_per_manager: int = Field(
+        5,
+        gt=0,
+        description="work orders one customer manager takes from one nightly "
+        "list: a retention call or visit with preparation and follow-up is about an "
+        "hour, beside the manager's own portfolio of 200-1000 VIPs",
+    )
+    mass_capacity: int = Field(
+        2000,
+        ge=0,
+        description="work orders per nightly list for the non-VIP tier: the "
+        "outbound call centre's quota (e.g. 25 agents x 80 calls a day)",
+    )
+    min_probability: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="no work order below this calibrated "
+        "probability, even with capacity left (default: medium_risk)",
+    )
+    validate_sample: int | None = Field(
+        50_000,
+        gt=0,
+        description="the feature-table suite (Great Expectations) "
+        "checks this many of the night's rows at random (it costs ~30 s CPU per "
+        "million rows); every row is still checked for duplicates and missing or "
+        "non-finite inputs. null: the suite on every row",
+    )
+    list_date: dt.date | None = Field(
+        None,
+        description="feature date of `churn warn` when --date is not given "
+        "(default: the day after the last ingested CDR day, the freshest list)",
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "WarningConfig":
+    def _ordered(self) -> WarningConfig:
         if self.medium_risk >= self.high_risk:
             raise ValueError("warnings.medium_risk must be below warnings.high_risk")
         mins = [t.min_value for t in self.vip_tiers]
@@ -258,7 +377,9 @@ class Settings(_Strict):
     data: DataConfig = DataConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     validation: ValidationConfig = ValidationConfig()
-    features: FeatureConfig | None = None  # required by the CDR path; a customer table (source) has no snapshots
+    features: FeatureConfig | None = (
+        None  # required by the CDR path; a customer table (source) has no snapshots
+    )
     feast: FeastConfig = FeastConfig()
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()
@@ -270,12 +391,14 @@ class Settings(_Strict):
     source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
 
     @model_validator(mode="after")
-    def _cdr_or_source(self) -> "Settings":
+    def _cdr_or_source(self) -> Settings:
         if self.source is None and self.features is None:
             raise ValueError("features: is required (or set source: to train on a customer table)")
         if self.source is not None and self.source.registered_model:
-            if "registered_model" in self.mlflow.model_fields_set and \
-                    self.mlflow.registered_model != self.source.registered_model:
+            if (
+                "registered_model" in self.mlflow.model_fields_set
+                and self.mlflow.registered_model != self.source.registered_model
+            ):
                 raise ValueError("mlflow.registered_model and source.registered_model differ: set only one")
             self.mlflow = self.mlflow.model_copy(update={"registered_model": self.source.registered_model})
         return self
@@ -356,7 +479,9 @@ class CustomerTableConfig(_Strict):
     """
 
     name: str = Field(description="short name of the table, used in run names and reports")
-    path: Path = Field(description="CSV (optionally .gz) or Parquet file; relative paths are under the repository root")
+    path: Path = Field(
+        description="CSV (optionally .gz) or Parquet file; relative paths are under the repository root"
+    )
     id_column: str
     label_column: str
     positive_label: str | int | bool = Field(description="label value of a churner")
@@ -365,17 +490,21 @@ class CustomerTableConfig(_Strict):
     categorical_columns: list[str] = []
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share of a stratified random split")
     seed: int = 7
-    registered_model: str | None = Field(None, description="registry name of the winner (default: mlflow.registered_model)")
+    registered_model: str | None = Field(
+        None, description="registry name of the winner (default: mlflow.registered_model)"
+    )
 
     @model_validator(mode="after")
-    def _columns(self) -> "CustomerTableConfig":
+    def _columns(self) -> CustomerTableConfig:
         features = [*self.numeric_columns, *self.categorical_columns]
         if not features:
             raise ValueError("source: map at least one numeric_columns or categorical_columns entry")
         named = [self.id_column, self.label_column, *features]
         dupes = sorted({c for c in named if named.count(c) > 1})
         if dupes:
-            raise ValueError(f"source: each column may be mapped once (id, label, numeric or categorical): {dupes}")
+            raise ValueError(
+                f"source: each column may be mapped once (id, label, numeric or categorical): {dupes}"
+            )
         if self.positive_label == self.negative_label:
             raise ValueError("source: positive_label and negative_label must differ")
         return self

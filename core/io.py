@@ -63,5 +63,8 @@ def replace_dir_atomic(new: Path, final: Path) -> Path:
 def fingerprint(path: Path) -> str:
     """Size and modification time of a file, or of every file in a folder: cheap change detection."""
     files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
-    return ";".join(f"{f.relative_to(path) if f != Path(path) else ''}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
-                    for f in files if f.is_file())
+    return ";".join(
+        f"{f.relative_to(path) if f != Path(path) else ''}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+        for f in files
+        if f.is_file()
+    )

@@ -34,95 +34,318 @@ class Feature:
 _R_B = "recent vs. baseline"
 CATALOGUE: tuple[Feature, ...] = (
     # usage drop (业务量突降)
-    Feature("minutes_recent_per_day", "call minutes (in + out) per day", "min/day", "recent", "usage", risk=-1, lo=0),
-    Feature("minutes_baseline_per_day", "call minutes (in + out) per day", "min/day", "baseline", "usage", lo=0),
-    Feature("minutes_change_pct", "change of daily call minutes (negative = drop)", "%", _R_B, "usage_drop", risk=-1, lo=-100),
-    Feature("minutes_diff_per_day", "daily call minutes, recent minus baseline", "min/day", _R_B, "usage_drop", risk=-1),
-    Feature("out_minutes_change_pct", "change of daily outgoing minutes", "%", _R_B, "usage_drop", risk=-1, lo=-100),
-    Feature("in_minutes_change_pct", "change of daily incoming minutes", "%", _R_B, "usage_drop", risk=-1, lo=-100),
+    Feature(
+        "minutes_recent_per_day",
+        "call minutes (in + out) per day",
+        "min/day",
+        "recent",
+        "usage",
+        risk=-1,
+        lo=0,
+    ),
+    Feature(
+        "minutes_baseline_per_day", "call minutes (in + out) per day", "min/day", "baseline", "usage", lo=0
+    ),
+    Feature(
+        "minutes_change_pct",
+        "change of daily call minutes (negative = drop)",
+        "%",
+        _R_B,
+        "usage_drop",
+        risk=-1,
+        lo=-100,
+    ),
+    Feature(
+        "minutes_diff_per_day",
+        "daily call minutes, recent minus baseline",
+        "min/day",
+        _R_B,
+        "usage_drop",
+        risk=-1,
+    ),
+    Feature(
+        "out_minutes_change_pct",
+        "change of daily outgoing minutes",
+        "%",
+        _R_B,
+        "usage_drop",
+        risk=-1,
+        lo=-100,
+    ),
+    Feature(
+        "in_minutes_change_pct", "change of daily incoming minutes", "%", _R_B, "usage_drop", risk=-1, lo=-100
+    ),
     Feature("calls_change_pct", "change of daily number of calls", "%", _R_B, "usage_drop", risk=-1, lo=-100),
-    Feature("calls_change_pct_7d", "change of daily number of calls, last 7 days vs. the baseline (negative = drop)",
-            "%", "last 7 d vs. baseline", "usage_drop", risk=-1, lo=-100),
-    Feature("minutes_trend_pct_8w", "least-squares slope of weekly minutes, as % of the weekly mean",
-            "%/week", "last 56 d (8 weeks)", "usage_drop", risk=-1),
-    Feature("contacts_recent", "distinct numbers called or calling (by salted hash)", "numbers", "recent",
-            "usage", risk=-1, lo=0),
-    Feature("contacts_change_pct", "change of distinct contacts vs. the window of the same length before",
-            "%", "recent vs. the same length before", "usage_drop", risk=-1, lo=-100),
+    Feature(
+        "calls_change_pct_7d",
+        "change of daily number of calls, last 7 days vs. the baseline (negative = drop)",
+        "%",
+        "last 7 d vs. baseline",
+        "usage_drop",
+        risk=-1,
+        lo=-100,
+    ),
+    Feature(
+        "minutes_trend_pct_8w",
+        "least-squares slope of weekly minutes, as % of the weekly mean",
+        "%/week",
+        "last 56 d (8 weeks)",
+        "usage_drop",
+        risk=-1,
+    ),
+    Feature(
+        "contacts_recent",
+        "distinct numbers called or calling (by salted hash)",
+        "numbers",
+        "recent",
+        "usage",
+        risk=-1,
+        lo=0,
+    ),
+    Feature(
+        "contacts_change_pct",
+        "change of distinct contacts vs. the window of the same length before",
+        "%",
+        "recent vs. the same length before",
+        "usage_drop",
+        risk=-1,
+        lo=-100,
+    ),
     # zero-call days (多日零通话)
-    Feature("zero_call_days_7d", "days without any call", "days", "last 7 d", "zero_call_streak", risk=1, lo=0, hi=7),
-    Feature("zero_call_days_30d", "days without any call", "days", "last 30 d", "zero_call_streak", risk=1, lo=0, hi=30),
-    Feature("longest_zero_streak_30d", "longest run of consecutive zero-call days", "days", "last 30 d",
-            "zero_call_streak", risk=1, lo=0, hi=30),
-    Feature("days_since_last_call", "days since the last call (capped at the lookback)", "days", "last 90 d",
-            "zero_call_streak", risk=1, lo=1),
+    Feature(
+        "zero_call_days_7d",
+        "days without any call",
+        "days",
+        "last 7 d",
+        "zero_call_streak",
+        risk=1,
+        lo=0,
+        hi=7,
+    ),
+    Feature(
+        "zero_call_days_30d",
+        "days without any call",
+        "days",
+        "last 30 d",
+        "zero_call_streak",
+        risk=1,
+        lo=0,
+        hi=30,
+    ),
+    Feature(
+        "longest_zero_streak_30d",
+        "longest run of consecutive zero-call days",
+        "days",
+        "last 30 d",
+        "zero_call_streak",
+        risk=1,
+        lo=0,
+        hi=30,
+    ),
+    Feature(
+        "days_since_last_call",
+        "days since the last call (capped at the lookback)",
+        "days",
+        "last 90 d",
+        "zero_call_streak",
+        risk=1,
+        lo=1,
+    ),
     # competitor hotlines (拨打竞争对手客服电话) and own service contact
-    Feature("competitor_hotline_calls_7d", "calls to competitors' service hotlines (10086/10010)", "calls",
-            "last 7 d", "competitor_hotline", risk=1, lo=0),
-    Feature("competitor_hotline_calls_30d", "calls to competitors' service hotlines (10086/10010)", "calls",
-            "last 30 d", "competitor_hotline", risk=1, lo=0),
-    Feature("competitor_hotline_calls_90d", "calls to competitors' service hotlines (10086/10010)", "calls",
-            "last 90 d", "competitor_hotline", risk=1, lo=0),
-    Feature("days_since_competitor_hotline", "days since the last competitor-hotline call (90 = none)", "days",
-            "last 90 d", "competitor_hotline", risk=-1, lo=1, hi=90),
-    Feature("own_hotline_calls_7d", "calls to the operator's own service numbers (10000)", "calls", "last 7 d",
-            "service_contact", risk=1, lo=0),
-    Feature("own_hotline_calls_30d", "calls to the operator's own service numbers (10000)", "calls", "last 30 d",
-            "service_contact", risk=1, lo=0),
-    Feature("own_hotline_calls_90d", "calls to the operator's own service numbers (10000)", "calls", "last 90 d",
-            "service_contact", risk=1, lo=0),
-    Feature("days_since_own_hotline", "days since the last call to the operator's own service numbers (90 = none)",
-            "days", "last 90 d", "service_contact", risk=-1, lo=1, hi=90),
+    Feature(
+        "competitor_hotline_calls_7d",
+        "calls to competitors' service hotlines (10086/10010)",
+        "calls",
+        "last 7 d",
+        "competitor_hotline",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "competitor_hotline_calls_30d",
+        "calls to competitors' service hotlines (10086/10010)",
+        "calls",
+        "last 30 d",
+        "competitor_hotline",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "competitor_hotline_calls_90d",
+        "calls to competitors' service hotlines (10086/10010)",
+        "calls",
+        "last 90 d",
+        "competitor_hotline",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "days_since_competitor_hotline",
+        "days since the last competitor-hotline call (90 = none)",
+        "days",
+        "last 90 d",
+        "competitor_hotline",
+        risk=-1,
+        lo=1,
+        hi=90,
+    ),
+    Feature(
+        "own_hotline_calls_7d",
+        "calls to the operator's own service numbers (10000)",
+        "calls",
+        "last 7 d",
+        "service_contact",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "own_hotline_calls_30d",
+        "calls to the operator's own service numbers (10000)",
+        "calls",
+        "last 30 d",
+        "service_contact",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "own_hotline_calls_90d",
+        "calls to the operator's own service numbers (10000)",
+        "calls",
+        "last 90 d",
+        "service_contact",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "days_since_own_hotline",
+        "days since the last call to the operator's own service numbers (90 = none)",
+        "days",
+        "last 90 d",
+        "service_contact",
+        risk=-1,
+        lo=1,
+        hi=90,
+    ),
     Feature("complaints_7d", "complaints filed", "complaints", "last 7 d", "complaints", risk=1, lo=0),
     Feature("complaints_30d", "complaints filed", "complaints", "last 30 d", "complaints", risk=1, lo=0),
     Feature("complaints_90d", "complaints filed", "complaints", "last 90 d", "complaints", risk=1, lo=0),
     # contract and plan (协议到期)
-    Feature("days_to_contract_end", "days until the postpaid contract ends (0 if ended; cap and prepaid 365)",
-            "days", "at T", "contract_expiry", risk=-1, lo=0, hi=365, monotone=False),
-    Feature("days_since_contract_end", "days since the postpaid contract ended (365 if not ended, capped; prepaid "
-            "365): a contract that just ended is a decision point, one that ended long ago is not", "days", "at T",
-            "contract_expiry", risk=-1, lo=0, hi=365, monotone=False),
-    Feature("in_renewal_window", "1 if a postpaid contract ends within the renewal window "
-            "(`features.renewal_window_days`)", "flag", "at T", "contract_expiry", risk=1, lo=0, hi=1),
+    Feature(
+        "days_to_contract_end",
+        "days until the postpaid contract ends (0 if ended; cap and prepaid 365)",
+        "days",
+        "at T",
+        "contract_expiry",
+        risk=-1,
+        lo=0,
+        hi=365,
+        monotone=False,
+    ),
+    Feature(
+        "days_since_contract_end",
+        "days since the postpaid contract ended (365 if not ended, capped; prepaid "
+        "365): a contract that just ended is a decision point, one that ended long ago is not",
+        "days",
+        "at T",
+        "contract_expiry",
+        risk=-1,
+        lo=0,
+        hi=365,
+        monotone=False,
+    ),
+    Feature(
+        "in_renewal_window",
+        "1 if a postpaid contract ends within the renewal window (`features.renewal_window_days`)",
+        "flag",
+        "at T",
+        "contract_expiry",
+        risk=1,
+        lo=0,
+        hi=1,
+    ),
     Feature("tenure_days", "days since activation", "days", "at T", "tenure", risk=-1, lo=0),
     Feature("is_postpaid", "1 for postpaid, 0 for prepaid", "flag", "at T", "plan", lo=0, hi=1),
     Feature("tariff_fee", "monthly fee of the subscriber's tariff plan", "CNY", "at T", "plan", lo=0),
     # value and billing
     Feature("monthly_charge", "latest monthly bill issued before T", "CNY", "last bill", "value", lo=0),
     Feature("arpu_3m", "mean of the last three monthly bills (ARPU)", "CNY", "last 3 bills", "value", lo=0),
-    Feature("arpu_tier", "ARPU tier: number of `features.arpu_tiers` thresholds the ARPU reaches (0 = lowest)",
-            "tier", "last 3 bills", "value", lo=0),
-    Feature("bill_change_pct", "latest bill vs. the mean of the three before it (up: bill shock; down: usage "
-            "falling)", "%", "last 4 bills", "bill_shock"),
-    Feature("arrears", "amount in arrears on the latest bill", "CNY", "last bill", "bill_shock", risk=1, lo=0),
-    Feature("days_since_recharge", "days since the last top-up, prepaid (capped at 90; postpaid 0)", "days",
-            "last 90 d", "recharge", risk=1, lo=0, hi=90),
+    Feature(
+        "arpu_tier",
+        "ARPU tier: number of `features.arpu_tiers` thresholds the ARPU reaches (0 = lowest)",
+        "tier",
+        "last 3 bills",
+        "value",
+        lo=0,
+    ),
+    Feature(
+        "bill_change_pct",
+        "latest bill vs. the mean of the three before it (up: bill shock; down: usage falling)",
+        "%",
+        "last 4 bills",
+        "bill_shock",
+    ),
+    Feature(
+        "arrears", "amount in arrears on the latest bill", "CNY", "last bill", "bill_shock", risk=1, lo=0
+    ),
+    Feature(
+        "days_since_recharge",
+        "days since the last top-up, prepaid (capped at 90; postpaid 0)",
+        "days",
+        "last 90 d",
+        "recharge",
+        risk=1,
+        lo=0,
+        hi=90,
+    ),
     # social: contacts moving to another network pull subscribers with them
-    Feature("offnet_share_recent", "share of mobile calls with other networks' numbers", "%", "recent",
-            "social", lo=0, hi=100),
-    Feature("offnet_share_change", "off-net share, recent minus baseline", "points", _R_B, "social", risk=1, lo=-100, hi=100),
+    Feature(
+        "offnet_share_recent",
+        "share of mobile calls with other networks' numbers",
+        "%",
+        "recent",
+        "social",
+        lo=0,
+        hi=100,
+    ),
+    Feature(
+        "offnet_share_change",
+        "off-net share, recent minus baseline",
+        "points",
+        _R_B,
+        "social",
+        risk=1,
+        lo=-100,
+        hi=100,
+    ),
 )
 
 FEATURE_NAMES: list[str] = [f.name for f in CATALOGUE]
 BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
-MONOTONE: list[int] = [f.risk if f.monotone else 0 for f in CATALOGUE]  # LightGBM constraints, FEATURE_NAMES order
+MONOTONE: list[int] = [
+    f.risk if f.monotone else 0 for f in CATALOGUE
+]  # LightGBM constraints, FEATURE_NAMES order
 
 
 def markdown_table() -> str:
     """The catalogue as a Markdown table."""
     rows = ["| feature | meaning | unit | window | signal | risk |", "|---|---|---|---|---|---|"]
     arrow = {1: "higher = riskier", -1: "lower = riskier", 0: "either"}
-    rows += [f"| `{f.name}` | {f.meaning} | {f.unit} | {f.window} | {f.signal} | {arrow[f.risk]}"
-             f"{'' if f.monotone or not f.risk else ' (not constrained)'} |" for f in CATALOGUE]
+    rows += [
+        f"| `{f.name}` | {f.meaning} | {f.unit} | {f.window} | {f.signal} | {arrow[f.risk]}"
+        f"{'' if f.monotone or not f.risk else ' (not constrained)'} |"
+        for f in CATALOGUE
+    ]
     return "\n".join(rows)
 
 
 def reference_doc() -> str:
     """``docs/features.md``: the feature reference, generated from this module (a test keeps it in step)."""
     intro = __doc__.split("\n\n", 1)[1].strip()
-    return (f"# Feature reference\n\n<!-- generated by `uv run python -m features.catalogue > docs/features.md`;"
-            f" do not edit -->\n\n{intro}\n\n{len(CATALOGUE)} features. \"risk\" is the direction the models are"
-            f" constrained to (LightGBM monotone constraints), except where it says \"not constrained\".\n\n{markdown_table()}\n")
+    return (
+        f"# Feature reference\n\n<!-- generated by `uv run python -m features.catalogue > docs/features.md`;"
+        f' do not edit -->\n\n{intro}\n\n{len(CATALOGUE)} features. "risk" is the direction the models are'
+        f' constrained to (LightGBM monotone constraints), except where it says "not constrained".\n\n{markdown_table()}\n'
+    )
 
 
 if __name__ == "__main__":  # python -m features.catalogue > docs/features.md

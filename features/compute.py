@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.catalogue import FEATURE_NAMES
 from core.config import Settings
+from features.catalogue import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +220,16 @@ def longest_run_sql(source: str, bits: str, width: int) -> str:
 
 def feature_sql(settings: Settings) -> str:
     """The feature query for these settings (ARPU tier thresholds are written into it as numbers)."""
-    tiers = " + ".join(f"CASE WHEN coalesce(bf.arpu_3m, 0) >= {float(t)!r} THEN 1 ELSE 0 END"
-                       for t in settings.features.arpu_tiers) or "0"
+    tiers = (
+        " + ".join(
+            f"CASE WHEN coalesce(bf.arpu_3m, 0) >= {float(t)!r} THEN 1 ELSE 0 END"
+            for t in settings.features.arpu_tiers
+        )
+        or "0"
+    )
     return _SQL.replace("{arpu_tier}", f"({tiers})").replace(
-        "{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30))
+        "{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30)
+    )
 
 
 def lookback_days(settings: Settings) -> int:
@@ -252,7 +258,9 @@ def compute_features(
         con.execute("SET preserve_insertion_order = false")  # the result is ordered explicitly
         for t in RAW_TABLES:
             src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
-            con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})")
+            con.execute(
+                f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})"
+            )
         df = con.execute(
             feature_sql(settings),
             {
@@ -271,5 +279,10 @@ def compute_features(
     labels = df[["subscriber_id", "event_timestamp", "churned_within_horizon"]].rename(
         columns={"churned_within_horizon": "churned"}
     )
-    log.info("features: %d rows over %d snapshots, churn rate %.3f", len(df), len(snapshots), labels["churned"].mean())
+    log.info(
+        "features: %d rows over %d snapshots, churn rate %.3f",
+        len(df),
+        len(snapshots),
+        labels["churned"].mean(),
+    )
     return df[["subscriber_id", "event_timestamp", *FEATURE_NAMES]], labels

@@ -109,8 +109,11 @@ class Plan:
         if self.mode == "full":
             return f"features: full build of {len(self.compute)} snapshots ({self.reason})"
         n = len(self.compute)
-        new = (f"{n} new snapshot{'s' if n > 1 else ''} " + ", ".join(map(str, self.compute))
-               if n else "no new snapshot")
+        new = (
+            f"{n} new snapshot{'s' if n > 1 else ''} " + ", ".join(map(str, self.compute))
+            if n
+            else "no new snapshot"
+        )
         out = f"features: {new}, {len(self.keep)} kept"
         if self.drop:
             out += f", {len(self.drop)} dropped ({', '.join(map(str, self.drop))}: no longer in features.snapshots)"
@@ -129,12 +132,17 @@ def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: di
     if manifest.get("format") != FORMAT:
         return full(f"manifest format {manifest.get('format')} != {FORMAT}")
     if manifest.get("raw_fingerprint") != raw_fp:
-        changed = sorted(k for k in set(raw_fp) | set(manifest.get("raw_fingerprint") or {})
-                         if raw_fp.get(k) != (manifest.get("raw_fingerprint") or {}).get(k))
+        changed = sorted(
+            k
+            for k in set(raw_fp) | set(manifest.get("raw_fingerprint") or {})
+            if raw_fp.get(k) != (manifest.get("raw_fingerprint") or {}).get(k)
+        )
         return full(f"ingested data changed: {', '.join(changed)}")
     if (manifest.get("definition") or {}).get("sha256") != definition["sha256"]:
         old = manifest.get("definition") or {}
-        what = [k for k in ("compute_sha256", "feature_names", "features_config") if old.get(k) != definition[k]]
+        what = [
+            k for k in ("compute_sha256", "feature_names", "features_config") if old.get(k) != definition[k]
+        ]
         return full(f"feature definitions changed: {', '.join(what) or 'version'}")
     tables = manifest.get("tables") or {}
     for key, path in (("features", settings.feature_table), ("labels", settings.label_table)):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+
 import numpy as np
 import pandas as pd
 import yaml
 
-from features.catalogue import CATALOGUE, FEATURE_NAMES
 from core.config import Settings
+from features.catalogue import CATALOGUE, FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ def definitions(settings: Settings) -> list:
     from feast import Entity, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
 
-    subscriber = Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING, description="a mobile subscriber")
+    subscriber = Entity(
+        name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING, description="a mobile subscriber"
+    )
     source = FileSource(
         name="subscriber_features_source",
         path=str(settings.feature_table.resolve()),
@@ -81,8 +84,9 @@ def definitions(settings: Settings) -> list:
     return [subscriber, view]
 
 
-def apply_and_materialize(settings: Settings, snapshots: list[dt.date] | None = None, *,
-                          incremental: bool = False) -> dict:
+def apply_and_materialize(
+    settings: Settings, snapshots: list[dt.date] | None = None, *, incremental: bool = False
+) -> dict:
     """Register the definitions and load the snapshots' newest values into the online store.
 
     Full (the default): materialise the whole span of ``snapshots`` (default: the configured ones).
@@ -131,7 +135,9 @@ def online_features(store, subscriber_ids: list[str], event_timestamps: bool = F
     """
     from feast.online_response import TIMESTAMP_POSTFIX
 
-    resp = store.get_online_features(features=FEATURE_REFS, entity_rows=[{JOIN_KEY: i} for i in subscriber_ids])
+    resp = store.get_online_features(
+        features=FEATURE_REFS, entity_rows=[{JOIN_KEY: i} for i in subscriber_ids]
+    )
     d = resp.to_dict(include_event_timestamps=event_timestamps)
     # one float block built in numpy: a per-column pandas astype cost 10x Feast's own read here
     values = np.array([[np.nan if v is None else v for v in d[n]] for n in FEATURE_NAMES], dtype="float64").T
@@ -139,13 +145,15 @@ def online_features(store, subscriber_ids: list[str], event_timestamps: bool = F
     df.insert(0, JOIN_KEY, list(d[JOIN_KEY]))
     if event_timestamps:  # one view: every feature of a row shares its timestamp; 0 = not found
         secs = np.array(d[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX], dtype="int64")
-        df["event_timestamp"] = pd.to_datetime(np.where(secs > 0, secs, np.iinfo("int64").min), unit="s", utc=True)
+        df["event_timestamp"] = pd.to_datetime(
+            np.where(secs > 0, secs, np.iinfo("int64").min), unit="s", utc=True
+        )
     return df
 
 
 def _as_date(value: dt.date | dt.datetime | str | None) -> dt.date:
     if value is None:
-        return dt.datetime.now(dt.timezone.utc).date()
+        return dt.datetime.now(dt.UTC).date()
     if isinstance(value, str):
         return dt.date.fromisoformat(value)
     return value.date() if isinstance(value, dt.datetime) else value
@@ -178,10 +186,22 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
 
     day = _as_date(as_of)
     bound = settings.features.max_staleness_days
-    report: dict = {"view": VIEW, "online_store": settings.feast.online_store.type, "as_of": day.isoformat(),
-                    "max_staleness_days": bound, "status": "never materialised", "ok": False,
-                    "latest_snapshot": None, "age_days": None, "source": None, "materialised_until": None,
-                    "intervals": [], "table_latest_snapshot": None, "online_sample": None, "message": ""}
+    report: dict = {
+        "view": VIEW,
+        "online_store": settings.feast.online_store.type,
+        "as_of": day.isoformat(),
+        "max_staleness_days": bound,
+        "status": "never materialised",
+        "ok": False,
+        "latest_snapshot": None,
+        "age_days": None,
+        "source": None,
+        "materialised_until": None,
+        "intervals": [],
+        "table_latest_snapshot": None,
+        "online_sample": None,
+        "message": "",
+    }
 
     def never(why: str) -> dict:
         report["message"] = f"the online store has never been materialised ({why}): run `churn features`"
@@ -194,8 +214,10 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
         view = store.get_feature_view(VIEW)
     except (FeastObjectNotFoundException, ProjectNotFoundException):
         return never(f"no feature view {VIEW} in project {settings.feast.project}")
-    intervals = sorted((pd.Timestamp(a).tz_convert("UTC"), pd.Timestamp(b).tz_convert("UTC"))
-                       for a, b in view.materialization_intervals)
+    intervals = sorted(
+        (pd.Timestamp(a).tz_convert("UTC"), pd.Timestamp(b).tz_convert("UTC"))
+        for a, b in view.materialization_intervals
+    )
     if not intervals:
         return never(f"feature view {VIEW} has no materialised interval")
     until = max(b for _, b in intervals)
@@ -211,17 +233,30 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
         latest, report["source"] = (until - pd.Timedelta(seconds=1)).date(), "registry intervals"
     if ids and sample > 0:
         picked = ids[:: max(1, len(ids) // sample)][:sample]
-        resp = store.get_online_features(features=FEATURE_REFS[:1], entity_rows=[{JOIN_KEY: i} for i in picked])
-        stamps = [s for s in resp.to_dict(include_event_timestamps=True)[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX] if s > 0]
-        served = [dt.datetime.fromtimestamp(s, dt.timezone.utc).date() for s in stamps]
+        resp = store.get_online_features(
+            features=FEATURE_REFS[:1], entity_rows=[{JOIN_KEY: i} for i in picked]
+        )
+        stamps = [
+            s
+            for s in resp.to_dict(include_event_timestamps=True)[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]
+            if s > 0
+        ]
+        served = [dt.datetime.fromtimestamp(s, dt.UTC).date() for s in stamps]
         at_newest = sum(d == snaps[-1] for d in served)
-        report["online_sample"] = {"subscribers": len(picked), "found": len(served), "at_table_latest": at_newest}
+        report["online_sample"] = {
+            "subscribers": len(picked),
+            "found": len(served),
+            "at_table_latest": at_newest,
+        }
         latest, report["source"] = (max(served) if served else None), "online store sample"
 
     if latest is None:
-        report.update(status="stale", message=f"the online store serves nothing for subscribers of the newest "
-                      f"snapshot {report['table_latest_snapshot']} although the registry says materialised until "
-                      f"{until}: run `churn features`")
+        report.update(
+            status="stale",
+            message=f"the online store serves nothing for subscribers of the newest "
+            f"snapshot {report['table_latest_snapshot']} although the registry says materialised until "
+            f"{until}: run `churn features`",
+        )
         return report
     age = (day - latest).days
     days = f"{age} day{'' if abs(age) == 1 else 's'}"
@@ -230,17 +265,29 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
     partial = bool(sampled and sampled["at_table_latest"] < sampled["subscribers"])
     lagging = bool(snaps) and (latest < snaps[-1] or partial)
     if age > bound:
-        report.update(status="stale", message=f"features are stale: the online store's newest snapshot {latest} is "
-                      f"{days} old on {day} (bound features.max_staleness_days = {bound}): add a newer snapshot "
-                      "(with data up to it) to features.snapshots and run `churn features`")
+        report.update(
+            status="stale",
+            message=f"features are stale: the online store's newest snapshot {latest} is "
+            f"{days} old on {day} (bound features.max_staleness_days = {bound}): add a newer snapshot "
+            "(with data up to it) to features.snapshots and run `churn features`",
+        )
     elif lagging:
-        got = f" ({sampled['at_table_latest']} of {sampled['subscribers']} sampled subscribers served)" \
-            if sampled else ""
-        report.update(status="stale", message=f"the online store lags the feature table: it serves {latest}, the "
-                      f"feature table has {snaps[-1]}{got}: run `churn features` to load it")
+        got = (
+            f" ({sampled['at_table_latest']} of {sampled['subscribers']} sampled subscribers served)"
+            if sampled
+            else ""
+        )
+        report.update(
+            status="stale",
+            message=f"the online store lags the feature table: it serves {latest}, the "
+            f"feature table has {snaps[-1]}{got}: run `churn features` to load it",
+        )
     else:
-        report.update(status="fresh", ok=True, message=f"features are fresh: newest snapshot {latest}, "
-                      f"{days} old on {day} (bound {bound})")
+        report.update(
+            status="fresh",
+            ok=True,
+            message=f"features are fresh: newest snapshot {latest}, {days} old on {day} (bound {bound})",
+        )
     return report
 
 
@@ -249,19 +296,33 @@ def format_freshness(report: dict) -> str:
     sample = report.get("online_sample")
     rows = [
         ("status", report["status"]),
-        ("latest snapshot", f"{report['latest_snapshot'] or '-'}"
-         + (f" (from the {report['source']})" if report.get("source") else "")),
-        ("age", f"{report['age_days']} day{'' if abs(report['age_days']) == 1 else 's'} on {report['as_of']}"
-         if report["age_days"] is not None
-         else f"- (on {report['as_of']})"),
+        (
+            "latest snapshot",
+            f"{report['latest_snapshot'] or '-'}"
+            + (f" (from the {report['source']})" if report.get("source") else ""),
+        ),
+        (
+            "age",
+            f"{report['age_days']} day{'' if abs(report['age_days']) == 1 else 's'} on {report['as_of']}"
+            if report["age_days"] is not None
+            else f"- (on {report['as_of']})",
+        ),
         ("bound", f"{report['max_staleness_days']} days (features.max_staleness_days)"),
-        ("materialised until", f"{report['materialised_until'] or 'never'}"
-         + (f" ({len(report['intervals'])} interval(s))" if report["intervals"] else "")),
+        (
+            "materialised until",
+            f"{report['materialised_until'] or 'never'}"
+            + (f" ({len(report['intervals'])} interval(s))" if report["intervals"] else ""),
+        ),
         ("feature table", f"newest snapshot {report['table_latest_snapshot'] or '-'}"),
     ]
     if sample:
-        rows.append(("online sample", f"{sample['found']}/{sample['subscribers']} subscribers found, "
-                                      f"{sample['at_table_latest']} at the table's newest snapshot"))
+        rows.append(
+            (
+                "online sample",
+                f"{sample['found']}/{sample['subscribers']} subscribers found, "
+                f"{sample['at_table_latest']} at the table's newest snapshot",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     head = f"feature freshness: {report['view']} in the {report['online_store']} online store"
     return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows)])

@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from models.metrics import brier, expected_calibration_error  # one definition of each, as evaluate() logs them
+from models.metrics import (
+    brier,
+    expected_calibration_error,
+)  # one definition of each, as evaluate() logs them
 
 METHODS = ("isotonic", "sigmoid")
 _TIE_BREAK = 1e-6
@@ -40,7 +43,7 @@ class Calibrator:
     model: Any
 
     @classmethod
-    def fit(cls, method: str, raw, y) -> "Calibrator":
+    def fit(cls, method: str, raw, y) -> Calibrator:
         y = np.asarray(y, dtype=int)
         if method == "isotonic":
             from sklearn.isotonic import IsotonicRegression
@@ -55,7 +58,9 @@ class Calibrator:
             for v in np.unique(level):
                 m = level == v
                 smoothed[m] = (y[m].sum() + SMOOTHING * y.mean()) / (m.sum() + SMOOTHING)
-            return cls(method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, smoothed))
+            return cls(
+                method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, smoothed)
+            )
         if method == "sigmoid":
             from sklearn.linear_model import LogisticRegression
 
@@ -73,7 +78,9 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def choose_calibrator(raw, y, seed: int = 7, folds: int = 5) -> tuple[Calibrator, dict[str, dict[str, float]]]:
+def choose_calibrator(
+    raw, y, seed: int = 7, folds: int = 5
+) -> tuple[Calibrator, dict[str, dict[str, float]]]:
     """Fit both methods, choose by out-of-fold Brier (then ECE) on ``(raw, y)``, refit the winner on all.
 
     Returns the calibrator and, per method, its cross-validated ``brier`` and ``ece``.

@@ -24,8 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.rules import RuleBaseline
-
 PARALLEL_FROM_ROWS = 2000  # fewer rows than this are predicted / explained on one thread
 
 
@@ -43,7 +41,9 @@ class ChurnModel:
     estimator: Any
     background: pd.DataFrame  # a training sample: the reference for linear SHAP
     params: dict = field(default_factory=dict)
-    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical column -> training vocabulary
+    categories: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # categorical column -> training vocabulary
     calibrator: Any = None  # models.calibration.Calibrator: raw score -> calibrated probability (None: raw)
     _explainer: Any = field(default=None, repr=False, compare=False)
 
@@ -57,7 +57,9 @@ class ChurnModel:
             return X[self.features].astype("float64")
         return pd.DataFrame(
             {
-                f: pd.Categorical(X[f].map(lambda v: v if pd.isna(v) else str(v)), categories=self.categories[f])
+                f: pd.Categorical(
+                    X[f].map(lambda v: v if pd.isna(v) else str(v)), categories=self.categories[f]
+                )
                 if f in self.categories
                 else pd.to_numeric(X[f]).astype("float64")
                 for f in self.features
@@ -74,7 +76,7 @@ class ChurnModel:
         """The estimator's input frame for ``X`` (e.g. an early-stopping ``eval_set``)."""
         return self._x(X)
 
-    def fit(self, X: pd.DataFrame, y, **fit_params) -> "ChurnModel":
+    def fit(self, X: pd.DataFrame, y, **fit_params) -> ChurnModel:
         """Fit the estimator on the same input frame that scoring and explaining use."""
         self.estimator.fit(self._x(X), np.asarray(y), **fit_params)
         self._explainer = None
@@ -123,8 +125,10 @@ class ChurnModel:
             prep, lr = self.estimator[:-1], self.estimator[-1]
             if self._explainer is None:
                 self._explainer = shap.LinearExplainer(
-                    lr, shap.maskers.Independent(_dense(prep.transform(self._x(self.background))),
-                                                 max_samples=len(self.background))
+                    lr,
+                    shap.maskers.Independent(
+                        _dense(prep.transform(self._x(self.background))), max_samples=len(self.background)
+                    ),
                 )
             sv = self._explainer(_dense(prep.transform(x)))
             # SHAP per encoded column -> per original column (sum of a categorical's indicators)
@@ -140,7 +144,9 @@ class ChurnModel:
         """Calibrated probabilities and SHAP explanation of numeric rows given as one float matrix
         (columns in ``features`` order): the service's batched model step, through the same
         :meth:`predict_proba` and :meth:`explain` as everything else."""
-        X = pd.DataFrame(np.asarray(x, dtype="float64").reshape(-1, len(self.features)), columns=self.features)
+        X = pd.DataFrame(
+            np.asarray(x, dtype="float64").reshape(-1, len(self.features)), columns=self.features
+        )
         return self.predict_proba(X), self.explain(X)
 
     def __getstate__(self):  # the SHAP explainer is rebuilt lazily after unpickling
@@ -187,7 +193,9 @@ def _source_matrix(prep, features: list[str]) -> np.ndarray:
         enc = trans[-1] if hasattr(trans, "steps") else trans
         if hasattr(enc, "categories_"):  # one-hot: one indicator per category (minus a dropped one)
             drop = getattr(enc, "drop_idx_", None)
-            sizes = [len(c) - (drop is not None and drop[i] is not None) for i, c in enumerate(enc.categories_)]
+            sizes = [
+                len(c) - (drop is not None and drop[i] is not None) for i, c in enumerate(enc.categories_)
+            ]
         else:
             sizes = [1] * len(cols)
         owners = np.repeat([features.index(c) for c in cols], sizes)

@@ -22,8 +22,16 @@ CAUSE_CODES: dict[str, set[str]] = {
     "contract_expiry": {"CONTRACT_EXPIRY"},
     "competitor": {"COMPETITOR_HOTLINE", "CONTACTS_OFF_NET"},
     "dissatisfaction": {"COMPLAINTS", "BILL_SHOCK", "ARREARS", "SERVICE_CONTACT"},
-    "disengagement": {"USAGE_DROP", "USAGE_DECLINE", "LOW_USAGE", "ZERO_CALL_DAYS", "ZERO_CALL_STREAK",
-                      "NO_RECHARGE", "FEW_CONTACTS", "CONTACTS_DROP"},
+    "disengagement": {
+        "USAGE_DROP",
+        "USAGE_DECLINE",
+        "LOW_USAGE",
+        "ZERO_CALL_DAYS",
+        "ZERO_CALL_STREAK",
+        "NO_RECHARGE",
+        "FEW_CONTACTS",
+        "CONTACTS_DROP",
+    },
 }
 
 
@@ -31,8 +39,14 @@ def intents_file(settings: Settings):
     return settings.truth_dir / "intents.parquet"
 
 
-def reason_fidelity(settings: Settings, subscriber_ids: list[str], top_codes: list[list[str]], churned,
-                    *, snapshot: dt.date | None = None) -> dict[str, float] | None:
+def reason_fidelity(
+    settings: Settings,
+    subscriber_ids: list[str],
+    top_codes: list[list[str]],
+    churned,
+    *,
+    snapshot: dt.date | None = None,
+) -> dict[str, float] | None:
     """Share of churners with a known cause whose top reason codes name that cause.
 
     ``subscriber_ids``, ``top_codes`` (the codes of each row's top reasons, e.g. the top 3 of
@@ -59,15 +73,25 @@ def reason_fidelity(settings: Settings, subscriber_ids: list[str], top_codes: li
     path = intents_file(settings)
     if settings.features is None or not path.exists():
         return None
-    rows = pd.DataFrame({"subscriber_id": list(subscriber_ids), "codes": list(top_codes),
-                         "churned": np.asarray(churned).astype(int)})
+    rows = pd.DataFrame(
+        {
+            "subscriber_id": list(subscriber_ids),
+            "codes": list(top_codes),
+            "churned": np.asarray(churned).astype(int),
+        }
+    )
     if not (len(rows["subscriber_id"]) == len(top_codes) == len(rows["churned"])):
         raise ValueError("subscriber_ids, top_codes and churned must have the same length")
     truth = pd.read_parquet(path, columns=["subscriber_id", "churn_cause", "churns", "onset_date"])
     rows = rows[rows["churned"] == 1].merge(truth, on="subscriber_id", how="inner")
     rows = rows[rows["churns"].astype(bool) & rows["churn_cause"].isin(list(CAUSE_CODES))]
-    hit = np.array([bool(set(codes) & CAUSE_CODES[cause]) for codes, cause in zip(rows["codes"], rows["churn_cause"])],
-                   dtype=bool)
+    hit = np.array(
+        [
+            bool(set(codes) & CAUSE_CODES[cause])
+            for codes, cause in zip(rows["codes"], rows["churn_cause"], strict=False)
+        ],
+        dtype=bool,
+    )
     snap = pd.Timestamp(snapshot or settings.features.snapshots[-1])
     visible = (pd.to_datetime(rows["onset_date"]) < snap).to_numpy()
 
@@ -88,4 +112,6 @@ def cause_counts(settings: Settings, subscriber_ids: list[str], churned) -> dict
     truth = pd.read_parquet(intents_file(settings), columns=["subscriber_id", "churn_cause", "churns"])
     rows = pd.DataFrame({"subscriber_id": list(subscriber_ids), "churned": np.asarray(churned).astype(int)})
     rows = rows[rows["churned"] == 1].merge(truth, on="subscriber_id")
-    return {str(k): int(v) for k, v in rows.loc[rows["churns"].astype(bool), "churn_cause"].value_counts().items()}
+    return {
+        str(k): int(v) for k, v in rows.loc[rows["churns"].astype(bool), "churn_cause"].value_counts().items()
+    }

@@ -55,16 +55,22 @@ def expected_calibration_error(y: np.ndarray, score: np.ndarray, bins: int = ECE
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
     n = len(y)
     order = np.argsort(score, kind="stable")
-    return float(sum(len(b) / n * abs(y[b].mean() - score[b].mean())
-                     for b in np.array_split(order, min(bins, n)) if len(b)))
+    return float(
+        sum(
+            len(b) / n * abs(y[b].mean() - score[b].mean())
+            for b in np.array_split(order, min(bins, n))
+            if len(b)
+        )
+    )
 
 
 def _config(settings: Settings | None) -> EvaluationConfig:
     return settings.evaluation if settings is not None else EvaluationConfig()
 
 
-def retained_revenue_at_capacity(y: np.ndarray, score: np.ndarray, value: np.ndarray,
-                                 settings: Settings | None = None) -> dict[str, float]:
+def retained_revenue_at_capacity(
+    y: np.ndarray, score: np.ndarray, value: np.ndarray, settings: Settings | None = None
+) -> dict[str, float]:
     """What the list is worth when the team can contact only ``capacity_share`` of the rows.
 
     The list is ranked by expected loss, ``score * value`` (probability of leaving times the monthly
@@ -97,7 +103,7 @@ def retained_revenue_at_capacity(y: np.ndarray, score: np.ndarray, value: np.nda
 def _upper_hull(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ROC convex hull from (0, 0) to (1, 1) (monotone chain, collinear points dropped)."""
     pts: list[tuple[float, float]] = []
-    for p in sorted(set(zip(fpr.tolist(), tpr.tolist()))):
+    for p in sorted(set(zip(fpr.tolist(), tpr.tolist(), strict=False))):
         while len(pts) >= 2:
             (x1, y1), (x2, y2) = pts[-2], pts[-1]
             if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:  # pts[-1] is not above the chord
@@ -161,8 +167,9 @@ def empc(y: np.ndarray, score: np.ndarray, settings: Settings | None = None) -> 
     return {"empc": float(profit.sum()), "empc_fraction": float(((pi0 * f0 + pi1 * f1) * mass).sum())}
 
 
-def evaluate(y: np.ndarray, score: np.ndarray, value: np.ndarray | None = None,
-             settings: Settings | None = None) -> dict[str, float]:
+def evaluate(
+    y: np.ndarray, score: np.ndarray, value: np.ndarray | None = None, settings: Settings | None = None
+) -> dict[str, float]:
     """Every metric of one scorer on one labelled sample, as a flat dict of floats (MLflow metrics).
 
     Always: ``roc_auc``, ``pr_auc``, ``base_rate``, ``top_decile_lift`` (= ``lift_top10``),

@@ -46,10 +46,17 @@ def gains_chart(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt
         lift_ax.plot(share, caught / share, label=name)
     gain_ax.plot([0, 1], [0, 1], ls=":", c="grey", label="random list")
     lift_ax.axhline(1, ls=":", c="grey", label="random list")
-    gain_ax.set(xlabel="share of subscribers contacted (ranked by score)", ylabel="share of churners caught",
-                title="Cumulative gains")
-    lift_ax.set(xlabel="share of subscribers contacted (ranked by score)", ylabel="lift (churn rate / base rate)",
-                title="Lift", xlim=(0.01, 1))
+    gain_ax.set(
+        xlabel="share of subscribers contacted (ranked by score)",
+        ylabel="share of churners caught",
+        title="Cumulative gains",
+    )
+    lift_ax.set(
+        xlabel="share of subscribers contacted (ranked by score)",
+        ylabel="lift (churn rate / base rate)",
+        title="Lift",
+        xlim=(0.01, 1),
+    )
     lift_ax.set_xscale("log")
     return _finish(fig, (gain_ax, lift_ax), title)
 
@@ -69,13 +76,19 @@ def calibration_plot(y: np.ndarray, probs: dict[str, np.ndarray], title: str, bi
         obs, pred = calibration_curve(y, p, n_bins=bins, strategy="quantile")
         top = max(top, float(obs.max()), float(pred.max()))
         ece = expected_calibration_error(y, p, bins)
-        line, = rel_ax.plot(pred, obs, marker="o", ms=4, label=f"{name}  ECE {ece:.3f}")
+        (line,) = rel_ax.plot(pred, obs, marker="o", ms=4, label=f"{name}  ECE {ece:.3f}")
         hist_ax.hist(p, bins=np.linspace(0, 1, 21), histtype="step", label=name, color=line.get_color())
     rel_ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfectly calibrated")
-    rel_ax.set(xlabel="mean predicted probability (bin)", ylabel="observed churn rate (bin)",
-               title=f"Reliability ({bins} equal-frequency bins)", xlim=(0, lim := min(1.0, 1.15 * top + 0.01)),
-               ylim=(0, lim))
-    hist_ax.set(xlabel="predicted probability", ylabel="subscribers", title="Score distribution", yscale="log")
+    rel_ax.set(
+        xlabel="mean predicted probability (bin)",
+        ylabel="observed churn rate (bin)",
+        title=f"Reliability ({bins} equal-frequency bins)",
+        xlim=(0, lim := min(1.0, 1.15 * top + 0.01)),
+        ylim=(0, lim),
+    )
+    hist_ax.set(
+        xlabel="predicted probability", ylabel="subscribers", title="Score distribution", yscale="log"
+    )
     return _finish(fig, (rel_ax, hist_ax), title, fontsize=7)
 
 

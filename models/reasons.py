@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from core.config import REPO_ROOT, Settings
 from features.catalogue import BY_NAME
 from models.churn_model import Explanation, in_order
-from core.config import REPO_ROOT, Settings
 
 REASONS_FILE = REPO_ROOT / "configs" / "reasons.yaml"
 Lang = Literal["en", "zh"]
@@ -53,15 +53,26 @@ def _value_text(value: float | str) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
-def _generic(feature: str, value: float | str, contribution: float, lang: Lang, tpl: dict) -> tuple[str, str, str]:
+def _generic(
+    feature: str, value: float | str, contribution: float, lang: Lang, tpl: dict
+) -> tuple[str, str, str]:
     spec = tpl["generic"]
-    fields = {"column": feature, "value_text": _value_text(value),
-              "column_code": re.sub(r"[^0-9A-Za-z]+", "_", feature).strip("_").upper()}
+    fields = {
+        "column": feature,
+        "value_text": _value_text(value),
+        "column_code": re.sub(r"[^0-9A-Za-z]+", "_", feature).strip("_").upper(),
+    }
     which = spec["raises"] if contribution > 0 else spec["lowers"]
-    return spec["code"].format(**fields), which[lang].format(**fields), spec["action"] if contribution > 0 else "none"
+    return (
+        spec["code"].format(**fields),
+        which[lang].format(**fields),
+        spec["action"] if contribution > 0 else "none",
+    )
 
 
-def _sentence(feature: str, value: float | str, contribution: float, lang: Lang, settings: Settings, tpl: dict) -> tuple[str, str, str]:
+def _sentence(
+    feature: str, value: float | str, contribution: float, lang: Lang, settings: Settings, tpl: dict
+) -> tuple[str, str, str]:
     spec = tpl["reasons"].get(feature)
     meta = BY_NAME.get(feature)
     if spec is None or meta is None or isinstance(value, str) or settings.features is None:
@@ -106,8 +117,10 @@ def top_reasons(
     order = np.argsort(-contrib, axis=1, kind="stable")
     values = in_order(X, explanation.features)
     dtypes = values.dtypes  # per column, without materialising each column as a Series
-    numeric = [pd.api.types.is_numeric_dtype(dtypes[f]) or pd.api.types.is_bool_dtype(dtypes[f])
-               for f in explanation.features]
+    numeric = [
+        pd.api.types.is_numeric_dtype(dtypes[f]) or pd.api.types.is_bool_dtype(dtypes[f])
+        for f in explanation.features
+    ]
     values = values.to_numpy(dtype=object)
     out = []
     for i, idx in enumerate(order):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import mlflow
 import pandas as pd
 
-from models.churn_model import ChurnModel
 from core.config import Settings
+from models.churn_model import ChurnModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # a registered winner that did not beat the champion on the same held-out rows
@@ -31,7 +31,9 @@ class LoadedModel:
     version: str
     alias: str | None
     run_id: str
-    bento: str | None = None  # the Bento it was deployed in (``churn deploy``); None: loaded from the registry
+    bento: str | None = (
+        None  # the Bento it was deployed in (``churn deploy``); None: loaded from the registry
+    )
 
 
 def use_tracking(settings: Settings) -> mlflow.MlflowClient:
@@ -40,10 +42,22 @@ def use_tracking(settings: Settings) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(settings.tracking_uri)
 
 
-def load_registered(settings: Settings, alias: str | None = CHAMPION, version: str | None = None) -> LoadedModel:
+def load_registered(
+    settings: Settings, alias: str | None = CHAMPION, version: str | None = None
+) -> LoadedModel:
     """Load a registered version by alias (default ``champion``) or number."""
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
-    mv = client.get_model_version_by_alias(name, alias) if version is None else client.get_model_version(name, str(version))
+    mv = (
+        client.get_model_version_by_alias(name, alias)
+        if version is None
+        else client.get_model_version(name, str(version))
+    )
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    return LoadedModel(pyfunc.unwrap_python_model().model, name, str(mv.version), alias if version is None else None, mv.run_id)
+    return LoadedModel(
+        pyfunc.unwrap_python_model().model,
+        name,
+        str(mv.version),
+        alias if version is None else None,
+        mv.run_id,
+    )

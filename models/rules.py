@@ -23,7 +23,9 @@ RULES: dict[str, tuple[str, str]] = {
 
 
 def rule_flags(X: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({name: X.eval(expr).astype(float) for name, (_, expr) in RULES.items()}, index=X.index)
+    return pd.DataFrame(
+        {name: X.eval(expr).astype(float) for name, (_, expr) in RULES.items()}, index=X.index
+    )
 
 
 class RuleBaseline(ClassifierMixin, BaseEstimator):

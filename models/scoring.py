@@ -9,14 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.config import Settings
 from models import stakes
 from models.churn_model import ChurnModel, Explanation
 from models.reasons import Lang, suggested_action, top_reasons
-from core.config import Settings
 
 
-def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, lang: Lang = "en",
-                       proba: np.ndarray | None = None, explanation: Explanation | None = None) -> list[dict]:
+def score_with_reasons(
+    model: ChurnModel,
+    X: pd.DataFrame,
+    settings: Settings,
+    lang: Lang = "en",
+    proba: np.ndarray | None = None,
+    explanation: Explanation | None = None,
+) -> list[dict]:
     """Per row: churn probability, risk tier, value at stake, expected loss, VIP tier, the top reasons
     and the suggested retention action.
 
@@ -42,5 +48,5 @@ def score_with_reasons(model: ChurnModel, X: pd.DataFrame, settings: Settings, l
             "reasons": [r.as_dict() for r in rs],
             "action": suggested_action(rs, lang),
         }
-        for p, t, v, g, rs in zip(proba, tiers, value, vip, reasons)
+        for p, t, v, g, rs in zip(proba, tiers, value, vip, reasons, strict=False)
     ]

@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from core.config import Settings
 from features.catalogue import FEATURE_NAMES, MONOTONE
 from models.churn_model import ChurnModel
 from models.metrics import evaluate
 from models.plots import candidate_curves, plt
 from models.rules import RuleBaseline
-from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ def data_version(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def split_out_of_time(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def split_out_of_time(
+    frame: pd.DataFrame, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Out-of-time train / validation / test by snapshot.
 
     - test = the last snapshot;
@@ -72,20 +74,27 @@ def split_out_of_time(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataF
     snaps = sorted(ts.unique())
     horizon = pd.Timedelta(days=settings.features.label_horizon_days)
     if len(snaps) < 3:
-        raise ValueError(f"out-of-time train / validation / test needs at least 3 snapshots, got {len(snaps)}: "
-                         "add earlier features.snapshots")
+        raise ValueError(
+            f"out-of-time train / validation / test needs at least 3 snapshots, got {len(snaps)}: "
+            "add earlier features.snapshots"
+        )
     test_t, valid_t = snaps[-1], snaps[-2]
     if valid_t + horizon > test_t:
-        raise ValueError(f"the validation snapshot {pd.Timestamp(valid_t).date()} does not close its {horizon.days}-day "
-                         f"label window before the held-out {pd.Timestamp(test_t).date()}")
+        raise ValueError(
+            f"the validation snapshot {pd.Timestamp(valid_t).date()} does not close its {horizon.days}-day "
+            f"label window before the held-out {pd.Timestamp(test_t).date()}"
+        )
     train = frame[ts + horizon <= valid_t]
     if train.empty:
         raise ValueError(
             f"no training snapshot ends its {horizon.days}-day label window before the validation snapshot "
             f"{pd.Timestamp(valid_t).date()}: add earlier features.snapshots"
         )
-    return (train.reset_index(drop=True), frame[ts == valid_t].reset_index(drop=True),
-            frame[ts == test_t].reset_index(drop=True))
+    return (
+        train.reset_index(drop=True),
+        frame[ts == valid_t].reset_index(drop=True),
+        frame[ts == test_t].reset_index(drop=True),
+    )
 
 
 def _lightgbm(settings: Settings, **extra):
@@ -123,15 +132,21 @@ def search_configurations(settings: Settings, budget: int = SEARCH_BUDGET) -> li
     import itertools
 
     lc = settings.training.lightgbm
-    own = {"num_leaves": lc.num_leaves, "learning_rate": lc.learning_rate, "min_child_samples": lc.min_child_samples}
-    grid = [dict(zip(SEARCH_SPACE, v)) for v in itertools.product(*SEARCH_SPACE.values())]
+    own = {
+        "num_leaves": lc.num_leaves,
+        "learning_rate": lc.learning_rate,
+        "min_child_samples": lc.min_child_samples,
+    }
+    grid = [dict(zip(SEARCH_SPACE, v, strict=False)) for v in itertools.product(*SEARCH_SPACE.values())]
     grid = [g for g in grid if g != own]
     rng = np.random.default_rng(settings.training.seed)
     picks = rng.choice(len(grid), size=min(budget - 1, len(grid)), replace=False)
     return [own, *(grid[i] for i in picks)]
 
 
-def tune_lightgbm(settings: Settings, model: ChurnModel, X_tr, y_tr, X_va, y_va) -> tuple[ChurnModel, pd.DataFrame]:
+def tune_lightgbm(
+    settings: Settings, model: ChurnModel, X_tr, y_tr, X_va, y_va
+) -> tuple[ChurnModel, pd.DataFrame]:
     """Budgeted search with early stopping on the validation rows; refit the best at its best iteration.
 
     Class imbalance: ``scale_pos_weight`` = sqrt(negatives / positives) of the training rows, a
@@ -151,17 +166,32 @@ def tune_lightgbm(settings: Settings, model: ChurnModel, X_tr, y_tr, X_va, y_va)
     for i, cfg in enumerate(search_configurations(settings)):
         est = clone(model.estimator).set_params(**cfg, scale_pos_weight=spw, metric="average_precision")
         trial = ChurnModel(model.kind, model.features, est, model.background, categories=model.categories)
-        trial.fit(X_tr, y_tr, eval_X=(trial.prepare(X_va),), eval_y=(y_va,),
-                  callbacks=[early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)])
+        trial.fit(
+            X_tr,
+            y_tr,
+            eval_X=(trial.prepare(X_va),),
+            eval_y=(y_va,),
+            callbacks=[early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
+        )
         best_it = int(est.best_iteration_ or est.n_estimators)
-        rows.append({"trial": i, **cfg, "scale_pos_weight": round(spw, 3), "best_iteration": best_it,
-                     "valid_pr_auc": float(average_precision_score(y_va, trial.predict_raw(X_va)))})
+        rows.append(
+            {
+                "trial": i,
+                **cfg,
+                "scale_pos_weight": round(spw, 3),
+                "best_iteration": best_it,
+                "valid_pr_auc": float(average_precision_score(y_va, trial.predict_raw(X_va))),
+            }
+        )
     table = pd.DataFrame(rows)
     best = table.loc[table["valid_pr_auc"].idxmax()]
     final = clone(model.estimator).set_params(
-        num_leaves=int(best["num_leaves"]), learning_rate=float(best["learning_rate"]),
-        min_child_samples=int(best["min_child_samples"]), n_estimators=max(1, int(best["best_iteration"])),
-        scale_pos_weight=spw)
+        num_leaves=int(best["num_leaves"]),
+        learning_rate=float(best["learning_rate"]),
+        min_child_samples=int(best["min_child_samples"]),
+        n_estimators=max(1, int(best["best_iteration"])),
+        scale_pos_weight=spw,
+    )
     out = ChurnModel(model.kind, model.features, final, model.background, categories=model.categories)
     return out.fit(X_tr, y_tr), table
 
@@ -175,14 +205,19 @@ def build_candidates(settings: Settings) -> dict[str, object]:
     return {
         "rules": RuleBaseline(),
         "logistic": Pipeline(
-            [("scale", StandardScaler()), ("lr", LogisticRegression(C=settings.training.logistic.C, max_iter=2000))]
+            [
+                ("scale", StandardScaler()),
+                ("lr", LogisticRegression(C=settings.training.logistic.C, max_iter=2000)),
+            ]
         ),
         # monotone constraints keep every reason pointing the way staff read it
         "lightgbm": _lightgbm(settings, monotone_constraints=MONOTONE),
     }
 
 
-def build_table_candidates(settings: Settings, numeric: list[str], categorical: list[str]) -> dict[str, object]:
+def build_table_candidates(
+    settings: Settings, numeric: list[str], categorical: list[str]
+) -> dict[str, object]:
     """The customer-table path's candidates: logistic regression on scaled numbers (median-imputed)
     and one-hot categoricals; LightGBM splitting on the categoricals natively (pandas category dtype)."""
     from sklearn.compose import ColumnTransformer
@@ -193,7 +228,11 @@ def build_table_candidates(settings: Settings, numeric: list[str], categorical: 
 
     prep = ColumnTransformer(
         [
-            ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+            (
+                "num",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric,
+            ),
             ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
         ]
     )
@@ -207,8 +246,15 @@ def build_table_candidates(settings: Settings, numeric: list[str], categorical: 
 
 def _params(kind: str, est) -> dict:
     if kind == "lightgbm":
-        keys = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree",
-                "scale_pos_weight")
+        keys = (
+            "n_estimators",
+            "learning_rate",
+            "num_leaves",
+            "min_child_samples",
+            "subsample",
+            "colsample_bytree",
+            "scale_pos_weight",
+        )
         return {k: est.get_params().get(k) for k in keys}
     if kind == "logistic":
         return {"C": est[-1].C}
@@ -262,8 +308,11 @@ def _current_champion(settings: Settings, client, X_te: pd.DataFrame, y_te, valu
         scores = _evaluate(y_te, loaded.model.predict_proba(X_te), settings, value)
         return {"version": str(mv.version), "kind": loaded.model.kind, "scores": scores}
     except Exception as exc:  # a champion that cannot score today's rows cannot stay champion
-        log.warning("current champion v%s cannot score the held-out rows (%s): the new winner replaces it",
-                    mv.version, exc)
+        log.warning(
+            "current champion v%s cannot score the held-out rows (%s): the new winner replaces it",
+            mv.version,
+            exc,
+        )
         return {"version": str(mv.version), "kind": None, "scores": None, "error": str(exc)}
 
 
@@ -280,8 +329,11 @@ def _reason_fidelity(settings: Settings, model: ChurnModel, data: TrainingSet) -
     reasons = top_reasons(model.explain(data.X_test), data.X_test, settings, k=3, lang="en")
     codes = [[r.code for r in rs if r.contribution > 0] for rs in reasons]
     out = reason_fidelity(settings, list(data.ids_test), codes, data.y_test)
-    return {f"fidelity_{k}": float(v) for k, v in (out or {}).items()
-            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    return {
+        f"fidelity_{k}": float(v)
+        for k, v in (out or {}).items()
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    }
 
 
 def _ceilings(settings: Settings, data: TrainingSet, winner: dict) -> dict:
@@ -302,8 +354,9 @@ def _ceilings(settings: Settings, data: TrainingSet, winner: dict) -> dict:
     return out
 
 
-def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[str, object],
-                       baseline: str | None = None) -> dict:
+def fit_track_register(
+    settings: Settings, data: TrainingSet, candidates: dict[str, object], baseline: str | None = None
+) -> dict:
     """The shared core: fit, calibrate, evaluate, log under one parent run, register the winner and
     decide champion or challenger.
 
@@ -327,15 +380,25 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
 
     client = use_tracking(settings)
     exp = client.get_experiment_by_name(settings.mlflow.experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        settings.mlflow.experiment, artifact_location=settings.artifact_root.resolve().as_uri()
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else client.create_experiment(
+            settings.mlflow.experiment, artifact_location=settings.artifact_root.resolve().as_uri()
+        )
     )
     version = data.data_version
     invocation = uuid.uuid4().hex[:12]
     common = {**data.params, "data_version": version}
     feature_list = {"features": data.features} | ({"categorical": data.categories} if data.categories else {})
-    X_tr, y_tr, X_va, y_va, X_te, y_te = (data.X_train, data.y_train, data.X_valid, data.y_valid,
-                                          data.X_test, data.y_test)
+    X_tr, y_tr, X_va, y_va, X_te, y_te = (
+        data.X_train,
+        data.y_train,
+        data.X_valid,
+        data.y_valid,
+        data.X_test,
+        data.y_test,
+    )
     background = X_tr.sample(min(200, len(X_tr)), random_state=settings.training.seed).reset_index(drop=True)
     metric = settings.mlflow.selection_metric
     seed = settings.training.seed
@@ -367,13 +430,24 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             scores = _evaluate(y_te, test_scores[kind], settings, data.value_test)
             # evaluate() already gives brier and ece of the served (calibrated) scores; add the raw ones
             if kind in raw_scores:
-                extra |= {"test_brier_raw": brier(y_te, raw_scores[kind]),
-                          "test_ece_raw": expected_calibration_error(y_te, raw_scores[kind])}
+                extra |= {
+                    "test_brier_raw": brier(y_te, raw_scores[kind]),
+                    "test_ece_raw": expected_calibration_error(y_te, raw_scores[kind]),
+                }
             with mlflow.start_run(experiment_id=exp_id, run_name=kind, nested=True) as run:
                 mlflow.set_tags({**shared_tags, "candidate": kind, "parent_run_id": parent.info.run_id})
-                mlflow.log_params({**common, "model_kind": kind, **model.params}
-                                  | ({"search_budget": len(search), "search_selected_by": "valid_pr_auc",
-                                      "early_stopping_rounds": EARLY_STOPPING_ROUNDS} if search is not None else {}))
+                mlflow.log_params(
+                    {**common, "model_kind": kind, **model.params}
+                    | (
+                        {
+                            "search_budget": len(search),
+                            "search_selected_by": "valid_pr_auc",
+                            "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
+                        }
+                        if search is not None
+                        else {}
+                    )
+                )
                 mlflow.log_metrics(scores | extra)
                 mlflow.log_dict(feature_list, "feature_list.json")
                 if search is not None:
@@ -384,7 +458,9 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=ChurnPyfunc(model),
-                    signature=infer_signature(example, pd.DataFrame({"churn_probability": model.predict_proba(example)})),
+                    signature=infer_signature(
+                        example, pd.DataFrame({"churn_probability": model.predict_proba(example)})
+                    ),
                     input_example=example,
                     pip_requirements=["churnwarn", "mlflow", "lightgbm", "scikit-learn", "shap", "pandas"],
                 )
@@ -393,9 +469,16 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
                     results[kind]["calibration"] = model.params["calibration"]
             models[kind] = model
             mlflow.log_metrics({f"{kind}_{k}": v for k, v in scores.items()})
-            log.info("%-9s roc_auc=%.3f pr_auc=%.3f lift@10%%=%.2f brier=%.4f ece=%.4f%s", kind, scores["roc_auc"],
-                     scores["pr_auc"], scores["top_decile_lift"], scores["brier"],
-                     scores["ece"], f" ({model.params['calibration']})" if kind != baseline else "")
+            log.info(
+                "%-9s roc_auc=%.3f pr_auc=%.3f lift@10%%=%.2f brier=%.4f ece=%.4f%s",
+                kind,
+                scores["roc_auc"],
+                scores["pr_auc"],
+                scores["top_decile_lift"],
+                scores["brier"],
+                scores["ece"],
+                f" ({model.params['calibration']})" if kind != baseline else "",
+            )
 
         title = f"{data.held_out} ({len(y_te)} {data.population}, {int(y_te.sum())} churners)"
         best = max((k for k in results if k != baseline), key=lambda k: results[k][metric])
@@ -403,8 +486,11 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             "candidates_roc_pr.png": lambda: candidate_curves(y_te, test_scores, title),
             "gains_lift.png": lambda: gains_chart(y_te, test_scores, title),
             "calibration.png": lambda: calibration_plot(
-                y_te, {f"{k} (raw)": raw_scores[k] for k in raw_scores}
-                | {f"{k} ({results[k]['calibration']})": test_scores[k] for k in raw_scores}, title),
+                y_te,
+                {f"{k} (raw)": raw_scores[k] for k in raw_scores}
+                | {f"{k} ({results[k]['calibration']})": test_scores[k] for k in raw_scores},
+                title,
+            ),
             "shap_summary.png": lambda: shap_summary(models[best], X_te, f"{best}: {title}"),
         }
         for path, make in figures.items():
@@ -438,9 +524,14 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             reason = "beats the champion" if promote else "does not beat the champion"
         mv = mlflow.register_model(results[best]["model_uri"], name)
         alias = CHAMPION if promote else CHALLENGER
-        for key, val in {"candidate": best, metric: f"{new_score:.4f}", "data_version": version,
-                         "calibration": results[best]["calibration"], "churnwarn.invocation": invocation,
-                         "decision": reason}.items():
+        for key, val in {
+            "candidate": best,
+            metric: f"{new_score:.4f}",
+            "data_version": version,
+            "calibration": results[best]["calibration"],
+            "churnwarn.invocation": invocation,
+            "decision": reason,
+        }.items():
             client.set_model_version_tag(name, mv.version, key, val)
         incumbent_version = incumbent["version"] if incumbent else None
         champion_version = str(mv.version) if promote else incumbent_version
@@ -463,11 +554,16 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
             **fidelity,
             **ceiling,
         }
-        decision_log = {"champion_decision": alias, "champion_decision_reason": reason,
-                        "registered_version": str(mv.version), "champion_version": str(champion_version),
-                        "previous_champion_version": str(incumbent_version),
-                        f"previous_champion_{metric}": f"{old_score:.4f}", f"winner_{metric}": f"{new_score:.4f}",
-                        "winner_calibration": results[best]["calibration"]}
+        decision_log = {
+            "champion_decision": alias,
+            "champion_decision_reason": reason,
+            "registered_version": str(mv.version),
+            "champion_version": str(champion_version),
+            "previous_champion_version": str(incumbent_version),
+            f"previous_champion_{metric}": f"{old_score:.4f}",
+            f"winner_{metric}": f"{new_score:.4f}",
+            "winner_calibration": results[best]["calibration"],
+        }
         mlflow.log_params(decision_log)
         mlflow.set_tags({"winner": best, **decision_log})
         if old_score == old_score:
@@ -480,9 +576,18 @@ def fit_track_register(settings: Settings, data: TrainingSet, candidates: dict[s
                     client.delete_registered_model_alias(name, CHALLENGER)
             except Exception:
                 pass
-        log.info("registered %s version %s (%s %s=%.3f%s) as @%s: %s%s", name, mv.version, best, metric, new_score,
-                 f" vs {baseline} {baseline_score:.3f}" if baseline else "", alias, reason,
-                 f" v{incumbent_version} {metric}={old_score:.3f}" if incumbent else "")
+        log.info(
+            "registered %s version %s (%s %s=%.3f%s) as @%s: %s%s",
+            name,
+            mv.version,
+            best,
+            metric,
+            new_score,
+            f" vs {baseline} {baseline_score:.3f}" if baseline else "",
+            alias,
+            reason,
+            f" v{incumbent_version} {metric}={old_score:.3f}" if incumbent else "",
+        )
     return decision
 
 
@@ -504,14 +609,26 @@ def train(settings: Settings) -> dict:
         "n_test": len(test_df),
         "n_features": len(FEATURE_NAMES),
     }
-    log.info("training on %d rows (%s), validating on %d (%s), testing on %d rows (%s)", len(train_df),
-             params["train_snapshots"], len(valid_df), params["valid_snapshot"], len(test_df), params["test_snapshot"])
+    log.info(
+        "training on %d rows (%s), validating on %d (%s), testing on %d rows (%s)",
+        len(train_df),
+        params["train_snapshots"],
+        len(valid_df),
+        params["valid_snapshot"],
+        len(test_df),
+        params["test_snapshot"],
+    )
     data = TrainingSet(
-        X_train=train_df[FEATURE_NAMES], y_train=train_df["churned"].to_numpy(),
-        X_valid=valid_df[FEATURE_NAMES], y_valid=valid_df["churned"].to_numpy(),
-        X_test=test_df[FEATURE_NAMES], y_test=test_df["churned"].to_numpy(),
-        features=list(FEATURE_NAMES), data_version=data_version(settings.feature_table, settings.label_table),
-        params=params, held_out=f"held-out snapshot {params['test_snapshot']}",
+        X_train=train_df[FEATURE_NAMES],
+        y_train=train_df["churned"].to_numpy(),
+        X_valid=valid_df[FEATURE_NAMES],
+        y_valid=valid_df["churned"].to_numpy(),
+        X_test=test_df[FEATURE_NAMES],
+        y_test=test_df["churned"].to_numpy(),
+        features=list(FEATURE_NAMES),
+        data_version=data_version(settings.feature_table, settings.label_table),
+        params=params,
+        held_out=f"held-out snapshot {params['test_snapshot']}",
         value_test=test_df["arpu_3m"].to_numpy(dtype=float) if "arpu_3m" in test_df else None,
         ids_test=test_df["subscriber_id"].to_numpy() if "subscriber_id" in test_df else None,
     )
@@ -532,8 +649,9 @@ def train_customer_table(settings: Settings, df: pd.DataFrame) -> dict:
 
     fit_df, test_df = ct.split(df, cfg)
     # validation rows (early stopping, LightGBM search, calibration): a stratified share of the training split
-    train_df, valid_df = train_test_split(fit_df, test_size=cfg.test_fraction, stratify=ct.labels(fit_df, cfg),
-                                          random_state=cfg.seed)
+    train_df, valid_df = train_test_split(
+        fit_df, test_size=cfg.test_fraction, stratify=ct.labels(fit_df, cfg), random_state=cfg.seed
+    )
     train_df, valid_df = train_df.reset_index(drop=True), valid_df.reset_index(drop=True)
     params = {
         "source": cfg.name,
@@ -548,19 +666,38 @@ def train_customer_table(settings: Settings, df: pd.DataFrame) -> dict:
         "n_features": len(cfg.features),
         "n_categorical": len(cfg.categorical_columns),
     }
-    log.info("%s: training on %d customers (validating on %d of them), testing on %d (stratified random %.0f%% split, seed %d)", cfg.name,
-             len(fit_df), len(valid_df), len(test_df), 100 * cfg.test_fraction, cfg.seed)
+    log.info(
+        "%s: training on %d customers (validating on %d of them), testing on %d (stratified random %.0f%% split, seed %d)",
+        cfg.name,
+        len(fit_df),
+        len(valid_df),
+        len(test_df),
+        100 * cfg.test_fraction,
+        cfg.seed,
+    )
     # the columns keep the table's own dtypes, so the logged signature accepts rows as read_table gives them
     data = TrainingSet(
-        X_train=train_df[cfg.features], y_train=ct.labels(train_df, cfg),
-        X_valid=valid_df[cfg.features], y_valid=ct.labels(valid_df, cfg),
-        X_test=test_df[cfg.features], y_test=ct.labels(test_df, cfg),
-        features=list(cfg.features), data_version=ct.fingerprint(cfg), params=params,
+        X_train=train_df[cfg.features],
+        y_train=ct.labels(train_df, cfg),
+        X_valid=valid_df[cfg.features],
+        y_valid=ct.labels(valid_df, cfg),
+        X_test=test_df[cfg.features],
+        y_test=ct.labels(test_df, cfg),
+        features=list(cfg.features),
+        data_version=ct.fingerprint(cfg),
+        params=params,
         held_out=f"{cfg.name}: held-out {100 * cfg.test_fraction:.0f}% stratified random split, seed {cfg.seed}",
-        population="customers", categories=ct.categories(df, cfg), tags={"source": cfg.name},
+        population="customers",
+        categories=ct.categories(df, cfg),
+        tags={"source": cfg.name},
     )
     candidates = build_table_candidates(settings, cfg.numeric_columns, cfg.categorical_columns)
     decision = fit_track_register(settings, data, candidates, baseline=None)
-    return decision | {"registered_model": settings.mlflow.registered_model, "source": cfg.name,
-                       "n_train": len(train_df), "n_valid": len(valid_df), "n_test": len(test_df),
-                       "split": f"stratified random, test_fraction {cfg.test_fraction}, seed {cfg.seed}"}
+    return decision | {
+        "registered_model": settings.mlflow.registered_model,
+        "source": cfg.name,
+        "n_train": len(train_df),
+        "n_valid": len(valid_df),
+        "n_test": len(test_df),
+        "split": f"stratified random, test_fraction {cfg.test_fraction}, seed {cfg.seed}",
+    }

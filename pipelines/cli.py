@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,14 +25,30 @@ app = typer.Typer(
     add_completion=False,
 )
 log = logging.getLogger("churnwarn")
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config YAML (default: $CHURNWARN_CONFIG or configs/default.yaml)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config YAML (default: $CHURNWARN_CONFIG or configs/default.yaml)"),
+]
 
-_NOISY = ("feast", "great_expectations", "alembic", "mlflow", "urllib3", "httpx", "bentoml", "numba", "matplotlib")
+_NOISY = (
+    "feast",
+    "great_expectations",
+    "alembic",
+    "mlflow",
+    "urllib3",
+    "httpx",
+    "bentoml",
+    "numba",
+    "matplotlib",
+)
 
 
 def _setup(config: Path | None, verbose: bool = False) -> Settings:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -50,8 +66,12 @@ def _setup(config: Path | None, verbose: bool = False) -> Settings:
 def _cdr_only(settings: Settings, command: str) -> Settings:
     """The operator-records stages need the CDR sections; a customer-table config has none."""
     if settings.source is not None:
-        typer.secho(f"`churn {command}` works on operator records; {settings.config_path} describes a customer "
-                    "table (source:), for which `validate`, `train` and `run` apply", fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"`churn {command}` works on operator records; {settings.config_path} describes a customer "
+            "table (source:), for which `validate`, `train` and `run` apply",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(2)
     return settings
 
@@ -111,8 +131,12 @@ def features(config: ConfigOpt = None) -> None:
 @app.command()
 def freshness(
     config: ConfigOpt = None,
-    as_of: Annotated[Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                                      help="judge the age on this date (default: today, UTC)")] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of", formats=["%Y-%m-%d"], help="judge the age on this date (default: today, UTC)"
+        ),
+    ] = None,
 ) -> None:
     """Check the online store's features are fresh; exit 1 when stale or never materialised."""
     from features.store import format_freshness
@@ -138,9 +162,14 @@ def train(config: ConfigOpt = None) -> None:
     versus = "" if baseline is None or baseline != baseline else f" (rules baseline {baseline:.3f})"
     alias = d.get("alias", "champion")
     prev = d.get("previous_champion_score")
-    against = "" if prev is None or prev != prev else \
-        f"; champion v{d['previous_champion_version']} {d['selection_metric']}={prev:.3f} on the same rows"
-    typer.echo(f"{alias}: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}{against}")
+    against = (
+        ""
+        if prev is None or prev != prev
+        else f"; champion v{d['previous_champion_version']} {d['selection_metric']}={prev:.3f} on the same rows"
+    )
+    typer.echo(
+        f"{alias}: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}{against}"
+    )
 
 
 @app.command()
@@ -154,11 +183,18 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def warn(
     config: ConfigOpt = None,
-    date: Annotated[Optional[str], typer.Option(
-        "--date", help="feature date D, YYYY-MM-DD: events before D count (default: warnings.list_date, else the "
-        "day after the last ingested day)")] = None,
+    date: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="feature date D, YYYY-MM-DD: events before D count (default: warnings.list_date, else the "
+            "day after the last ingested day)",
+        ),
+    ] = None,
     lang: Annotated[str, typer.Option(help="language of reasons and actions: en or zh")] = "en",
-    model_version: Annotated[Optional[str], typer.Option(help="registry version to score with (default: @champion)")] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="registry version to score with (default: @champion)")
+    ] = None,
 ) -> None:
     """Nightly work-order list: score every subscriber active on D, keep the top by expected loss within each
     VIP tier's capacity (warnings: in the config), explain them; writes warnings/<D>/ (parquet, CSV, HTML, JSON)
@@ -175,14 +211,20 @@ def warn(
             try:
                 model = load_registered(settings, version=model_version)
             except Exception as exc:
-                raise WarnError(f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}") from exc
+                raise WarnError(
+                    f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}"
+                ) from exc
         result = nightly_list(settings, date, model=model, lang=lang)
     s = result.summary
-    typer.echo(f"{s['listed']:,} work orders of {s['active']:,} active subscribers as of {s['date']} "
-               f"(model v{s['model']['version']}, {s['timings_s']['total']:.1f}s): {result.folder}")
+    typer.echo(
+        f"{s['listed']:,} work orders of {s['active']:,} active subscribers as of {s['date']} "
+        f"(model v{s['model']['version']}, {s['timings_s']['total']:.1f}s): {result.folder}"
+    )
     for t in s["tiers"]:
-        typer.echo(f"  {t['tier']:<10} active {t['active']:>9,}  capacity {t['capacity']:>7,}  "
-                   f"candidates {t['candidates']:>8,}  listed {t['listed']:>7,}")
+        typer.echo(
+            f"  {t['tier']:<10} active {t['active']:>9,}  capacity {t['capacity']:>7,}  "
+            f"candidates {t['candidates']:>8,}  listed {t['listed']:>7,}"
+        )
 
 
 @app.command()
@@ -197,9 +239,13 @@ def truth(config: ConfigOpt = None) -> None:
 @app.command()
 def serve(
     config: ConfigOpt = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default: serving.port)")] = None,
-    model_version: Annotated[Optional[str], typer.Option(
-        help="serve this registry version from the working tree instead of the current deployment")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: serving.port)")] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            help="serve this registry version from the working tree instead of the current deployment"
+        ),
+    ] = None,
 ) -> None:
     """Run the warning service in the foreground (Ctrl-C stops it): the current Bento of `churn deploy` if
     there is one, else the working tree's service with @champion."""
@@ -210,8 +256,12 @@ def serve(
     with _refused(DeployError):
         bento = None if model_version else current_bento(settings)
     cmd = serve_command(settings, port, bento)
-    log.info("serving %s", f"deployed Bento {bento}" if bento else
-             f"the working tree with {'version ' + model_version if model_version else '@champion'}")
+    log.info(
+        "serving %s",
+        f"deployed Bento {bento}"
+        if bento
+        else f"the working tree with {'version ' + model_version if model_version else '@champion'}",
+    )
     log.info("starting: %s", " ".join(cmd))
     os.chdir(REPO_ROOT)
     os.execvpe(cmd[0], cmd, serve_env(settings, model_version))
@@ -220,8 +270,12 @@ def serve(
 @app.command()
 def deploy(
     config: ConfigOpt = None,
-    version: Annotated[Optional[str], typer.Option("--version", "-v", help="registry version to deploy (wins over --alias)")] = None,
-    alias: Annotated[str, typer.Option(help="registry alias to deploy when --version is not given")] = "champion",
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="registry version to deploy (wins over --alias)")
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="registry alias to deploy when --version is not given")
+    ] = "champion",
 ) -> None:
     """Build a Bento from a registered model version and make it the one `churn serve` runs."""
     from serving.deploy import DeployError
@@ -232,8 +286,10 @@ def deploy(
     with _refused(DeployError):
         entry = do_deploy(settings, version=version, alias=alias)
     log.info("deploy done in %.1fs", time.monotonic() - t0)
-    typer.echo(f"deployment {entry['id']}: Bento {entry['bento']} serves {entry['registered_model']} "
-               f"v{entry['model_version']} ({entry['model_kind']}, run {entry['run_id']})")
+    typer.echo(
+        f"deployment {entry['id']}: Bento {entry['bento']} serves {entry['registered_model']} "
+        f"v{entry['model_version']} ({entry['model_kind']}, run {entry['run_id']})"
+    )
 
 
 @app.command()
@@ -245,8 +301,10 @@ def rollback(config: ConfigOpt = None) -> None:
     settings = _cdr_only(_setup(config), "rollback")
     with _refused(DeployError):
         entry = do_rollback(settings)
-    typer.echo(f"deployment {entry['id']} is current again: Bento {entry['bento']} serves "
-               f"{entry['registered_model']} v{entry['model_version']}")
+    typer.echo(
+        f"deployment {entry['id']} is current again: Bento {entry['bento']} serves "
+        f"{entry['registered_model']} v{entry['model_version']}"
+    )
 
 
 @app.command()
@@ -262,7 +320,9 @@ def deployments(config: ConfigOpt = None) -> None:
 @app.command()
 def demo(
     config: ConfigOpt = None,
-    use_dvc: Annotated[bool, typer.Option("--dvc/--no-dvc", help="run the stages through `dvc repro`")] = True,
+    use_dvc: Annotated[
+        bool, typer.Option("--dvc/--no-dvc", help="run the stages through `dvc repro`")
+    ] = True,
     top: Annotated[int, typer.Option(help="how many warnings to print")] = 5,
 ) -> None:
     """End to end: stages (via dvc repro), start the server, request warnings over HTTP, print, stop."""
@@ -274,7 +334,9 @@ def demo(
     t0 = time.monotonic()
     if use_dvc:
         if config is not None:
-            raise typer.BadParameter("dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc")
+            raise typer.BadParameter(
+                "dvc.yaml runs the default config; use --no-dvc with --config", param_hint="--dvc"
+            )
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         log.info("dvc repro (stages: generate, validate, ingest, features, train, warn)")
         res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=REPO_ROOT, env=env)

@@ -68,10 +68,16 @@ def _suite(cfg: CustomerTableConfig):
     add(gxe.ExpectColumnValuesToBeUnique(column=cfg.id_column, meta={"check": "one row per customer"}))
     add(gxe.ExpectColumnValuesToNotBeNull(column=cfg.label_column, meta={"check": "label"}))
     labels = [cfg.positive_label, cfg.negative_label]
-    add(gxe.ExpectColumnValuesToBeInSet(column=cfg.label_column, value_set=labels,
-                                        meta={"check": "label values inside the mapping"}))
-    add(gxe.ExpectColumnDistinctValuesToContainSet(column=cfg.label_column, value_set=labels,
-                                                   meta={"check": "both label values present"}))
+    add(
+        gxe.ExpectColumnValuesToBeInSet(
+            column=cfg.label_column, value_set=labels, meta={"check": "label values inside the mapping"}
+        )
+    )
+    add(
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column=cfg.label_column, value_set=labels, meta={"check": "both label values present"}
+        )
+    )
     for c in cfg.numeric_columns:
         add(gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"check": "numeric column"}))
     return suite
@@ -96,14 +102,28 @@ def validate_table(settings: Settings, df: pd.DataFrame | None = None) -> pd.Dat
     required = [cfg.id_column, cfg.label_column, *cfg.features]
     failures = run_suite(df, lambda: _suite(cfg), TABLE, file, required)
     errors = [f for f in failures if getattr(f, "severity", "error") == "error"]
-    report = {"success": not errors, "table": cfg.name, "file": file, "rows": len(df),
-              "data_version": fingerprint(cfg), "failures": [str(f) for f in failures]}
+    report = {
+        "success": not errors,
+        "table": cfg.name,
+        "file": file,
+        "rows": len(df),
+        "data_version": fingerprint(cfg),
+        "failures": [str(f) for f in failures],
+    }
     (settings.reports_dir / "validation_failed.json").unlink(missing_ok=True)
-    write_json_atomic(report, settings.reports_dir / ("validation.json" if not errors else "validation_failed.json"))
+    write_json_atomic(
+        report, settings.reports_dir / ("validation.json" if not errors else "validation_failed.json")
+    )
     if errors:
         raise ValidationFailed(errors)
-    log.info("validated %s: %d rows, %d numeric + %d categorical columns, churn rate %.3f", cfg.name, len(df),
-             len(cfg.numeric_columns), len(cfg.categorical_columns), float(labels(df, cfg).mean()))
+    log.info(
+        "validated %s: %d rows, %d numeric + %d categorical columns, churn rate %.3f",
+        cfg.name,
+        len(df),
+        len(cfg.numeric_columns),
+        len(cfg.categorical_columns),
+        float(labels(df, cfg).mean()),
+    )
     return df
 
 
@@ -121,7 +141,9 @@ def split(df: pd.DataFrame, cfg: CustomerTableConfig) -> tuple[pd.DataFrame, pd.
     """Stratified random hold-out of ``test_fraction`` with ``seed`` (the table has no time to split on)."""
     from sklearn.model_selection import train_test_split
 
-    train, test = train_test_split(df, test_size=cfg.test_fraction, stratify=labels(df, cfg), random_state=cfg.seed)
+    train, test = train_test_split(
+        df, test_size=cfg.test_fraction, stratify=labels(df, cfg), random_state=cfg.seed
+    )
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -140,12 +162,25 @@ def train_stage(settings: Settings) -> dict:
     decision = train_customer_table(settings, df)
     best = decision["candidates"][decision["winner"]]
     report = {k: v for k, v in decision.items() if k != "candidates" and not _nan(v)}
-    report |= {f"{k}_{m}": v[m] for k, v in decision["candidates"].items() for m in ("roc_auc", "pr_auc", "top_decile_lift")}
+    report |= {
+        f"{k}_{m}": v[m]
+        for k, v in decision["candidates"].items()
+        for m in ("roc_auc", "pr_auc", "top_decile_lift")
+    }
     write_json_atomic(report, settings.reports_dir / "train.json")
-    log.info("champion: %s v%s of %s; held-out ROC-AUC %.3f, PR-AUC %.3f, top-decile lift %.2f "
-             "(stratified random %.0f%% split, seed %d, %d customers)", decision["winner"], decision["version"],
-             decision["registered_model"], best["roc_auc"], best["pr_auc"], best["top_decile_lift"],
-             100 * cfg.test_fraction, cfg.seed, decision["n_test"])
+    log.info(
+        "champion: %s v%s of %s; held-out ROC-AUC %.3f, PR-AUC %.3f, top-decile lift %.2f "
+        "(stratified random %.0f%% split, seed %d, %d customers)",
+        decision["winner"],
+        decision["version"],
+        decision["registered_model"],
+        best["roc_auc"],
+        best["pr_auc"],
+        best["top_decile_lift"],
+        100 * cfg.test_fraction,
+        cfg.seed,
+        decision["n_test"],
+    )
     return decision
 
 

@@ -44,15 +44,24 @@ log = logging.getLogger(__name__)
 CAUSES = ("contract_expiry", "competitor", "dissatisfaction", "disengagement", "silent")
 CAUSE_P_POSTPAID = (0.35, 0.25, 0.15, 0.15, 0.10)
 CAUSE_P_PREPAID = (0.00, 0.35, 0.20, 0.30, 0.15)
-EVENT_TYPE = {"contract_expiry": "cancellation", "competitor": "port_out", "dissatisfaction": "cancellation",
-              "disengagement": "inactivity"}
-HOLIDAYS = [(dt.date(2026, 2, 16), dt.date(2026, 2, 22)), (dt.date(2026, 5, 1), dt.date(2026, 5, 5)),
-            (dt.date(2026, 10, 1), dt.date(2026, 10, 7))]
+EVENT_TYPE = {
+    "contract_expiry": "cancellation",
+    "competitor": "port_out",
+    "dissatisfaction": "cancellation",
+    "disengagement": "inactivity",
+}
+HOLIDAYS = [
+    (dt.date(2026, 2, 16), dt.date(2026, 2, 22)),
+    (dt.date(2026, 5, 1), dt.date(2026, 5, 5)),
+    (dt.date(2026, 10, 1), dt.date(2026, 10, 7)),
+]
 NO_INTENT = 10**6  # end day of subscribers who never form an intent
-CONTACTS = 40      # distinct numbers a subscriber calls
+CONTACTS = 40  # distinct numbers a subscriber calls
 VIP_THRESHOLDS = (("diamond", 260.0), ("gold", 170.0), ("silver", 110.0))
-TARIFFS = {"prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
-           "postpaid": ((0, "postpaid_39"), (70, "postpaid_89"), (130, "postpaid_159"))}
+TARIFFS = {
+    "prepaid": ((0, "prepaid_basic"), (45, "prepaid_plus")),
+    "postpaid": ((0, "postpaid_39"), (70, "postpaid_89"), (130, "postpaid_159")),
+}
 RECHARGE_DENOMINATIONS = np.array([10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0])  # top-up cards, CNY
 RECHARGE_RHYTHM_DAYS = (7.0, 30.0)  # range of a prepaid subscriber's typical days between top-ups
 RECHARGE_STOP_CAUSES = ("competitor", "dissatisfaction", "disengagement")  # top-ups stop from the onset
@@ -96,19 +105,23 @@ def _subscribers(rng, cfg, offset: int, n: int) -> pd.DataFrame:
         for floor, name in steps:
             tariff[rows & (fee >= floor)] = name
     prefixes = np.array(cfg.on_net_prefixes)
-    msisdn = np.char.add(prefixes[idx % len(prefixes)], np.char.zfill(((idx * 7919 + 12345) % 10**8).astype(str), 8))
+    msisdn = np.char.add(
+        prefixes[idx % len(prefixes)], np.char.zfill(((idx * 7919 + 12345) % 10**8).astype(str), 8)
+    )
     contract_end = start + pd.to_timedelta(rng.integers(20, 560, n), unit="D")
-    return pd.DataFrame({
-        "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 7)),
-        "msisdn": msisdn,
-        "activation_date": (start - pd.to_timedelta(tenure, unit="D")).normalize(),
-        "plan": np.where(prepaid, "prepaid", "postpaid"),
-        "tariff": tariff.astype(str),
-        "contract_end_date": pd.Series(contract_end).where(~prepaid).dt.normalize(),
-        "monthly_fee": fee,
-        "vip_tier": tier.astype(str),
-        "region": rng.choice(["north", "south", "east", "west", "central"], n),
-    })
+    return pd.DataFrame(
+        {
+            "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 7)),
+            "msisdn": msisdn,
+            "activation_date": (start - pd.to_timedelta(tenure, unit="D")).normalize(),
+            "plan": np.where(prepaid, "prepaid", "postpaid"),
+            "tariff": tariff.astype(str),
+            "contract_end_date": pd.Series(contract_end).where(~prepaid).dt.normalize(),
+            "monthly_fee": fee,
+            "vip_tier": tier.astype(str),
+            "region": rng.choice(["north", "south", "east", "west", "central"], n),
+        }
+    )
 
 
 def _intents(rng, cfg, subs: pd.DataFrame) -> pd.DataFrame:
@@ -124,18 +137,22 @@ def _intents(rng, cfg, subs: pd.DataFrame) -> pd.DataFrame:
     end = np.floor(rng.exponential(1 / daily)).astype(np.int64)  # memoryless hazard on the end day
     end[end > cfg.n_days + 2 * cfg.lead_days[1]] = NO_INTENT
     has = end < NO_INTENT
-    cause = np.where(prepaid, rng.choice(CAUSES, n, p=CAUSE_P_PREPAID), rng.choice(CAUSES, n, p=CAUSE_P_POSTPAID))
-    return pd.DataFrame({
-        "subscriber_id": subs["subscriber_id"].to_numpy(),
-        "churn_cause": np.where(has, cause, "none"),
-        "onset_day": np.where(has, end - lead, NO_INTENT),
-        "end_day": end,
-        "lead_days": lead,
-        "churns": has & (rng.random(n) < cfg.intent_churn_share),
-        "weak_signal": has & (rng.random(n) < 0.25),
-        "daily_hazard": daily,
-        "prepaid": prepaid,
-    })
+    cause = np.where(
+        prepaid, rng.choice(CAUSES, n, p=CAUSE_P_PREPAID), rng.choice(CAUSES, n, p=CAUSE_P_POSTPAID)
+    )
+    return pd.DataFrame(
+        {
+            "subscriber_id": subs["subscriber_id"].to_numpy(),
+            "churn_cause": np.where(has, cause, "none"),
+            "onset_day": np.where(has, end - lead, NO_INTENT),
+            "end_day": end,
+            "lead_days": lead,
+            "churns": has & (rng.random(n) < cfg.intent_churn_share),
+            "weak_signal": has & (rng.random(n) < 0.25),
+            "daily_hazard": daily,
+            "prepaid": prepaid,
+        }
+    )
 
 
 def _activity(rng, cfg, days: pd.DatetimeIndex, it: pd.DataFrame) -> np.ndarray:
@@ -164,7 +181,12 @@ def _activity(rng, cfg, days: pd.DatetimeIndex, it: pd.DataFrame) -> np.ndarray:
     frac = np.clip((d - onset) / np.maximum(end - onset, 1), 0, 1)
     strength = np.where(it["weak_signal"].to_numpy(), 0.4, 1.0)[:, None]
     cause = it["churn_cause"].to_numpy()
-    for c, drop in (("competitor", 0.65), ("disengagement", 0.92), ("dissatisfaction", 0.35), ("contract_expiry", 0.2)):
+    for c, drop in (
+        ("competitor", 0.65),
+        ("disengagement", 0.92),
+        ("dissatisfaction", 0.35),
+        ("contract_expiry", 0.2),
+    ):
         rows = cause == c
         mult[rows] *= np.where(in_lead[rows], 1 - drop * strength[rows] * frac[rows], 1.0)
     for i in np.flatnonzero((cause == "disengagement") & ~it["weak_signal"].to_numpy()):
@@ -225,19 +247,24 @@ def _recharges(rng, subs: pd.DataFrame, it: pd.DataFrame, n_days: int, start: pd
     row, day = row[keep], day[keep]
 
     fee = subs["monthly_fee"].to_numpy()[pre]
-    usual = np.abs(np.log(RECHARGE_DENOMINATIONS)[None, :] - np.log(fee * rhythm / 30.4)[:, None]).argmin(axis=1)
+    usual = np.abs(np.log(RECHARGE_DENOMINATIONS)[None, :] - np.log(fee * rhythm / 30.4)[:, None]).argmin(
+        axis=1
+    )
     step = rng.choice([-1, 0, 1], len(row), p=[0.1, 0.8, 0.1])
     amount = RECHARGE_DENOMINATIONS[np.clip(usual[row] + step, 0, len(RECHARGE_DENOMINATIONS) - 1)]
     seconds = np.clip(rng.normal(14.5 * 3600, 3.5 * 3600, len(row)), 7 * 3600, 23 * 3600).astype(np.int64)
-    return pd.DataFrame({
-        "subscriber_id": subs["subscriber_id"].to_numpy()[pre][row],
-        "recharge_time": start + pd.to_timedelta(day * 86_400 + seconds, unit="s"),
-        "amount": amount.astype("float64"),
-    })
+    return pd.DataFrame(
+        {
+            "subscriber_id": subs["subscriber_id"].to_numpy()[pre][row],
+            "recharge_time": start + pd.to_timedelta(day * 86_400 + seconds, unit="s"),
+            "amount": amount.astype("float64"),
+        }
+    )
 
 
-def _lean_off_net(rng, cfg, it: pd.DataFrame, pool: np.ndarray, sub_idx: np.ndarray, day_idx: np.ndarray,
-                  other: np.ndarray) -> np.ndarray:
+def _lean_off_net(
+    rng, cfg, it: pd.DataFrame, pool: np.ndarray, sub_idx: np.ndarray, day_idx: np.ndarray, other: np.ndarray
+) -> np.ndarray:
     """Competitor poaching pulls through people: in a competitor intent's lead-up a growing share of the
     subscriber's calls (``OFF_NET_LEAN`` x progress, x0.4 for weak signals) goes to their contacts on
     other networks, the friends and family already with the competitor (the catalogue's "social"
@@ -267,9 +294,13 @@ def _contact_pool(rng, cfg, n: int) -> np.ndarray:
     off = kind == 1
     out[off] = _numbers(rng, cfg.off_net_prefixes, off.sum())
     land = kind == 2
-    out[land] = np.char.add(rng.choice(np.array(["010", "021", "020", "0755", "028"]), land.sum()), _digits(rng, land.sum(), 8))
+    out[land] = np.char.add(
+        rng.choice(np.array(["010", "021", "020", "0755", "028"]), land.sum()), _digits(rng, land.sum(), 8)
+    )
     intl = kind == 3
-    out[intl] = np.char.add(rng.choice(np.array(["00852", "00886", "001", "0044"]), intl.sum()), _digits(rng, intl.sum(), 8))
+    out[intl] = np.char.add(
+        rng.choice(np.array(["00852", "00886", "001", "0044"]), intl.sum()), _digits(rng, intl.sum(), 8)
+    )
     svc = kind == 4
     out[svc] = rng.choice(np.array(["95533", "95588", "12306", "95555"]), svc.sum())
     return out
@@ -282,7 +313,9 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     subs = _subscribers(rng, cfg, offset, n)
     it = _intents(rng, cfg, subs)
     ce = (it["churn_cause"] == "contract_expiry").to_numpy()  # contracts end just before they leave
-    subs.loc[ce, "contract_end_date"] = start + pd.to_timedelta(it.loc[ce, "end_day"] - rng.integers(0, 8, ce.sum()), unit="D")
+    subs.loc[ce, "contract_end_date"] = start + pd.to_timedelta(
+        it.loc[ce, "end_day"] - rng.integers(0, 8, ce.sum()), unit="D"
+    )
     mult = _activity(rng, cfg, days, it)
 
     # calls from the pool of contacts
@@ -308,8 +341,14 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     hot_num += [cfg.own_hotline] * len(renew)
     # the unhappy ring the service line about the bill or the network; few file a formal complaint
     # (DOMAIN.md: 96% never complain). Its own stream, so the other calls stay as they were.
-    unhappy = _in_lead(np.random.default_rng([cfg.seed, chunk, 3]), it,
-                       np.flatnonzero(it["churn_cause"] == "dissatisfaction"), (1, 4), (0, 2), n_days)
+    unhappy = _in_lead(
+        np.random.default_rng([cfg.seed, chunk, 3]),
+        it,
+        np.flatnonzero(it["churn_cause"] == "dissatisfaction"),
+        (1, 4),
+        (0, 2),
+        n_days,
+    )
     hot += unhappy
     hot_num += [cfg.own_hotline] * len(unhappy)
     if hot:
@@ -340,13 +379,15 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         sl = order[bounds[d] : bounds[d + 1]]
         if not len(sl):
             continue
-        tbl = pa.table({  # plain strings by index: parquet dictionary-encodes each file on its own
-            "subscriber_id": ids.take(pa.array(sub_idx[sl])),
-            "other_party": dictionary.take(pa.array(other[sl])),
-            "start_time": pa.array(t0 + (day_idx[sl] * 86_400 + seconds[sl]).astype("timedelta64[s]")),
-            "duration_s": pa.array(duration[sl]),
-            "direction": directions.take(pa.array(direction[sl])),
-        })
+        tbl = pa.table(
+            {  # plain strings by index: parquet dictionary-encodes each file on its own
+                "subscriber_id": ids.take(pa.array(sub_idx[sl])),
+                "other_party": dictionary.take(pa.array(other[sl])),
+                "start_time": pa.array(t0 + (day_idx[sl] * 86_400 + seconds[sl]).astype("timedelta64[s]")),
+                "duration_s": pa.array(duration[sl]),
+                "direction": directions.take(pa.array(direction[sl])),
+            }
+        )
         part = cdr_dir / f"date={days[d].date()}"
         part.mkdir(parents=True, exist_ok=True)
         pq.write_table(tbl, part / f"part-{chunk:05d}.parquet")
@@ -358,12 +399,15 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         comp += [(i, int(day)) for day in rng.integers(0, n_days, bg[i])]
     gone = np.where(it["churns"].to_numpy(), it["end_day"].to_numpy(), NO_INTENT)
     comp = np.array([(i, day) for i, day in comp if day < gone[i]], dtype=np.int64).reshape(-1, 2)
-    complaints = pd.DataFrame({
-        "subscriber_id": subs["subscriber_id"].to_numpy()[comp[:, 0]],
-        "complaint_time": start + pd.to_timedelta(comp[:, 1], unit="D")
-        + pd.to_timedelta(rng.integers(8 * 3600, 20 * 3600, len(comp)), unit="s"),
-        "category": rng.choice(["billing", "network", "service"], len(comp)),
-    })
+    complaints = pd.DataFrame(
+        {
+            "subscriber_id": subs["subscriber_id"].to_numpy()[comp[:, 0]],
+            "complaint_time": start
+            + pd.to_timedelta(comp[:, 1], unit="D")
+            + pd.to_timedelta(rng.integers(8 * 3600, 20 * 3600, len(comp)), unit="s"),
+            "category": rng.choice(["billing", "network", "service"], len(comp)),
+        }
+    )
 
     # billing: one bill per month, issued on its last day; bill shock before dissatisfied exits
     bills = []
@@ -376,29 +420,52 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         k = (me - start).days
         shock = diss & (k >= onset) & (k < end)
         usage = mult[:, max(k - 29, 0) : min(k, n_days - 1) + 1].mean(axis=1)
-        charge = subs["monthly_fee"].to_numpy() * (0.85 + 0.3 * np.clip(usage, 0, 1.5)) * np.where(shock, 1 + 0.6 * weight, 1.0)
-        arrears = np.where(rng.random(n) < np.where(shock, 0.03 + 0.37 * weight, 0.03), np.round(charge * rng.uniform(0.3, 1.5, n), 2), 0.0)
-        bills.append(pd.DataFrame({
-            "subscriber_id": subs["subscriber_id"], "bill_month": ms, "bill_date": me.normalize(),
-            "charge": np.round(charge * rng.normal(1, 0.05, n), 2), "arrears": arrears,
-        })[k < gone])
+        charge = (
+            subs["monthly_fee"].to_numpy()
+            * (0.85 + 0.3 * np.clip(usage, 0, 1.5))
+            * np.where(shock, 1 + 0.6 * weight, 1.0)
+        )
+        arrears = np.where(
+            rng.random(n) < np.where(shock, 0.03 + 0.37 * weight, 0.03),
+            np.round(charge * rng.uniform(0.3, 1.5, n), 2),
+            0.0,
+        )
+        bills.append(
+            pd.DataFrame(
+                {
+                    "subscriber_id": subs["subscriber_id"],
+                    "bill_month": ms,
+                    "bill_date": me.normalize(),
+                    "charge": np.round(charge * rng.normal(1, 0.05, n), 2),
+                    "arrears": arrears,
+                }
+            )[k < gone]
+        )
 
     observed = it["churns"].to_numpy() & (end >= 0) & (end < n_days)
     ev_type = np.array([EVENT_TYPE.get(c, "") for c in it["churn_cause"]], dtype=object)
     silent = (it["churn_cause"] == "silent").to_numpy()
     ev_type[silent] = rng.choice(["port_out", "cancellation", "inactivity"], silent.sum())
-    churn_events = pd.DataFrame({
-        "subscriber_id": it["subscriber_id"][observed].to_numpy(),
-        "event_date": start + pd.to_timedelta(end[observed], unit="D"),
-        "event_type": ev_type[observed].astype(str),
-    })
+    churn_events = pd.DataFrame(
+        {
+            "subscriber_id": it["subscriber_id"][observed].to_numpy(),
+            "event_date": start + pd.to_timedelta(end[observed], unit="D"),
+            "event_type": ev_type[observed].astype(str),
+        }
+    )
     # prepaid top-ups, from a stream of their own so the other tables stay as they were
     recharges = _recharges(np.random.default_rng([cfg.seed, chunk, 1]), subs, it, n_days, start)
     # a subscriber who left before the data starts is not in the export
     present = ~(it["churns"].to_numpy() & (end < 0))
-    return {"subscribers": subs[present], "billing": pd.concat(bills, ignore_index=True),
-            "complaints": complaints, "churn_events": churn_events, "recharges": recharges,
-            "intents": it[present], "calls": m}
+    return {
+        "subscribers": subs[present],
+        "billing": pd.concat(bills, ignore_index=True),
+        "complaints": complaints,
+        "churn_events": churn_events,
+        "recharges": recharges,
+        "intents": it[present],
+        "calls": m,
+    }
 
 
 def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
@@ -447,15 +514,27 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
         p[not_yet] = q * num / den
         shows = (intents["churn_cause"].to_numpy() != "silent") & (onset < t)
         silent_share = np.where(intents["prepaid"].to_numpy(), CAUSE_P_PREPAID[-1], CAUSE_P_POSTPAID[-1])
-        reach = np.where(shows, p, _pool_probability(intents["daily_hazard"].to_numpy(), silent_share, t, horizon,
-                                                     lengths, q))
-        out.append(pd.DataFrame({"subscriber_id": intents["subscriber_id"], "snapshot": pd.Timestamp(snap),
-                                 "true_probability": p, "reachable_probability": reach})[active])
+        reach = np.where(
+            shows,
+            p,
+            _pool_probability(intents["daily_hazard"].to_numpy(), silent_share, t, horizon, lengths, q),
+        )
+        out.append(
+            pd.DataFrame(
+                {
+                    "subscriber_id": intents["subscriber_id"],
+                    "snapshot": pd.Timestamp(snap),
+                    "true_probability": p,
+                    "reachable_probability": reach,
+                }
+            )[active]
+        )
     return pd.concat(out, ignore_index=True)
 
 
-def _pool_probability(h: np.ndarray, silent: np.ndarray, t: int, horizon: int, lengths: np.ndarray,
-                      q: float) -> np.ndarray:
+def _pool_probability(
+    h: np.ndarray, silent: np.ndarray, t: int, horizon: int, lengths: np.ndarray, q: float
+) -> np.ndarray:
     """P(churn on day T..T+horizon-1 | active at T, no visible lead-up began before T), per subscriber.
 
     The end day is geometric with the daily hazard ``h`` (as in ``true_probability``), the lead-up
@@ -486,33 +565,62 @@ def generate(settings: Settings) -> GenerationSummary:
     tmp = landing.with_name(landing.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "cdr").mkdir(parents=True)
-    parts: dict[str, list] = {"subscribers": [], "billing": [], "complaints": [], "churn_events": [], "recharges": [],
-                              "intents": []}
+    parts: dict[str, list] = {
+        "subscribers": [],
+        "billing": [],
+        "complaints": [],
+        "churn_events": [],
+        "recharges": [],
+        "intents": [],
+    }
     calls = 0
     chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
     for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
-        out = _chunk(cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr")
+        out = _chunk(
+            cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr"
+        )
         calls += out.pop("calls")
         for name, df in out.items():
             parts[name].append(df)
     tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
     intents = tables.pop("intents")
     for name, df in tables.items():
-        sort = {"billing": ["bill_date", "subscriber_id"], "complaints": ["complaint_time"],
-                "churn_events": ["event_date", "subscriber_id"],
-                "recharges": ["recharge_time", "subscriber_id"]}.get(name, ["subscriber_id"])
+        sort = {
+            "billing": ["bill_date", "subscriber_id"],
+            "complaints": ["complaint_time"],
+            "churn_events": ["event_date", "subscriber_id"],
+            "recharges": ["recharge_time", "subscriber_id"],
+        }.get(name, ["subscriber_id"])
         df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
     replace_dir_atomic(tmp, landing)
     start = pd.Timestamp(cfg.start_date)
     truth = intents.assign(
-        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
-        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(x["churn_cause"] != "none"),
+        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(
+            x["churn_cause"] != "none"
+        ),
+        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(
+            x["churn_cause"] != "none"
+        ),
     ).drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])
     write_parquet_atomic(truth, settings.truth_dir / "intents.parquet")
-    write_parquet_atomic(true_probabilities(intents, settings.features.snapshots, settings),
-                         settings.truth_dir / "true_probability.parquet")
-    summary = GenerationSummary(len(tables["subscribers"]), calls, len(tables["churn_events"]),
-                                int((intents["churn_cause"] != "none").sum()), time.perf_counter() - t0)
-    log.info("generated %d subscribers, %d calls (%.0f rows/s), %d churn events, %d intents -> %s",
-             summary.subscribers, summary.calls, summary.rows_per_second, summary.churn_events, summary.intents, landing)
+    write_parquet_atomic(
+        true_probabilities(intents, settings.features.snapshots, settings),
+        settings.truth_dir / "true_probability.parquet",
+    )
+    summary = GenerationSummary(
+        len(tables["subscribers"]),
+        calls,
+        len(tables["churn_events"]),
+        int((intents["churn_cause"] != "none").sum()),
+        time.perf_counter() - t0,
+    )
+    log.info(
+        "generated %d subscribers, %d calls (%.0f rows/s), %d churn events, %d intents -> %s",
+        summary.subscribers,
+        summary.calls,
+        summary.rows_per_second,
+        summary.churn_events,
+        summary.intents,
+        landing,
+    )
     return summary

@@ -24,10 +24,23 @@ from pipelines.validate import SCHEMAS, ensure_validated
 
 log = logging.getLogger(__name__)
 
-CALLEE_CLASSES = ("competitor_hotline", "own_service", "on_net", "off_net", "landline", "international",
-                  "service", "unknown")
+CALLEE_CLASSES = (
+    "competitor_hotline",
+    "own_service",
+    "on_net",
+    "off_net",
+    "landline",
+    "international",
+    "service",
+    "unknown",
+)
 PRIVATE_SUBSCRIBER_COLUMNS = ("msisdn",)
-SMALL_TABLES = ("billing", "complaints", "churn_events", "recharges")  # no numbers: their schema columns copied
+SMALL_TABLES = (
+    "billing",
+    "complaints",
+    "churn_events",
+    "recharges",
+)  # no numbers: their schema columns copied
 
 
 def salt(settings: Settings) -> bytes:
@@ -39,8 +52,11 @@ def salt(settings: Settings) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
-        log.warning("no $%s set: created a random salt in %s (keep it to keep hashes stable)",
-                    settings.privacy.salt_env, path)
+        log.warning(
+            "no $%s set: created a random salt in %s (keep it to keep hashes stable)",
+            settings.privacy.salt_env,
+            path,
+        )
     return path.read_text().strip().encode()
 
 
@@ -86,7 +102,9 @@ def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
     con = duckdb.connect()
     try:
         con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
-        return con.execute(f"SELECT {hash_sql()} AS h FROM numbers", {"salt": key.decode()}).df()["h"].to_numpy()
+        return (
+            con.execute(f"SELECT {hash_sql()} AS h FROM numbers", {"salt": key.decode()}).df()["h"].to_numpy()
+        )
     finally:
         con.close()
 
@@ -110,19 +128,26 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
     # data minimisation: only the columns the schema names pass (an extra column, say a phone number
     # in a real export, stops here), and the subscriber's own number never does
     keep = [c for c in SCHEMAS["subscribers"] if c not in PRIVATE_SUBSCRIBER_COLUMNS]
-    pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(tmp / "subscribers.parquet", index=False)
+    pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(
+        tmp / "subscribers.parquet", index=False
+    )
     for name in SMALL_TABLES:
-        pd.read_parquet(src / f"{name}.parquet", columns=SCHEMAS[name]).to_parquet(tmp / f"{name}.parquet", index=False)
+        pd.read_parquet(src / f"{name}.parquet", columns=SCHEMAS[name]).to_parquet(
+            tmp / f"{name}.parquet", index=False
+        )
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")
-        con.execute(f"""
+        con.execute(
+            f"""
             COPY (
                 SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
                        start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
                 FROM read_parquet('{src / "cdr"}/{PARTITION}=*/*.parquet', hive_partitioning = true)
             ) TO '{tmp / "cdr"}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')
-        """, {"salt": key.decode()})
+        """,
+            {"salt": key.decode()},
+        )
         counts = con.execute(f"""
             SELECT callee_class, count(*) FROM read_parquet('{tmp / "cdr"}/*/*.parquet') GROUP BY 1
         """).fetchall()
@@ -130,11 +155,19 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
         con.close()
     replace_dir_atomic(tmp, dst)
     classes = {c: 0 for c in CALLEE_CLASSES} | {c: int(k) for c, k in counts}
-    summary = {"cdr_rows": sum(classes.values()), "partitions": len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
-               "callee_classes": classes, "landing": _landing_fingerprint(settings)}
+    summary = {
+        "cdr_rows": sum(classes.values()),
+        "partitions": len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
+        "callee_classes": classes,
+        "landing": _landing_fingerprint(settings),
+    }
     write_json_atomic(summary, settings.reports_dir / "ingest.json")
-    log.info("ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
-             summary["cdr_rows"], summary["partitions"], dst)
+    log.info(
+        "ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
+        summary["cdr_rows"],
+        summary["partitions"],
+        dst,
+    )
     return summary
 
 

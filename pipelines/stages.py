@@ -24,6 +24,7 @@ def validate_data(settings: Settings) -> dict:
     """Run the Great Expectations suites on the landing export; raises ValidationFailed on bad input."""
     if settings.source is not None:  # a customer table (docs/real-data.md)
         from pipelines.customer_table import validate_stage
+
         return validate_stage(settings)
     from pipelines.validate import validate_landing
 
@@ -85,31 +86,49 @@ def build_features(settings: Settings) -> dict:
         manifest = {
             "format": mf.FORMAT,
             "built_at": _now(),
-            "build": {"mode": plan.mode, "reason": plan.reason, "computed": [str(s) for s in plan.compute],
-                      "kept": [str(s) for s in plan.keep], "dropped": [str(s) for s in plan.drop]},
+            "build": {
+                "mode": plan.mode,
+                "reason": plan.reason,
+                "computed": [str(s) for s in plan.compute],
+                "kept": [str(s) for s in plan.keep],
+                "dropped": [str(s) for s in plan.drop],
+            },
             "raw_fingerprint": raw_fp,
             "definition": definition,
             "snapshots": mf.snapshot_summary(labels, snapshots, settings),
-            "tables": {key: {"file": path.name, "sha256": mf.file_sha256(path)}
-                       for key, path in (("features", settings.feature_table), ("labels", settings.label_table))},
+            "tables": {
+                key: {"file": path.name, "sha256": mf.file_sha256(path)}
+                for key, path in (("features", settings.feature_table), ("labels", settings.label_table))
+            },
             "online": {"status": "pending"},
         }
-        write_json_atomic(manifest, mf.manifest_path(settings))  # last: until it is written the old one mismatches
+        write_json_atomic(
+            manifest, mf.manifest_path(settings)
+        )  # last: until it is written the old one mismatches
         incomplete = [d for d, v in manifest["snapshots"].items() if v["labels_complete"] is False]
         if incomplete:
             last_day = mf.data_end(settings) - dt.timedelta(days=1)
-            log.info("features: labels of %s look past the last ingested day %s: they count the churn seen so far",
-                     ", ".join(incomplete), last_day)
+            log.info(
+                "features: labels of %s look past the last ingested day %s: they count the churn seen so far",
+                ", ".join(incomplete),
+                last_day,
+            )
     else:  # same data, definitions, files and snapshots: nothing to compute or record
         labels, manifest = pd.read_parquet(settings.label_table), previous
     loaded = apply_and_materialize(settings, snapshots, incremental=plan.materialise == "incremental")
     online = {"status": "done", "mode": loaded["mode"], "end": loaded["end"], "at": _now()}
     if changed or (manifest.get("online") or {}).get("status") != "done" or loaded["mode"] != "up to date":
         write_json_atomic(manifest | {"online": online}, mf.manifest_path(settings))
-    summary = {"rows": sum(v["rows"] for v in manifest["snapshots"].values()), "snapshots": [str(s) for s in snapshots],
-               "churn_rate": float(labels["churned"].mean()),
-               "build": plan.mode, "computed": len(plan.compute), "kept": len(plan.keep), "dropped": len(plan.drop),
-               "materialised": loaded["mode"]}
+    summary = {
+        "rows": sum(v["rows"] for v in manifest["snapshots"].values()),
+        "snapshots": [str(s) for s in snapshots],
+        "churn_rate": float(labels["churned"].mean()),
+        "build": plan.mode,
+        "computed": len(plan.compute),
+        "kept": len(plan.keep),
+        "dropped": len(plan.drop),
+        "materialised": loaded["mode"],
+    }
     write_json_atomic(summary, settings.reports_dir / "features.json")
     return summary
 
@@ -128,20 +147,25 @@ def _grow(old, new, keep: list):
 def _now() -> str:
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def train_models(settings: Settings) -> dict:
     """Train and compare the candidates; register the winner as ``champion`` (see models.train)."""
     if settings.source is not None:  # a customer table (docs/real-data.md)
         from pipelines.customer_table import train_stage
+
         return train_stage(settings)
     from models.train import train
 
     decision = train(settings)
     write_json_atomic(
         {k: v for k, v in decision.items() if k != "candidates" and not (isinstance(v, float) and v != v)}
-        | {f"{k}_{m}": v[m] for k, v in decision["candidates"].items() for m in ("roc_auc", "pr_auc", "top_decile_lift")},
+        | {
+            f"{k}_{m}": v[m]
+            for k, v in decision["candidates"].items()
+            for m in ("roc_auc", "pr_auc", "top_decile_lift")
+        },
         settings.reports_dir / "train.json",
     )
     return decision
@@ -152,6 +176,7 @@ def run_all(settings: Settings) -> dict:
     generate, validate, ingest, features, train."""
     if settings.source is not None:  # a customer table: validate + train (docs/real-data.md)
         from pipelines.customer_table import run_stage
+
         return run_stage(settings)
     generate_data(settings)
     validate_data(settings)

@@ -70,8 +70,11 @@ def ceilings(settings: Settings, subscriber_ids: list[str], churned, snapshot) -
     rows = rows.merge(truth[truth["snapshot"] == snap], on="subscriber_id", how="left")
     if rows["true_probability"].isna().any():
         raise ValueError("ground truth does not cover every held-out subscriber: regenerate the data")
-    return {f"{name}_{m}": float(f(rows["y"], rows[col])) for name, col in CEILINGS.items()
-            for m, f in (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score))}
+    return {
+        f"{name}_{m}": float(f(rows["y"], rows[col]))
+        for name, col in CEILINGS.items()
+        for m, f in (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score))
+    }
 
 
 FIDELITY_TOP_K = 3
@@ -86,34 +89,55 @@ def champion_fidelity(settings: Settings, held: pd.DataFrame) -> dict:
     from models.scoring import score_with_reasons
 
     loaded = load_registered(settings)
-    top3 = settings.model_copy(update={"serving": settings.serving.model_copy(update={"top_reasons": FIDELITY_TOP_K})})
+    top3 = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"top_reasons": FIDELITY_TOP_K})}
+    )
     scored = score_with_reasons(loaded.model, held[loaded.model.features], top3)
     codes = [[r["code"] for r in s["reasons"] if r["contribution"] > 0] for s in scored]
     ids, y = held["subscriber_id"].tolist(), held["churned"].to_numpy()
     fid = reason_fidelity(settings, ids, codes, y, snapshot=held["event_timestamp"].max().date())
     if fid is None:
         return {}
-    return {"fidelity": fid, "fidelity_churners": cause_counts(settings, ids, y),
-            "fidelity_model": f"{loaded.name} v{loaded.version} ({loaded.model.kind})"}
+    return {
+        "fidelity": fid,
+        "fidelity_churners": cause_counts(settings, ids, y),
+        "fidelity_model": f"{loaded.name} v{loaded.version} ({loaded.model.kind})",
+    }
 
 
 def format_report(r: dict) -> str:
-    rows = [("ground truth, latent (simulator's own state)", r["ceiling_roc_auc"], r["ceiling_pr_auc"]),
-            ("ground truth, reachable (visible before T)", r["ceiling_reachable_roc_auc"],
-             r["ceiling_reachable_pr_auc"])]
+    rows = [
+        ("ground truth, latent (simulator's own state)", r["ceiling_roc_auc"], r["ceiling_pr_auc"]),
+        (
+            "ground truth, reachable (visible before T)",
+            r["ceiling_reachable_roc_auc"],
+            r["ceiling_reachable_pr_auc"],
+        ),
+    ]
     if "champion_roc_auc" in r:
-        label = f"champion ({r['champion']})" if r.get("alias", "champion") == "champion" else \
-            f"last trained, @challenger ({r['champion']})"
+        label = (
+            f"champion ({r['champion']})"
+            if r.get("alias", "champion") == "champion"
+            else f"last trained, @challenger ({r['champion']})"
+        )
         rows.append((label, r["champion_roc_auc"], r.get("champion_pr_auc", np.nan)))
     rows.append(("operator's rule checklist", r["rules_roc_auc"], r["rules_pr_auc"]))
-    lines = [f"held-out snapshot {r['snapshot']}: {r['subscribers']} subscribers, {r['churners']} churners", "",
-             f"| {'scorer':<44} | ROC-AUC | PR-AUC |", f"|{'-' * 46}|---------|--------|"]
+    lines = [
+        f"held-out snapshot {r['snapshot']}: {r['subscribers']} subscribers, {r['churners']} churners",
+        "",
+        f"| {'scorer':<44} | ROC-AUC | PR-AUC |",
+        f"|{'-' * 46}|---------|--------|",
+    ]
     lines += [f"| {name:<44} | {roc:7.3f} | {pr:6.3f} |" for name, roc, pr in rows]
     if "champion_roc_auc" in r:
         gap = r["ceiling_reachable_roc_auc"] - r["champion_roc_auc"]
-        lines += ["", f"the model's ROC-AUC is {gap:.3f} below the reachable ceiling, an upper bound that reads each "
-                  "visible onset exactly;", "what the records themselves reveal (the ceiling the 0.02 target is held "
-                  "to) is measured by benchmarks/records_ceiling.py: docs/data.md"]
+        lines += [
+            "",
+            f"the model's ROC-AUC is {gap:.3f} below the reachable ceiling, an upper bound that reads each "
+            "visible onset exactly;",
+            "what the records themselves reveal (the ceiling the 0.02 target is held "
+            "to) is measured by benchmarks/records_ceiling.py: docs/data.md",
+        ]
     if "fidelity" in r:
         lines += ["", format_fidelity(r)]
     return "\n".join(lines)
@@ -124,14 +148,22 @@ def format_fidelity(r: dict) -> str:
     from models.fidelity import CAUSE_CODES
 
     fid, n = r["fidelity"], r["fidelity_churners"]
-    lines = [f"reason fidelity of the champion, {r['fidelity_model']}: share of held-out churners whose top "
-             f"{FIDELITY_TOP_K} risk-raising reasons name the simulator's cause", "",
-             f"| {'cause':<28} | churners | fidelity |", f"|{'-' * 30}|----------|----------|"]
+    lines = [
+        f"reason fidelity of the champion, {r['fidelity_model']}: share of held-out churners whose top "
+        f"{FIDELITY_TOP_K} risk-raising reasons name the simulator's cause",
+        "",
+        f"| {'cause':<28} | churners | fidelity |",
+        f"|{'-' * 30}|----------|----------|",
+    ]
     for cause in CAUSE_CODES:
         lines.append(f"| {cause:<28} | {n.get(cause, 0):8d} | {fid[f'reason_fidelity_{cause}']:8.3f} |")
     lines.append(f"| {'silent (no visible cause)':<28} | {n.get('silent', 0):8d} | {'-':>8} |")
-    lines.append(f"| {'all with a visible cause':<28} | {int(fid['reason_fidelity_n']):8d} | "
-                 f"{fid['reason_fidelity']:8.3f} |")
-    lines.append(f"| {'... lead-up begun by then':<28} | {int(fid['reason_fidelity_visible_n']):8d} | "
-                 f"{fid['reason_fidelity_visible']:8.3f} |")
+    lines.append(
+        f"| {'all with a visible cause':<28} | {int(fid['reason_fidelity_n']):8d} | "
+        f"{fid['reason_fidelity']:8.3f} |"
+    )
+    lines.append(
+        f"| {'... lead-up begun by then':<28} | {int(fid['reason_fidelity_visible_n']):8d} | "
+        f"{fid['reason_fidelity_visible']:8.3f} |"
+    )
     return "\n".join(lines)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.catalogue import CATALOGUE, FEATURE_NAMES
 from core.config import Settings
 from core.io import PARTITION, fingerprint, write_json_atomic
+from features.catalogue import CATALOGUE, FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,17 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 # landing table -> required columns (a missing one fails the batch before any value check)
 SCHEMAS: dict[str, list[str]] = {
-    "subscribers": ["subscriber_id", "msisdn", "activation_date", "plan", "tariff", "contract_end_date",
-                    "monthly_fee", "vip_tier", "region"],
+    "subscribers": [
+        "subscriber_id",
+        "msisdn",
+        "activation_date",
+        "plan",
+        "tariff",
+        "contract_end_date",
+        "monthly_fee",
+        "vip_tier",
+        "region",
+    ],
     "cdr": ["subscriber_id", "other_party", "start_time", "duration_s", "direction"],
     "billing": ["subscriber_id", "bill_month", "bill_date", "charge", "arrears"],
     "complaints": ["subscriber_id", "complaint_time", "category"],
@@ -48,7 +57,7 @@ _counter = itertools.count()
 class ValidationFailed(RuntimeError):
     """Raised when a table breaks its expectations; nothing downstream has been touched."""
 
-    def __init__(self, failures: list["Failure"]):
+    def __init__(self, failures: list[Failure]):
         self.failures = failures
         lines = [f"data failed validation ({len(failures)} problem(s)); nothing downstream was changed:"]
         lines += [f"  - {f}" for f in failures]
@@ -86,34 +95,57 @@ def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
 
     cfg = settings.data
     warn = set(settings.validation.warn)
-    period = (pd.Timestamp(cfg.start_date).to_pydatetime(),
-              min(pd.Timestamp(cfg.end_date), pd.Timestamp(dt.datetime.now())).to_pydatetime())
+    period = (
+        pd.Timestamp(cfg.start_date).to_pydatetime(),
+        min(pd.Timestamp(cfg.end_date), pd.Timestamp(dt.datetime.now())).to_pydatetime(),
+    )
     suite = gx.ExpectationSuite(name=f"{table}_{next(_counter)}")
     add = suite.add_expectation
     add(gxe.ExpectColumnValuesToNotBeNull(column="subscriber_id"))
     if known_ids is not None and table != "subscribers":
-        add(gxe.ExpectColumnValuesToBeInSet(column="subscriber_id", value_set=known_ids,
-                                            meta={"check": "orphans"}))
+        add(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="subscriber_id", value_set=known_ids, meta={"check": "orphans"}
+            )
+        )
     if table == "subscribers":
         add(gxe.ExpectColumnValuesToBeUnique(column="subscriber_id"))
         add(gxe.ExpectColumnValuesToBeInSet(column="plan", value_set=["prepaid", "postpaid"]))
-        add(gxe.ExpectColumnValuesToBeInSet(column="vip_tier", value_set=["diamond", "gold", "silver", "none"]))
+        add(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="vip_tier", value_set=["diamond", "gold", "silver", "none"]
+            )
+        )
         add(gxe.ExpectColumnValuesToBeBetween(column="monthly_fee", min_value=0, max_value=100_000))
         add(gxe.ExpectColumnValuesToNotBeNull(column="activation_date"))
         add(gxe.ExpectColumnValuesToBeBetween(column="activation_date", max_value=period[1]))
     elif table == "cdr":
         add(gxe.ExpectColumnValuesToNotBeNull(column="start_time"))
         add(gxe.ExpectColumnValuesToNotBeNull(column="other_party"))
-        add(gxe.ExpectColumnValuesToBeBetween(column="start_time", min_value=period[0], max_value=period[1],
-                                              meta={"check": "timestamps inside the batch period, not in the future"}))
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="start_time",
+                min_value=period[0],
+                max_value=period[1],
+                meta={"check": "timestamps inside the batch period, not in the future"},
+            )
+        )
         add(gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=86_400))
         add(gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=["in", "out"]))
-        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "start_time", "other_party"],
-                                                meta={"check": "duplicate calls"}))
-        add(gxe.ExpectColumnValuesToMatchRegex(
-            column="other_party", regex=callee_regex(settings), mostly=settings.validation.callee_format_mostly,
-            severity=FailureSeverity.WARNING if "callee_format" in warn else FailureSeverity.CRITICAL,
-            meta={"check": "callee_format"}))
+        add(
+            gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=["subscriber_id", "start_time", "other_party"], meta={"check": "duplicate calls"}
+            )
+        )
+        add(
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="other_party",
+                regex=callee_regex(settings),
+                mostly=settings.validation.callee_format_mostly,
+                severity=FailureSeverity.WARNING if "callee_format" in warn else FailureSeverity.CRITICAL,
+                meta={"check": "callee_format"},
+            )
+        )
     elif table == "billing":
         add(gxe.ExpectColumnValuesToBeBetween(column="charge", min_value=0))
         add(gxe.ExpectColumnValuesToBeBetween(column="arrears", min_value=0))
@@ -121,21 +153,44 @@ def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
         add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "bill_month"]))
     elif table == "complaints":
         add(gxe.ExpectColumnValuesToNotBeNull(column="complaint_time"))
-        add(gxe.ExpectColumnValuesToBeBetween(column="complaint_time", min_value=period[0], max_value=period[1]))
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="complaint_time", min_value=period[0], max_value=period[1]
+            )
+        )
     elif table == "churn_events":
         add(gxe.ExpectColumnValuesToNotBeNull(column="event_date"))
-        add(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=["port_out", "cancellation", "inactivity"]))
+        add(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="event_type", value_set=["port_out", "cancellation", "inactivity"]
+            )
+        )
         add(gxe.ExpectColumnValuesToBeBetween(column="event_date", min_value=period[0], max_value=period[1]))
     elif table == "recharges":
         add(gxe.ExpectColumnValuesToNotBeNull(column="recharge_time"))
-        add(gxe.ExpectColumnValuesToBeBetween(column="recharge_time", min_value=period[0], max_value=period[1],
-                                              meta={"check": "timestamps inside the batch period, not in the future"}))
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="recharge_time",
+                min_value=period[0],
+                max_value=period[1],
+                meta={"check": "timestamps inside the batch period, not in the future"},
+            )
+        )
         add(gxe.ExpectColumnValuesToNotBeNull(column="amount"))
-        add(gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=MAX_RECHARGE, strict_min=True,
-                                              meta={"check": "recharge amount above 0 and at most "
-                                                             f"{MAX_RECHARGE} CNY"}))
-        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "recharge_time"],
-                                                meta={"check": "duplicate recharges"}))
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="amount",
+                min_value=0,
+                max_value=MAX_RECHARGE,
+                strict_min=True,
+                meta={"check": f"recharge amount above 0 and at most {MAX_RECHARGE} CNY"},
+            )
+        )
+        add(
+            gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=["subscriber_id", "recharge_time"], meta={"check": "duplicate recharges"}
+            )
+        )
     elif table == FEATURE_TABLE:
         add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"]))
         for f in CATALOGUE:  # not null, inside the range the catalogue states
@@ -152,17 +207,23 @@ def _context(settings: Settings | None = None):
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     if settings is not None:
-        ctx.add_data_docs_site(site_name="churnwarn", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(settings.reports_dir / "data_docs")},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
+        ctx.add_data_docs_site(
+            site_name="churnwarn",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(settings.reports_dir / "data_docs"),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
     return ctx
 
 
-def validate_table(df: pd.DataFrame, table: str, file: str, settings: Settings, ctx=None,
-                   known_ids: list[str] | None = None) -> list[Failure]:
+def validate_table(
+    df: pd.DataFrame, table: str, file: str, settings: Settings, ctx=None, known_ids: list[str] | None = None
+) -> list[Failure]:
     """Run the named table's suite on ``df``; return the failures (empty when the batch is good)."""
     required = SCHEMAS.get(table, ["subscriber_id", "event_timestamp", *FEATURE_NAMES])
     return run_suite(df, lambda: _suite(table, settings, known_ids), table, file, required, ctx)
@@ -174,7 +235,9 @@ def _short(value):
     return value
 
 
-def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: list[str], ctx=None) -> list[Failure]:
+def run_suite(
+    df: pd.DataFrame, make_suite, table: str, file: str, required: list[str], ctx=None
+) -> list[Failure]:
     """Check ``required`` columns, then run the GX suite ``make_suite()`` on ``df``.
 
     The reusable core: any table (landing, feature or a customer snapshot) is validated through
@@ -186,20 +249,33 @@ def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: lis
 
     missing = [c for c in required if c not in df.columns]
     if missing:  # value checks on absent columns say nothing useful: report the schema problem alone
-        return [Failure(table, file, "expect_table_columns_to_include", c, "required column is missing") for c in missing]
+        return [
+            Failure(table, file, "expect_table_columns_to_include", c, "required column is missing")
+            for c in missing
+        ]
     ctx = ctx or _context()
     used = ctx.__dict__.setdefault("_churnwarn_names", set())
     name = table if table not in used else f"{table}_{next(_counter)}"
     used.add(name)
-    bd = ctx.data_sources.add_or_update_pandas("landing").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    bd = (
+        ctx.data_sources.add_or_update_pandas("landing")
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe("all")
+    )
     suite = make_suite()
     suite.name = name
     suite = ctx.suites.add(suite)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=bd, suite=suite))
     sites = list((ctx.get_config().data_docs_sites or {}).keys())
     actions = [UpdateDataDocsAction(name="docs", site_names=sites)] if sites else []
-    checkpoint = ctx.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=[vd], actions=actions,
-                                                   result_format={"result_format": "SUMMARY"}))
+    checkpoint = ctx.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[vd],
+            actions=actions,
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
     run = checkpoint.run(batch_parameters={"dataframe": df})
     result = next(iter(run.run_results.values()))
     failures = []
@@ -207,14 +283,19 @@ def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: lis
         cfg = r.expectation_config
         res = r.result or {}
         unexpected = res.get("unexpected_count")
-        severity = "warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error"
+        severity = (
+            "warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error"
+        )
         if r.success and not (severity == "warning" and unexpected):
             continue
         kw = cfg.kwargs
         if unexpected is not None:
             detail = f"{unexpected} of {res.get('element_count')} rows unexpected"
-            bounds = {k: _short(kw[k]) for k in ("min_value", "max_value", "value_set", "regex", "mostly")
-                      if kw.get(k) is not None}
+            bounds = {
+                k: _short(kw[k])
+                for k in ("min_value", "max_value", "value_set", "regex", "mostly")
+                if kw.get(k) is not None
+            }
             if bounds:
                 detail += f" (expected {bounds})"
         else:
@@ -222,15 +303,26 @@ def run_suite(df: pd.DataFrame, make_suite, table: str, file: str, required: lis
         check = (cfg.meta or {}).get("check")
         if check:
             detail = f"[{check}] {detail}"
-        examples = [None if pd.isna(v) else (str(v) if isinstance(v, (pd.Timestamp, dt.datetime)) else v)
-                    for v in (res.get("partial_unexpected_list") or [])]
+        examples = [
+            None if pd.isna(v) else (str(v) if isinstance(v, (pd.Timestamp, dt.datetime)) else v)
+            for v in (res.get("partial_unexpected_list") or [])
+        ]
         partitions = []
         idx = res.get("partial_unexpected_index_list") or []
         if PARTITION in df.columns and idx and all(isinstance(i, (int,)) for i in idx):
             partitions = sorted({str(df[PARTITION].iloc[i]) for i in idx if i < len(df)})
-        failures.append(Failure(table, file, cfg.type, kw.get("column") or ",".join(kw.get("column_list") or []) or None,
-                                detail, examples, severity if not r.success or severity == "warning" else "error",
-                                partitions))
+        failures.append(
+            Failure(
+                table,
+                file,
+                cfg.type,
+                kw.get("column") or ",".join(kw.get("column_list") or []) or None,
+                detail,
+                examples,
+                severity if not r.success or severity == "warning" else "error",
+                partitions,
+            )
+        )
     return failures
 
 
@@ -248,9 +340,17 @@ def cdr_batches(cdr_dir: Path, failures: list[Failure] | None = None, max_rows: 
             missing = [c for c in SCHEMAS["cdr"] if c not in part.columns]
             if missing:
                 if failures is not None:
-                    failures += [Failure("cdr", str(f), "expect_table_columns_to_include", c,
-                                         "required column is missing", partitions=[day.name.split("=", 1)[1]])
-                                 for c in missing]
+                    failures += [
+                        Failure(
+                            "cdr",
+                            str(f),
+                            "expect_table_columns_to_include",
+                            c,
+                            "required column is missing",
+                            partitions=[day.name.split("=", 1)[1]],
+                        )
+                        for c in missing
+                    ]
                 continue
             part[PARTITION] = day.name.split("=", 1)[1]
             frames.append(part)
@@ -279,21 +379,50 @@ def read_cdr(cdr_dir: Path, failures: list[Failure] | None = None) -> pd.DataFra
 def partition_failures(settings: Settings, cdr_dir: Path) -> list[Failure]:
     """Freshness and completeness: one CDR partition per day of the batch period, the latest included."""
     cfg = settings.data
-    expected = [str(d.date()) for d in pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")]
-    present = {p.name.split("=", 1)[1] for p in Path(cdr_dir).glob(f"{PARTITION}=*") if any(p.glob("*.parquet"))}
+    expected = [
+        str(d.date()) for d in pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")
+    ]
+    present = {
+        p.name.split("=", 1)[1] for p in Path(cdr_dir).glob(f"{PARTITION}=*") if any(p.glob("*.parquet"))
+    }
     out = []
     if expected[-1] not in present:
-        out.append(Failure("cdr", str(cdr_dir), "partition_present", None,
-                           f"[freshness] latest partition {PARTITION}={expected[-1]} is missing",
-                           partitions=[expected[-1]]))
+        out.append(
+            Failure(
+                "cdr",
+                str(cdr_dir),
+                "partition_present",
+                None,
+                f"[freshness] latest partition {PARTITION}={expected[-1]} is missing",
+                partitions=[expected[-1]],
+            )
+        )
     missing = [d for d in expected[:-1] if d not in present]
     if missing:
-        out.append(Failure("cdr", str(cdr_dir), "partition_present", None,
-                           f"{len(missing)} day partition(s) missing", missing[:10], partitions=missing))
+        out.append(
+            Failure(
+                "cdr",
+                str(cdr_dir),
+                "partition_present",
+                None,
+                f"{len(missing)} day partition(s) missing",
+                missing[:10],
+                partitions=missing,
+            )
+        )
     extra = sorted(present - set(expected))
     if extra:
-        out.append(Failure("cdr", str(cdr_dir), "partition_in_period", None,
-                           f"{len(extra)} partition(s) outside the batch period", extra[:10], partitions=extra))
+        out.append(
+            Failure(
+                "cdr",
+                str(cdr_dir),
+                "partition_in_period",
+                None,
+                f"{len(extra)} partition(s) outside the batch period",
+                extra[:10],
+                partitions=extra,
+            )
+        )
     return out
 
 
@@ -307,33 +436,52 @@ def validate_landing(settings: Settings) -> dict:
     summary = {}
     src = settings.landing_dir
     subs_path = src / "subscribers.parquet"
-    known = pd.read_parquet(subs_path, columns=["subscriber_id"])["subscriber_id"].astype(str).tolist() \
-        if subs_path.exists() else None
+    known = (
+        pd.read_parquet(subs_path, columns=["subscriber_id"])["subscriber_id"].astype(str).tolist()
+        if subs_path.exists()
+        else None
+    )
     for table in SCHEMAS:
         path = src / "cdr" if table == "cdr" else src / f"{table}.parquet"
         if not path.exists():
             failures.append(Failure(table, str(path), "file_exists", None, "table not found in the export"))
             continue
         found = partition_failures(settings, path) if table == "cdr" else []
-        batches = cdr_batches(path, found, settings.validation.cdr_batch_rows) if table == "cdr" \
+        batches = (
+            cdr_batches(path, found, settings.validation.cdr_batch_rows)
+            if table == "cdr"
             else [pd.read_parquet(path)]
+        )
         rows = 0
         for df in batches:  # bounded memory: one batch of whole days at a time
             found += validate_table(df, table, str(path), settings, ctx, known_ids=known)
             rows += len(df)
-        summary[table] = {"file": str(path), "rows": rows, "fingerprint": fingerprint(path),
-                          "failures": [asdict(f) for f in found]}
+        summary[table] = {
+            "file": str(path),
+            "rows": rows,
+            "fingerprint": fingerprint(path),
+            "failures": [asdict(f) for f in found],
+        }
         failures += found
         errors = [f for f in found if f.severity == "error"]
-        log.info("validated %-12s %9d rows: %s", table, rows,
-                 "ok" if not found else f"{len(errors)} error(s), {len(found) - len(errors)} warning(s)")
+        log.info(
+            "validated %-12s %9d rows: %s",
+            table,
+            rows,
+            "ok" if not found else f"{len(errors)} error(s), {len(found) - len(errors)} warning(s)",
+        )
     for w in (f for f in failures if f.severity == "warning"):
         log.warning("%s", w)
     errors = [f for f in failures if f.severity == "error"]
-    report = {"success": not errors, "data_docs": str(settings.reports_dir / "data_docs" / "index.html"),
-              "tables": summary}
+    report = {
+        "success": not errors,
+        "data_docs": str(settings.reports_dir / "data_docs" / "index.html"),
+        "tables": summary,
+    }
     (settings.reports_dir / "validation_failed.json").unlink(missing_ok=True)
-    write_json_atomic(report, settings.reports_dir / ("validation.json" if not errors else "validation_failed.json"))
+    write_json_atomic(
+        report, settings.reports_dir / ("validation.json" if not errors else "validation_failed.json")
+    )
     if errors:
         raise ValidationFailed(errors)
     return report
@@ -362,4 +510,3 @@ def validate_features(df: pd.DataFrame, settings: Settings, file: str) -> None:
     failures = [f for f in validate_table(df, FEATURE_TABLE, file, settings) if f.severity == "error"]
     if failures:
         raise ValidationFailed(failures)
-

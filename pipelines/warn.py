@@ -57,7 +57,9 @@ class TierCapacity:
     listed: int = 0
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("tier", "active", "managers", "capacity", "candidates", "listed")}
+        return {
+            k: getattr(self, k) for k in ("tier", "active", "managers", "capacity", "candidates", "listed")
+        }
 
 
 @dataclass
@@ -93,14 +95,23 @@ def resolve_date(settings: Settings, date: dt.date | str | None) -> dt.date:
         except ValueError:
             raise WarnError(f"--date {date!r} is not a date (YYYY-MM-DD)") from None
     if date <= first:
-        raise WarnError(f"--date {date} is not after the first ingested day {first}: there is no behaviour before it")
+        raise WarnError(
+            f"--date {date} is not after the first ingested day {first}: there is no behaviour before it"
+        )
     if date > last + dt.timedelta(days=1):
-        raise WarnError(f"--date {date} is after the last ingested day {last}: the latest list is for "
-                        f"{last + dt.timedelta(days=1)} (features use events before the date)")
+        raise WarnError(
+            f"--date {date} is after the last ingested day {last}: the latest list is for "
+            f"{last + dt.timedelta(days=1)} (features use events before the date)"
+        )
     lookback = _lookback(settings)
     if date - dt.timedelta(days=lookback) < first:
-        log.warning("warn: the %d-day feature lookback before %s starts before the first ingested day %s: "
-                    "windows reaching back further see no events", lookback, date, first)
+        log.warning(
+            "warn: the %d-day feature lookback before %s starts before the first ingested day %s: "
+            "windows reaching back further see no events",
+            lookback,
+            date,
+            first,
+        )
     return date
 
 
@@ -135,8 +146,13 @@ def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list
     tiers = capacities(scored["vip_tier"].to_numpy(), cfg)
     cand = scored[scored["churn_probability"].to_numpy() >= cfg.list_min_probability]
     # only the candidates are sorted (a few % of the base); NaN expected loss (no value) sorts last
-    order = np.lexsort((cand["subscriber_id"].to_numpy(), -cand["churn_probability"].to_numpy(),
-                        -cand["expected_loss"].to_numpy(dtype=float)))
+    order = np.lexsort(
+        (
+            cand["subscriber_id"].to_numpy(),
+            -cand["churn_probability"].to_numpy(),
+            -cand["expected_loss"].to_numpy(dtype=float),
+        )
+    )
     cand = cand.iloc[order]
     within = cand.groupby("vip_tier", sort=False).cumcount().to_numpy()
     cap = cand["vip_tier"].map({t.tier: t.capacity for t in tiers}).fillna(0).to_numpy()
@@ -148,8 +164,13 @@ def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list
 
 
 # The list -------------------------------------------------------------------------------------------
-def nightly_list(settings: Settings, date: dt.date | str | None = None, model=None, lang: str = "en",
-                 out_root: Path | None = None) -> WarnResult:
+def nightly_list(
+    settings: Settings,
+    date: dt.date | str | None = None,
+    model=None,
+    lang: str = "en",
+    out_root: Path | None = None,
+) -> WarnResult:
     """Score every subscriber active as of ``date``, cut to capacity, explain the listed ones, write the files.
 
     ``model``: a ``models.registry.LoadedModel`` (default: the registry's champion). Raises
@@ -157,11 +178,13 @@ def nightly_list(settings: Settings, date: dt.date | str | None = None, model=No
     either case nothing is written.
     """
     from features.compute import compute_features
-    from models.scoring import score_with_reasons
     from models import stakes
+    from models.scoring import score_with_reasons
 
     if settings.features is None:
-        raise WarnError("`churn warn` works on operator records (features: in the config), not a customer table")
+        raise WarnError(
+            "`churn warn` works on operator records (features: in the config), not a customer table"
+        )
     if lang not in LANGS:
         raise WarnError(f"--lang must be one of {LANGS}, got {lang!r}")
     cfg = settings.warnings
@@ -180,8 +203,10 @@ def nightly_list(settings: Settings, date: dt.date | str | None = None, model=No
     loaded = model if model is not None else _load_champion(settings)
     missing = [f for f in loaded.model.features if f not in _feature_names()]
     if missing:
-        raise WarnError(f"model {loaded.name} v{loaded.version} needs columns the operator-records features lack: "
-                        f"{missing} (trained on a customer table?)")
+        raise WarnError(
+            f"model {loaded.name} v{loaded.version} needs columns the operator-records features lack: "
+            f"{missing} (trained on a customer table?)"
+        )
     lap("load_model", f"model {loaded.name} v{loaded.version} ({loaded.model.kind}) loaded")
 
     feats, _ = compute_features(settings.raw_dir, [date], settings)  # the training table's own code path
@@ -196,31 +221,53 @@ def nightly_list(settings: Settings, date: dt.date | str | None = None, model=No
     lap("predict", f"{len(feats):,} subscribers scored")
 
     value = stakes.value_at_stake(feats, cfg)
-    scored = pd.DataFrame({"subscriber_id": feats["subscriber_id"].to_numpy(), "churn_probability": proba,
-                           "value_at_stake": value, "expected_loss": proba * value,
-                           "vip_tier": stakes.vip_tier(value, cfg)})
+    scored = pd.DataFrame(
+        {
+            "subscriber_id": feats["subscriber_id"].to_numpy(),
+            "churn_probability": proba,
+            "value_at_stake": value,
+            "expected_loss": proba * value,
+            "vip_tier": stakes.vip_tier(value, cfg),
+        }
+    )
     listed, tiers = choose(scored, cfg)
-    lap("choose", f"{len(listed):,} work orders chosen from {int((proba >= cfg.list_min_probability).sum()):,} "
+    lap(
+        "choose",
+        f"{len(listed):,} work orders chosen from {int((proba >= cfg.list_min_probability).sum()):,} "
         f"candidates (P >= {cfg.list_min_probability:g}) within capacity "
-        + ", ".join(f"{t.tier} {t.listed}/{t.capacity}" for t in tiers))
+        + ", ".join(f"{t.tier} {t.listed}/{t.capacity}" for t in tiers),
+    )
 
     rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
-    explained = score_with_reasons(loaded.model, rows, settings, lang, proba=listed["churn_probability"].to_numpy())
+    explained = score_with_reasons(
+        loaded.model, rows, settings, lang, proba=listed["churn_probability"].to_numpy()
+    )
     lap("explain", f"{len(listed):,} listed subscribers explained")
 
     table = _table(listed, explained, settings, loaded, date, lang)
     summary = {
-        "date": str(date), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": loaded.name, "version": loaded.version, "alias": loaded.alias, "kind": loaded.model.kind,
-                  "run_id": loaded.run_id},
-        "lang": lang, "active": len(feats), "listed": len(table),
-        "min_probability": cfg.list_min_probability, "orders_per_manager": cfg.orders_per_manager,
+        "date": str(date),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": {
+            "name": loaded.name,
+            "version": loaded.version,
+            "alias": loaded.alias,
+            "kind": loaded.model.kind,
+            "run_id": loaded.run_id,
+        },
+        "lang": lang,
+        "active": len(feats),
+        "listed": len(table),
+        "min_probability": cfg.list_min_probability,
+        "orders_per_manager": cfg.orders_per_manager,
         "tiers": [t.as_dict() for t in tiers],
         "expected_loss_listed": float(np.nansum(table["expected_loss"])) if len(table) else 0.0,
         "files": list(FILES),
     }
     summary["cpu_s"] = cpu
-    folder = _write(settings, date, table, scored, tiers, summary, timings, (t0, c0), (t_all, c_all), out_root)
+    folder = _write(
+        settings, date, table, scored, tiers, summary, timings, (t0, c0), (t_all, c_all), out_root
+    )
     return WarnResult(date, folder, summary, table)
 
 
@@ -235,13 +282,17 @@ def _check_features(feats: pd.DataFrame, settings: Settings, date: dt.date) -> i
     validate_features(sample, settings, file=f"features as of {date} (nightly list, not written)")
     dupes = feats["subscriber_id"][feats["subscriber_id"].duplicated()]
     if len(dupes):
-        raise WarnError(f"features as of {date}: {len(dupes)} subscriber(s) appear twice, e.g. {dupes.iloc[:3].tolist()}")
+        raise WarnError(
+            f"features as of {date}: {len(dupes)} subscriber(s) appear twice, e.g. {dupes.iloc[:3].tolist()}"
+        )
     finite = np.isfinite(feats[FEATURE_NAMES].to_numpy(dtype=float))
     if not finite.all():
         rows, cols = np.nonzero(~finite)
         named = sorted({FEATURE_NAMES[c] for c in cols})
-        raise WarnError(f"features as of {date}: {len(set(rows))} subscriber(s) with missing or infinite inputs in "
-                        f"{named}, e.g. {feats['subscriber_id'].iloc[rows[:3]].tolist()}")
+        raise WarnError(
+            f"features as of {date}: {len(set(rows))} subscriber(s) with missing or infinite inputs in "
+            f"{named}, e.g. {feats['subscriber_id'].iloc[rows[:3]].tolist()}"
+        )
     return len(sample)
 
 
@@ -257,29 +308,35 @@ def _load_champion(settings: Settings):
     try:
         return load_registered(settings)
     except Exception as exc:  # mlflow raises its own types for a missing registry, model or alias
-        raise WarnError(f"no champion model {settings.mlflow.registered_model!r} in {settings.tracking_uri}: "
-                        f"run `churn train` first ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+        raise WarnError(
+            f"no champion model {settings.mlflow.registered_model!r} in {settings.tracking_uri}: "
+            f"run `churn train` first ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
 
 
-def _table(listed: pd.DataFrame, explained: list[dict], settings: Settings, loaded, date: dt.date,
-           lang: str) -> pd.DataFrame:
+def _table(
+    listed: pd.DataFrame, explained: list[dict], settings: Settings, loaded, date: dt.date, lang: str
+) -> pd.DataFrame:
     """The work orders: one row each, rank first; the top reasons both nested and as flat columns."""
     k = settings.serving.top_reasons
-    out = pd.DataFrame({
-        "rank": np.arange(1, len(listed) + 1),
-        "subscriber_id": listed["subscriber_id"].to_numpy(),
-        "churn_probability": [w["churn_probability"] for w in explained],
-        "risk_tier": [w["risk_tier"] for w in explained],
-        "value_at_stake": [w["value_at_stake"] for w in explained],
-        "expected_loss": [w["expected_loss"] for w in explained],
-        "vip_tier": [w["vip_tier"] for w in explained],
-        "action_code": [w["action"]["code"] for w in explained],
-        "action_text": [w["action"]["text"] for w in explained],
-    })
+    out = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(listed) + 1),
+            "subscriber_id": listed["subscriber_id"].to_numpy(),
+            "churn_probability": [w["churn_probability"] for w in explained],
+            "risk_tier": [w["risk_tier"] for w in explained],
+            "value_at_stake": [w["value_at_stake"] for w in explained],
+            "expected_loss": [w["expected_loss"] for w in explained],
+            "vip_tier": [w["vip_tier"] for w in explained],
+            "action_code": [w["action"]["code"] for w in explained],
+            "action_text": [w["action"]["text"] for w in explained],
+        }
+    )
     for i in range(k):
         for part in ("code", "sentence", "feature", "value", "contribution"):
-            out[f"reason_{i + 1}_{part}"] = [w["reasons"][i][part] if i < len(w["reasons"]) else None
-                                             for w in explained]
+            out[f"reason_{i + 1}_{part}"] = [
+                w["reasons"][i][part] if i < len(w["reasons"]) else None for w in explained
+            ]
     out["reasons"] = [w["reasons"] for w in explained]
     out["model_name"], out["model_version"] = loaded.name, loaded.version
     out["feature_date"], out["lang"] = pd.Timestamp(date), lang
@@ -288,9 +345,18 @@ def _table(listed: pd.DataFrame, explained: list[dict], settings: Settings, load
     return out
 
 
-def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.DataFrame,
-           tiers: list[TierCapacity], summary: dict, timings: dict, start: tuple[float, float],
-           start_all: tuple[float, float], out_root: Path | None) -> Path:
+def _write(
+    settings: Settings,
+    date: dt.date,
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    tiers: list[TierCapacity],
+    summary: dict,
+    timings: dict,
+    start: tuple[float, float],
+    start_all: tuple[float, float],
+    out_root: Path | None,
+) -> Path:
     """All four files into a hidden folder beside the final one, then one swap (``replace_dir_atomic``)."""
     from core.io import replace_dir_atomic
 
@@ -301,8 +367,9 @@ def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.Da
     try:
         table.to_parquet(tmp / "warnings.parquet", index=False)
         table.drop(columns="reasons").to_csv(tmp / "warnings.csv", index=False, date_format="%Y-%m-%d")
-        (tmp / "summary.html").write_text(summary_html(table, scored, tiers, summary, settings.warnings),
-                                          encoding="utf-8")
+        (tmp / "summary.html").write_text(
+            summary_html(table, scored, tiers, summary, settings.warnings), encoding="utf-8"
+        )
         timings["write"] = round(time.perf_counter() - start[0], 3)
         timings["total"] = round(time.perf_counter() - start_all[0], 3)
         summary["cpu_s"]["write"] = round(time.process_time() - start[1], 3)
@@ -313,8 +380,14 @@ def _write(settings: Settings, date: dt.date, table: pd.DataFrame, scored: pd.Da
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("warn: %d work orders for %s written to %s in %.1fs (total %.1fs)", len(table), date, final,
-             timings["write"], timings["total"])
+    log.info(
+        "warn: %d work orders for %s written to %s in %.1fs (total %.1fs)",
+        len(table),
+        date,
+        final,
+        timings["write"],
+        timings["total"],
+    )
     return final
 
 
@@ -328,8 +401,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def summary_plots(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCapacity],
-                  cfg: WarningConfig) -> dict[str, str]:
+def summary_plots(
+    table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCapacity], cfg: WarningConfig
+) -> dict[str, str]:
     """Three base64 PNGs: score distribution (all vs listed), reasons mix (listed), tier mix (capacity use)."""
     import matplotlib
 
@@ -342,7 +416,9 @@ def summary_plots(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCap
     ax.hist(scored["churn_probability"], bins=bins, color="#9bb", label=f"all active ({len(scored):,})")
     ax.hist(table["churn_probability"], bins=bins, color="#c33", label=f"on the list ({len(table):,})")
     ax.axvline(cfg.list_min_probability, ls=":", c="k", label=f"min probability {cfg.list_min_probability:g}")
-    ax.set(yscale="log", xlabel="calibrated churn probability", ylabel="subscribers", title="Score distribution")
+    ax.set(
+        yscale="log", xlabel="calibrated churn probability", ylabel="subscribers", title="Score distribution"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     plots["score distribution"] = _png(fig)
@@ -350,8 +426,16 @@ def summary_plots(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCap
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     codes = [r["code"] for rs in table["reasons"] for r in rs if r["contribution"] > 0]
     first = table["reason_1_code"].dropna() if len(table) else pd.Series(dtype=str)
-    mix = pd.DataFrame({"any of the top reasons": pd.Series(codes, dtype=object).value_counts(),
-                        "first reason": first.value_counts()}).fillna(0).sort_values("any of the top reasons")
+    mix = (
+        pd.DataFrame(
+            {
+                "any of the top reasons": pd.Series(codes, dtype=object).value_counts(),
+                "first reason": first.value_counts(),
+            }
+        )
+        .fillna(0)
+        .sort_values("any of the top reasons")
+    )
     if len(mix):
         mix.plot.barh(ax=ax, color=["#9bb", "#c33"])
         ax.legend(fontsize=8)
@@ -371,31 +455,44 @@ def summary_plots(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCap
     return plots
 
 
-def summary_html(table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCapacity], summary: dict,
-                 cfg: WarningConfig, top: int = 10) -> str:
+def summary_html(
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    tiers: list[TierCapacity],
+    summary: dict,
+    cfg: WarningConfig,
+    top: int = 10,
+) -> str:
     """A one-page summary for the retention lead: counts per tier, the three plots, the top work orders."""
     e = html.escape
     m = summary["model"]
     tier_rows = "".join(
         f"<tr><td>{e(t.tier)}</td><td>{t.active:,}</td><td>{'' if t.managers is None else f'{t.managers:,}'}</td>"
-        f"<td>{t.capacity:,}</td><td>{t.candidates:,}</td><td>{t.listed:,}</td></tr>" for t in tiers)
+        f"<td>{t.capacity:,}</td><td>{t.candidates:,}</td><td>{t.listed:,}</td></tr>"
+        for t in tiers
+    )
     head = table.head(top)
     top_rows = "".join(
         f"<tr><td>{r.rank}</td><td>{e(str(r.subscriber_id))}</td><td>{r.churn_probability:.3f}</td>"
         f"<td>{r.value_at_stake:.0f}</td><td>{r.expected_loss:.1f}</td><td>{e(r.vip_tier)}</td>"
-        f"<td>{e(str(r.reason_1_sentence))}</td><td>{e(r.action_text)}</td></tr>" for r in head.itertuples())
-    imgs = "".join(f'<figure><img alt="{e(name)}" src="data:image/png;base64,{b64}"><figcaption>{e(name)}'
-                   "</figcaption></figure>" for name, b64 in summary_plots(table, scored, tiers, cfg).items())
+        f"<td>{e(str(r.reason_1_sentence))}</td><td>{e(r.action_text)}</td></tr>"
+        for r in head.itertuples()
+    )
+    imgs = "".join(
+        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{b64}"><figcaption>{e(name)}'
+        "</figcaption></figure>"
+        for name, b64 in summary_plots(table, scored, tiers, cfg).items()
+    )
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Churn warnings {e(summary['date'])}</title>
+<html><head><meta charset="utf-8"><title>Churn warnings {e(summary["date"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}figure{{display:inline-block;margin:.5em}}</style>
 </head><body>
-<h1>Churn warnings as of {e(summary['date'])}</h1>
-<p>{summary['listed']:,} work orders from {summary['active']:,} active subscribers, ranked by expected loss
-(probability x monthly value; {summary['expected_loss_listed']:,.0f} CNY a month on the list).
-Model {e(m['name'])} v{e(m['version'])} ({e(m['kind'])}); no work order below probability
-{summary['min_probability']:g}; a customer manager takes {summary['orders_per_manager']} work orders a list.</p>
+<h1>Churn warnings as of {e(summary["date"])}</h1>
+<p>{summary["listed"]:,} work orders from {summary["active"]:,} active subscribers, ranked by expected loss
+(probability x monthly value; {summary["expected_loss_listed"]:,.0f} CNY a month on the list).
+Model {e(m["name"])} v{e(m["version"])} ({e(m["kind"])}); no work order below probability
+{summary["min_probability"]:g}; a customer manager takes {summary["orders_per_manager"]} work orders a list.</p>
 <table><tr><th>tier</th><th>active</th><th>managers</th><th>capacity</th><th>candidates</th><th>listed</th></tr>
 {tier_rows}</table>
 {imgs}

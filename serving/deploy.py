@@ -54,6 +54,7 @@ def bentoml_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
 
 # The record -------------------------------------------------------------------------------
 
+
 def read_record(settings: Settings) -> dict[str, Any]:
     path = settings.deployments_file
     if not path.exists():
@@ -62,9 +63,14 @@ def read_record(settings: Settings) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except ValueError as exc:
         raise DeployError(f"{path} is not a deployment record ({exc}); fix or remove it") from None
-    if not (isinstance(record, dict) and isinstance(record.get("deployments"), list)
-            and isinstance(record.get("stack"), list)):
-        raise DeployError(f"{path} is not a deployment record (needs lists 'deployments' and 'stack'); fix or remove it")
+    if not (
+        isinstance(record, dict)
+        and isinstance(record.get("deployments"), list)
+        and isinstance(record.get("stack"), list)
+    ):
+        raise DeployError(
+            f"{path} is not a deployment record (needs lists 'deployments' and 'stack'); fix or remove it"
+        )
     record.setdefault("events", [])
     return record
 
@@ -89,10 +95,11 @@ def bento_dir(settings: Settings, tag: str) -> Path:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 # Deploy and rollback ----------------------------------------------------------------------
+
 
 def resolve_version(settings: Settings, version: str | None, alias: str | None):
     """The registry's ModelVersion for ``version`` (wins) or ``alias``; a DeployError names what is missing."""
@@ -112,8 +119,10 @@ def resolve_version(settings: Settings, version: str | None, alias: str | None):
             known = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
         except MlflowException:
             known = []
-        raise DeployError(f"registered model {name!r} has no {what} in {settings.tracking_uri} "
-                          f"(versions: {known or 'none'}): {exc.message}") from None
+        raise DeployError(
+            f"registered model {name!r} has no {what} in {settings.tracking_uri} "
+            f"(versions: {known or 'none'}): {exc.message}"
+        ) from None
 
 
 def deploy(settings: Settings, version: str | None = None, alias: str | None = "champion") -> dict[str, Any]:
@@ -124,20 +133,38 @@ def deploy(settings: Settings, version: str | None = None, alias: str | None = "
     read_record(settings)  # an unreadable record stops us before a build, not after
     mv = resolve_version(settings, version, alias)
     deployed_alias = None if version is not None else alias
-    log.info("deploying %s v%s (run %s)%s into %s", mv.name, mv.version, mv.run_id,
-             f" via @{deployed_alias}" if deployed_alias else "", settings.bentoml_home)
+    log.info(
+        "deploying %s v%s (run %s)%s into %s",
+        mv.name,
+        mv.version,
+        mv.run_id,
+        f" via @{deployed_alias}" if deployed_alias else "",
+        settings.bentoml_home,
+    )
     result = _run_build(settings, str(mv.version), deployed_alias)
     record = read_record(settings)
-    entry = {"id": len(record["deployments"]) + 1, "bento": result["bento"], "model": result["model"],
-             "registered_model": mv.name, "model_version": str(mv.version), "deployed_alias": deployed_alias,
-             "run_id": mv.run_id, "model_kind": result["labels"]["model_kind"],
-             "n_features": len(result["features"]), "deployed_at": _now()}
+    entry = {
+        "id": len(record["deployments"]) + 1,
+        "bento": result["bento"],
+        "model": result["model"],
+        "registered_model": mv.name,
+        "model_version": str(mv.version),
+        "deployed_alias": deployed_alias,
+        "run_id": mv.run_id,
+        "model_kind": result["labels"]["model_kind"],
+        "n_features": len(result["features"]),
+        "deployed_at": _now(),
+    }
     previous = record["stack"][-1] if record["stack"] else None
     record["deployments"].append(entry)
     record["stack"].append(entry["id"])
-    record["events"].append({"at": entry["deployed_at"], "action": "deploy", "to": entry["id"], "from": previous})
+    record["events"].append(
+        {"at": entry["deployed_at"], "action": "deploy", "to": entry["id"], "from": previous}
+    )
     write_json_atomic(record, settings.deployments_file)
-    log.info("deployment %d is current: Bento %s (model %s v%s)", entry["id"], entry["bento"], mv.name, mv.version)
+    log.info(
+        "deployment %d is current: Bento %s (model %s v%s)", entry["id"], entry["bento"], mv.name, mv.version
+    )
     return entry
 
 
@@ -145,18 +172,28 @@ def rollback(settings: Settings) -> dict[str, Any]:
     """Make the Bento that was current before the current one current again; returns its entry."""
     record = read_record(settings)
     if len(record["stack"]) < 2:
-        what = "nothing is deployed" if not record["stack"] else \
-            f"deployment {record['stack'][-1]} is the first; there is no previous Bento"
+        what = (
+            "nothing is deployed"
+            if not record["stack"]
+            else f"deployment {record['stack'][-1]} is the first; there is no previous Bento"
+        )
         raise DeployError(f"cannot roll back: {what} ({settings.deployments_file})")
     left = record["stack"].pop()
     back = record["deployments"][record["stack"][-1] - 1]
     if not bento_dir(settings, back["bento"]).joinpath("bento.yaml").is_file():
-        raise DeployError(f"cannot roll back to deployment {back['id']}: Bento {back['bento']} is no longer in "
-                          f"{settings.bentoml_home}; deploy its version again instead")
+        raise DeployError(
+            f"cannot roll back to deployment {back['id']}: Bento {back['bento']} is no longer in "
+            f"{settings.bentoml_home}; deploy its version again instead"
+        )
     record["events"].append({"at": _now(), "action": "rollback", "to": back["id"], "from": left})
     write_json_atomic(record, settings.deployments_file)
-    log.info("rolled back from deployment %d to %d: Bento %s (model v%s)", left, back["id"], back["bento"],
-             back["model_version"])
+    log.info(
+        "rolled back from deployment %d to %d: Bento %s (model v%s)",
+        left,
+        back["id"],
+        back["bento"],
+        back["model_version"],
+    )
     return back
 
 
@@ -166,21 +203,34 @@ def format_deployments(settings: Settings) -> str:
     if not record["deployments"]:
         return f"no deployments yet ({settings.deployments_file}); `churn deploy` builds one"
     current = record["stack"][-1] if record["stack"] else None
-    lines = [f"  {'id':>3}  {'bento':<32} {'version':>7}  {'alias':<10} {'kind':<9} {'run id':<32}  deployed at"]
+    lines = [
+        f"  {'id':>3}  {'bento':<32} {'version':>7}  {'alias':<10} {'kind':<9} {'run id':<32}  deployed at"
+    ]
     for d in record["deployments"]:
         mark = "*" if d["id"] == current else " "
         state = "" if d["id"] in record["stack"] else "  (rolled back)"
-        lines.append(f"{mark} {d['id']:>3}  {d['bento']:<32} {d['model_version']:>7}  {d['deployed_alias'] or '-':<10} "
-                     f"{d['model_kind']:<9} {d['run_id']:<32}  {d['deployed_at']}{state}")
+        lines.append(
+            f"{mark} {d['id']:>3}  {d['bento']:<32} {d['model_version']:>7}  {d['deployed_alias'] or '-':<10} "
+            f"{d['model_kind']:<9} {d['run_id']:<32}  {d['deployed_at']}{state}"
+        )
     return "\n".join(lines)
 
 
 # The build, in a child process with this workdir's BENTOML_HOME ---------------------------------
 
+
 def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str, Any]:
     if settings.config_path is None:
         raise DeployError("settings without a config file: load them with core.config.load_settings")
-    cmd = [sys.executable, "-m", "serving.deploy", "--config", str(settings.config_path), "--version", version]
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving.deploy",
+        "--config",
+        str(settings.config_path),
+        "--version",
+        version,
+    ]
     if alias:
         cmd += ["--alias", alias]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bentoml_env(settings), capture_output=True, text=True)
@@ -188,9 +238,11 @@ def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str,
     if proc.returncode or not lines:
         output = (proc.stderr or proc.stdout).strip().splitlines() or ["(no output)"]
         tail = "\n".join(output[-10:])
-        raise DeployError(f"building the Bento for version {version} failed, nothing was deployed: {output[-1]}\n"
-                          f"(exit {proc.returncode}; last lines of the build:)\n{tail}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+        raise DeployError(
+            f"building the Bento for version {version} failed, nothing was deployed: {output[-1]}\n"
+            f"(exit {proc.returncode}; last lines of the build:)\n{tail}"
+        )
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 def pinned_packages(names: list[str]) -> list[str]:
@@ -226,16 +278,22 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
         created = True
     try:
         model = bentoml.mlflow.load_model(stored).unwrap_python_model().model  # also proves the copy loads
-        facts = labels | {"deployed_alias": alias or "", "model_kind": model.kind, "n_features": str(len(model.features)),
-                          "features": ",".join(model.features)}
+        facts = labels | {
+            "deployed_alias": alias or "",
+            "model_kind": model.kind,
+            "n_features": str(len(model.features)),
+            "features": ",".join(model.features),
+        }
         bento = bentoml.bentos.build(
             SERVICE,
             labels=facts | {"model_tag": str(stored.tag)},
             description=f"churnwarn: {mv.name} v{mv.version} ({model.kind}), run {mv.run_id}",
             include=settings.deploy.include,
             models=[{"tag": str(stored.tag), "alias": BENTO_MODEL_ALIAS}],
-            python={"packages": pinned_packages(settings.deploy.packages),
-                    "lock_packages": settings.deploy.lock_packages},
+            python={
+                "packages": pinned_packages(settings.deploy.packages),
+                "lock_packages": settings.deploy.lock_packages,
+            },
             build_ctx=str(REPO_ROOT),
         )
     except BaseException:
@@ -248,7 +306,9 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
 def main(argv: list[str] | None = None) -> None:
     from core.config import load_settings
 
-    parser = argparse.ArgumentParser(description="Build a churnwarn Bento (run by `churn deploy` with BENTOML_HOME set).")
+    parser = argparse.ArgumentParser(
+        description="Build a churnwarn Bento (run by `churn deploy` with BENTOML_HOME set)."
+    )
     parser.add_argument("--config", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--alias", default=None)

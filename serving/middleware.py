@@ -35,15 +35,27 @@ def metrics():
     import prometheus_client as pc
 
     return {
-        "requests": pc.Counter("churnwarn_requests", "API requests by route and outcome "
-                               "(ok / unknown / stale / invalid / unauthorized / unavailable / error)",
-                               ["route", "outcome"]),
-        "warnings": pc.Counter("churnwarn_warnings", "warnings answered, per subscriber, by outcome "
-                               "(ok / unknown / stale)", ["outcome"]),
-        "score": pc.Histogram("churnwarn_churn_probability", "calibrated churn probability of the warnings scored",
-                              buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)),
-        "batch": pc.Histogram("churnwarn_model_batch_rows", "rows per model call after adaptive batching",
-                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)),
+        "requests": pc.Counter(
+            "churnwarn_requests",
+            "API requests by route and outcome "
+            "(ok / unknown / stale / invalid / unauthorized / unavailable / error)",
+            ["route", "outcome"],
+        ),
+        "warnings": pc.Counter(
+            "churnwarn_warnings",
+            "warnings answered, per subscriber, by outcome (ok / unknown / stale)",
+            ["outcome"],
+        ),
+        "score": pc.Histogram(
+            "churnwarn_churn_probability",
+            "calibrated churn probability of the warnings scored",
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        ),
+        "batch": pc.Histogram(
+            "churnwarn_model_batch_rows",
+            "rows per model call after adaptive batching",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        ),
     }
 
 
@@ -97,9 +109,16 @@ class RequestMiddleware:
 
         try:
             if self.api_key and not self._authorised(headers):
-                await _json(send_with_id, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer "
-                                                         "<key>' or 'X-API-Key: <key>'", "detail": []},
-                            [(b"www-authenticate", b"Bearer")])
+                await _json(
+                    send_with_id,
+                    401,
+                    {
+                        "error": "missing or wrong API key: send 'Authorization: Bearer "
+                        "<key>' or 'X-API-Key: <key>'",
+                        "detail": [],
+                    },
+                    [(b"www-authenticate", b"Bearer")],
+                )
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
@@ -107,14 +126,32 @@ class RequestMiddleware:
             if status["code"] >= 400 and outcome == "ok":
                 outcome = _outcome(status["code"])
             metrics()["requests"].labels(scope["path"], outcome).inc()
-            log.info(json.dumps({"event": "request", "request_id": rid, "route": scope["path"],
-                                 "n": state.get("n"), "outcome": outcome, "status": status["code"],
-                                 "latency_ms": round((time.perf_counter() - start) * 1000, 2)}))
+            log.info(
+                json.dumps(
+                    {
+                        "event": "request",
+                        "request_id": rid,
+                        "route": scope["path"],
+                        "n": state.get("n"),
+                        "outcome": outcome,
+                        "status": status["code"],
+                        "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                    }
+                )
+            )
 
 
 async def _json(send, status: int, body: dict, extra_headers: list | None = None) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *(extra_headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(extra_headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

@@ -12,12 +12,14 @@ import logging
 import os
 from typing import Any
 
-from models.registry import LoadedModel, load_registered
 from core.config import Settings
+from models.registry import LoadedModel, load_registered
 
 log = logging.getLogger("churnwarn.serving")
 
-BENTO_MODEL_ALIAS = "churn-model"  # how a churnwarn Bento names its model (not a tag: never found in a store by itself)
+BENTO_MODEL_ALIAS = (
+    "churn-model"  # how a churnwarn Bento names its model (not a tag: never found in a store by itself)
+)
 MODEL_VERSION_ENV = "CHURNWARN_MODEL_VERSION"
 
 
@@ -28,7 +30,9 @@ def load_bento_model(tag: str, bento: str | None = None, alias: str | None = Non
     stored = bentoml.models.get(tag)
     labels = stored.info.labels
     model = bentoml.mlflow.load_model(stored).unwrap_python_model().model
-    return LoadedModel(model, labels["registered_model"], labels["model_version"], alias, labels["run_id"], bento=bento)
+    return LoadedModel(
+        model, labels["registered_model"], labels["model_version"], alias, labels["run_id"], bento=bento
+    )
 
 
 def load_serving_model(settings: Settings, service: Any = None) -> LoadedModel:
@@ -38,7 +42,9 @@ def load_serving_model(settings: Settings, service: Any = None) -> LoadedModel:
     if bento is not None:
         spec = next((m for m in bento.info.all_models if m.alias == BENTO_MODEL_ALIAS), None)
         if spec is None:
-            raise RuntimeError(f"Bento {bento.tag} lists no model as {BENTO_MODEL_ALIAS!r}; build it with `churn deploy`")
+            raise RuntimeError(
+                f"Bento {bento.tag} lists no model as {BENTO_MODEL_ALIAS!r}; build it with `churn deploy`"
+            )
         log.info("serving Bento %s: model %s", bento.tag, spec.tag)
         alias = bento.info.labels.get("deployed_alias") or None  # the alias it was deployed by, if any
         return load_bento_model(str(spec.tag), bento=str(bento.tag), alias=alias)

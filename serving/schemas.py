@@ -21,8 +21,19 @@ SubscriberId = Annotated[str, Field(min_length=1, max_length=128, description="s
 
 def _feature_field(f) -> tuple:
     rng = f" Valid range: {'-inf' if f.lo is None else f.lo} .. {'inf' if f.hi is None else f.hi}."
-    return (Annotated[float, Field(strict=True, allow_inf_nan=False, ge=f.lo, le=f.hi,
-                                   description=f"{f.meaning} [{f.unit}], {f.window}.{rng}")], ...)
+    return (
+        Annotated[
+            float,
+            Field(
+                strict=True,
+                allow_inf_nan=False,
+                ge=f.lo,
+                le=f.hi,
+                description=f"{f.meaning} [{f.unit}], {f.window}.{rng}",
+            ),
+        ],
+        ...,
+    )
 
 
 FeatureValues = create_model(
@@ -39,8 +50,11 @@ class FeatureRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subscriber_id: SubscriberId
     features: FeatureValues  # type: ignore[valid-type]
-    feature_timestamp: dt.datetime | None = Field(None, description="when the values were computed; when given, "
-                                                  "rows older than serving.max_feature_age_days are refused (stale)")
+    feature_timestamp: dt.datetime | None = Field(
+        None,
+        description="when the values were computed; when given, "
+        "rows older than serving.max_feature_age_days are refused (stale)",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -49,13 +63,17 @@ class ModelInfo(BaseModel):
     alias: str | None = None
     kind: str
     run_id: str
-    bento: str | None = Field(None, description="the Bento tag served (`churn deploy`); null: the working tree")
+    bento: str | None = Field(
+        None, description="the Bento tag served (`churn deploy`); null: the working tree"
+    )
 
 
 class ReasonOut(BaseModel):
     code: str = Field(description="reason code, e.g. COMPETITOR_HOTLINE")
     feature: str
-    value: float | str = Field(description="the subscriber's own feature value (text for a categorical column)")
+    value: float | str = Field(
+        description="the subscriber's own feature value (text for a categorical column)"
+    )
     contribution: float = Field(description="SHAP contribution in log-odds; > 0 raises the risk")
     sentence: str
     action: str
@@ -68,14 +86,26 @@ class ActionOut(BaseModel):
 
 class ChurnWarning(BaseModel):
     subscriber_id: str
-    status: Status = Field("ok", description="ok: scored; unknown: no features in the online store; stale: "
-                           "features older than serving.max_feature_age_days (no score for either)")
-    churn_probability: float | None = Field(None, ge=0, le=1, description="calibrated probability of churn "
-                                            "within the label horizon")
-    risk_tier: Literal["high", "medium", "low"] | None = Field(None, description="by warnings.high_risk / medium_risk")
-    value_at_stake: float | None = Field(None, description="the subscriber's monthly value (CNY, ARPU by default)")
-    expected_loss: float | None = Field(None, description="churn_probability x value_at_stake: what the list ranks by")
-    vip_tier: str | None = Field(None, description="VIP tier by monthly value (diamond / gold / silver / mass)")
+    status: Status = Field(
+        "ok",
+        description="ok: scored; unknown: no features in the online store; stale: "
+        "features older than serving.max_feature_age_days (no score for either)",
+    )
+    churn_probability: float | None = Field(
+        None, ge=0, le=1, description="calibrated probability of churn within the label horizon"
+    )
+    risk_tier: Literal["high", "medium", "low"] | None = Field(
+        None, description="by warnings.high_risk / medium_risk"
+    )
+    value_at_stake: float | None = Field(
+        None, description="the subscriber's monthly value (CNY, ARPU by default)"
+    )
+    expected_loss: float | None = Field(
+        None, description="churn_probability x value_at_stake: what the list ranks by"
+    )
+    vip_tier: str | None = Field(
+        None, description="VIP tier by monthly value (diamond / gold / silver / mass)"
+    )
     model: ModelInfo
     feature_timestamp: dt.datetime | None = Field(None, description="event time of the features scored (UTC)")
     reasons: list[ReasonOut] = []

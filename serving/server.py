@@ -28,8 +28,15 @@ def free_port() -> int:
 def serve_command(settings: Settings, port: int | None = None, bento: str | None = None) -> list[str]:
     """``bentoml serve`` of a Bento tag (``churn deploy``), else of the working tree's service."""
     bentoml = Path(sys.executable).with_name("bentoml")
-    return [str(bentoml), "serve", bento or SERVICE, "--host", settings.serving.host,
-            "--port", str(port or settings.serving.port)]
+    return [
+        str(bentoml),
+        "serve",
+        bento or SERVICE,
+        "--host",
+        settings.serving.host,
+        "--port",
+        str(port or settings.serving.port),
+    ]
 
 
 def serve_env(settings: Settings, model_version: str | None = None) -> dict[str, str]:
@@ -44,9 +51,16 @@ def serve_env(settings: Settings, model_version: str | None = None) -> dict[str,
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings, port: int | None = None, model_version: str | None = None,
-                   timeout: float = 180, log_file: Path | None = None, bento: str | None = None,
-                   env: dict[str, str] | None = None, wait_for: str = "/readyz"):
+def running_server(
+    settings: Settings,
+    port: int | None = None,
+    model_version: str | None = None,
+    timeout: float = 180,
+    log_file: Path | None = None,
+    bento: str | None = None,
+    env: dict[str, str] | None = None,
+    wait_for: str = "/readyz",
+):
     """Run ``bentoml serve`` until the block ends; yields the base URL once ``wait_for`` answers 200.
 
     ``bento``: serve that Bento tag from the workdir's BentoML home (e.g. ``current_bento(settings)``).
@@ -58,15 +72,22 @@ def running_server(settings: Settings, port: int | None = None, model_version: s
     log_file = log_file or settings.reports_dir / "server.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as out:
-        proc = subprocess.Popen(serve_command(settings, port, bento), cwd=REPO_ROOT,
-                                env={**serve_env(settings, model_version), **(env or {})},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            serve_command(settings, port, bento),
+            cwd=REPO_ROOT,
+            env={**serve_env(settings, model_version), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}; see {log_file}:\n"
-                                       + log_file.read_text()[-3000:])
+                    raise RuntimeError(
+                        f"server exited with {proc.returncode}; see {log_file}:\n"
+                        + log_file.read_text()[-3000:]
+                    )
                 try:
                     if httpx.get(f"{url}{wait_for}", timeout=2).status_code == 200:
                         break

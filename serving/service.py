@@ -41,12 +41,14 @@ class ApiError(Exception):
         self.status, self.outcome, self.detail = status, outcome, detail or []
 
     def response(self) -> JSONResponse:
-        return JSONResponse(ErrorOut(error=str(self), detail=self.detail).model_dump(), status_code=self.status)
+        return JSONResponse(
+            ErrorOut(error=str(self), detail=self.detail).model_dump(), status_code=self.status
+        )
 
 
 ERRORS = {
     400: "malformed body, wrong types, invalid feature values (`detail[].loc` names the row and field) or too "
-         "large a batch",
+    "large a batch",
     401: "missing or wrong API key (only when $CHURNWARN_API_KEY is set)",
     404: "unknown subscriber id (single-subscriber route)",
     422: "stale features: older than serving.max_feature_age_days (single-subscriber and single-row routes)",
@@ -68,8 +70,12 @@ def _document_errors() -> None:
 
     schema = Schema(**ErrorOut.model_json_schema())
     openapi.error_responses.clear()
-    openapi.error_responses.update({code: Response(description=why, content={"application/json": MediaType(
-        schema=schema)}) for code, why in ERRORS.items()})
+    openapi.error_responses.update(
+        {
+            code: Response(description=why, content={"application/json": MediaType(schema=schema)})
+            for code, why in ERRORS.items()
+        }
+    )
 
 
 _document_errors()
@@ -90,34 +96,48 @@ class ChurnWarningService:
     def __init__(self) -> None:
         from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
+        from core.config import load_settings
         from features.catalogue import FEATURE_NAMES
         from features.store import get_store
-        from core.config import load_settings
         from serving.model_source import load_serving_model
 
         self.settings = load_settings()
         self.loaded = load_serving_model(self.settings, ChurnWarningService)
         self.store = get_store(self.settings)
         self.model_info = ModelInfo(
-            name=self.loaded.name, version=self.loaded.version, alias=self.loaded.alias,
-            kind=self.loaded.model.kind, run_id=self.loaded.run_id, bento=self.loaded.bento,
+            name=self.loaded.name,
+            version=self.loaded.version,
+            alias=self.loaded.alias,
+            kind=self.loaded.model.kind,
+            run_id=self.loaded.run_id,
+            bento=self.loaded.bento,
         )
         model = self.loaded.model
         unserved = [f for f in model.features if f not in FEATURE_NAMES]
         if unserved or model.categories:
-            raise RuntimeError(f"model {self.loaded.name} v{self.loaded.version} needs columns the feature store "
-                               f"does not serve ({unserved or list(model.categories)}): it cannot be served here")
+            raise RuntimeError(
+                f"model {self.loaded.name} v{self.loaded.version} needs columns the feature store "
+                f"does not serve ({unserved or list(model.categories)}): it cannot be served here"
+            )
         self.columns = [FEATURE_NAMES.index(f) for f in model.features]  # catalogue order -> model order
         cfg = self.settings.serving
         self._model_step = CorkDispatcher(
-            max_latency_in_ms=cfg.batch_max_latency_ms, max_batch_size=cfg.batch_max_size,
-            fallback=self._overloaded, get_batch_size=len, batch_dim=(0, 0),
+            max_latency_in_ms=cfg.batch_max_latency_ms,
+            max_batch_size=cfg.batch_max_size,
+            fallback=self._overloaded,
+            get_batch_size=len,
+            batch_dim=(0, 0),
         )(self._model_batch)
         metrics()
         log.disabled = False  # BentoML's logging set-up (root at WARNING) would hide the request log lines
         logging.getLogger("churnwarn").setLevel(logging.INFO)
-        log.info("loaded %s v%s (%s) from %s", self.loaded.name, self.loaded.version, model.kind,
-                 self.settings.tracking_uri)
+        log.info(
+            "loaded %s v%s (%s) from %s",
+            self.loaded.name,
+            self.loaded.version,
+            model.kind,
+            self.settings.tracking_uri,
+        )
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and the online store answers (one probe read)."""
@@ -142,8 +162,9 @@ class ChurnWarningService:
 
     @staticmethod
     def _overloaded():
-        raise ApiError(503, "overloaded: the model step did not start within serving.batch_max_latency_ms",
-                       "unavailable")
+        raise ApiError(
+            503, "overloaded: the model step did not start within serving.batch_max_latency_ms", "unavailable"
+        )
 
     async def _model_batch(self, batches: tuple[np.ndarray, ...]) -> list[np.ndarray]:
         """One model call for the rows of every request in the batch: per request (proba, base, contributions)."""
@@ -153,8 +174,9 @@ class ChurnWarningService:
         out = np.column_stack([proba, expl.base_values, expl.contributions])
         return np.split(out, np.cumsum([len(b) for b in batches])[:-1])
 
-    async def _score(self, ids: list[str], X: pd.DataFrame, stamps: list, lang: Lang,
-                     status: list[str], request) -> list[ChurnWarning]:
+    async def _score(
+        self, ids: list[str], X: pd.DataFrame, stamps: list, lang: Lang, status: list[str], request
+    ) -> list[ChurnWarning]:
         """Warnings for rows ``X`` (catalogue columns); rows whose status is not ``ok`` get no score."""
         from features.catalogue import FEATURE_NAMES
         from models.churn_model import Explanation
@@ -168,18 +190,30 @@ class ChurnWarningService:
             out = await self._model_step(x)
             expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
             scored = await self._run(
-                len(Xg), lambda: score_with_reasons(self.loaded.model, Xg, self.settings, lang, proba=out[:, 0],
-                                           explanation=expl))
+                len(Xg),
+                lambda: score_with_reasons(
+                    self.loaded.model, Xg, self.settings, lang, proba=out[:, 0], explanation=expl
+                ),
+            )
         m, it, result = metrics(), iter(scored), []
-        for sid, ts, st in zip(ids, stamps, status):
+        for sid, ts, st in zip(ids, stamps, status, strict=False):
             m["warnings"].labels(st).inc()
             if st == "ok":
                 w = next(it)
                 m["score"].observe(w["churn_probability"])
-                result.append(ChurnWarning(subscriber_id=sid, model=self.model_info, feature_timestamp=ts, **w))
+                result.append(
+                    ChurnWarning(subscriber_id=sid, model=self.model_info, feature_timestamp=ts, **w)
+                )
             else:
-                result.append(ChurnWarning(subscriber_id=sid, status=st, model=self.model_info,
-                                           feature_timestamp=ts, error=self._why(sid, st, ts)))
+                result.append(
+                    ChurnWarning(
+                        subscriber_id=sid,
+                        status=st,
+                        model=self.model_info,
+                        feature_timestamp=ts,
+                        error=self._why(sid, st, ts),
+                    )
+                )
         if request is not None:
             outcomes = set(status)
             request.state.n = len(ids)
@@ -190,16 +224,20 @@ class ChurnWarningService:
         if status == "unknown":
             return f"unknown subscriber {sid!r}: no features in the online store"
         cfg = self.settings.serving
-        return (f"stale features for {sid!r}: computed {ts:%Y-%m-%d}, {self._age(ts)} days before "
-                f"{cfg.reference_day()} (bound serving.max_feature_age_days = {cfg.max_feature_age_days})")
+        return (
+            f"stale features for {sid!r}: computed {ts:%Y-%m-%d}, {self._age(ts)} days before "
+            f"{cfg.reference_day()} (bound serving.max_feature_age_days = {cfg.max_feature_age_days})"
+        )
 
     def _age(self, ts: dt.datetime) -> int:
-        return (self.settings.serving.reference_day() - ts.astimezone(dt.timezone.utc).date()).days
+        return (self.settings.serving.reference_day() - ts.astimezone(dt.UTC).date()).days
 
     def _status(self, known: np.ndarray, stamps: list) -> list[str]:
         bound = self.settings.serving.max_feature_age_days
-        return ["unknown" if not k else "stale" if ts is not None and self._age(ts) > bound else "ok"
-                for k, ts in zip(known, stamps)]
+        return [
+            "unknown" if not k else "stale" if ts is not None and self._age(ts) > bound else "ok"
+            for k, ts in zip(known, stamps, strict=False)
+        ]
 
     def _check_size(self, n: int, what: str) -> None:
         if n > self.settings.serving.max_batch:
@@ -217,10 +255,14 @@ class ChurnWarningService:
             rows = await self._run(len(ids), online_features, self.store, ids, True)
         except Exception as exc:  # noqa: BLE001 - the store failing is not the caller's fault, and not a 500
             log.exception("online store read failed")
-            raise ApiError(503, f"the online feature store is unavailable: {type(exc).__name__}",
-                           "unavailable") from exc
+            raise ApiError(
+                503, f"the online feature store is unavailable: {type(exc).__name__}", "unavailable"
+            ) from exc
         known = ~np.isnan(rows[FEATURE_NAMES].to_numpy(dtype="float64")).any(axis=1)
-        stamps = [ts if k else None for ts, k in zip(rows["event_timestamp"].dt.to_pydatetime(), known)]
+        stamps = [
+            ts if k else None
+            for ts, k in zip(rows["event_timestamp"].dt.to_pydatetime(), known, strict=False)
+        ]
         return await self._score(ids, rows, stamps, lang, self._status(known, stamps), request)
 
     async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
@@ -228,8 +270,12 @@ class ChurnWarningService:
 
         self._check_size(len(rows), "rows")
         X = pd.DataFrame([r.features.model_dump() for r in rows], columns=FEATURE_NAMES)
-        stamps = [r.feature_timestamp if r.feature_timestamp is None or r.feature_timestamp.tzinfo
-                  else r.feature_timestamp.replace(tzinfo=dt.timezone.utc) for r in rows]
+        stamps = [
+            r.feature_timestamp
+            if r.feature_timestamp is None or r.feature_timestamp.tzinfo
+            else r.feature_timestamp.replace(tzinfo=dt.UTC)
+            for r in rows
+        ]
         status = self._status(np.ones(len(rows), dtype=bool), stamps)
         return await self._score([r.subscriber_id for r in rows], X, stamps, lang, status, request)
 
@@ -243,7 +289,9 @@ class ChurnWarningService:
     @staticmethod
     def _refuse(err: ApiError, ctx: bentoml.Context) -> JSONResponse:
         ctx.request.state.outcome = err.outcome
-        ctx.response.status_code = err.status  # BentoML sets a ctx-taking API's status from ctx, not the response
+        ctx.response.status_code = (
+            err.status
+        )  # BentoML sets a ctx-taking API's status from ctx, not the response
         return err.response()
 
     # -- the API ------------------------------------------------------------------------------
@@ -251,8 +299,9 @@ class ChurnWarningService:
     @bentoml.api(route="/warn")
     async def warn(
         self,
-        subscriber_ids: list[SubscriberId] = Field(..., description="subscriber ids to score (at most "
-                                                   "serving.max_batch)", min_length=1),
+        subscriber_ids: list[SubscriberId] = Field(
+            ..., description="subscriber ids to score (at most serving.max_batch)", min_length=1
+        ),
         lang: Lang = "en",
         ctx: bentoml.Context = None,
     ) -> list[ChurnWarning]:
@@ -268,7 +317,10 @@ class ChurnWarningService:
 
     @bentoml.api(route="/warn/subscriber")
     async def warn_subscriber(
-        self, subscriber_id: SubscriberId, lang: Lang = "en", ctx: bentoml.Context = None,
+        self,
+        subscriber_id: SubscriberId,
+        lang: Lang = "en",
+        ctx: bentoml.Context = None,
     ) -> ChurnWarning:
         """The warning for one subscriber id, features from the online store.
 
@@ -283,8 +335,9 @@ class ChurnWarningService:
     @bentoml.api(route="/warn/rows")
     async def warn_rows(
         self,
-        rows: list[FeatureRow] = Field(..., description="feature rows to score (at most serving.max_batch)",
-                                       min_length=1),
+        rows: list[FeatureRow] = Field(
+            ..., description="feature rows to score (at most serving.max_batch)", min_length=1
+        ),
         lang: Lang = "en",
         ctx: bentoml.Context = None,
     ) -> list[ChurnWarning]:
@@ -313,7 +366,8 @@ class ChurnWarningService:
 
 
 ChurnWarningService.add_asgi_middleware(
-    RequestMiddleware, api_routes=tuple(m.route for m in ChurnWarningService.apis.values()))
+    RequestMiddleware, api_routes=tuple(m.route for m in ChurnWarningService.apis.values())
+)
 
 # BentoML 1.4 works out a list output's media type by generating its JSON schema on every response
 # (_bentoml_sdk.io_models.IOMixin.mime_type): ~15 ms of a ~20 ms single-subscriber request here

@@ -29,7 +29,9 @@ def test_project_is_apache_2():
 
 def is_gpl(text: str) -> bool:
     """GPL or AGPL named anywhere; the LGPL (Lesser/Library) alone does not count."""
-    text = re.sub(r"LGPL|GNU Library or Lesser General Public License|Lesser General Public", "", text, flags=re.I)
+    text = re.sub(
+        r"LGPL|GNU Library or Lesser General Public License|Lesser General Public", "", text, flags=re.I
+    )
     return bool(re.search(r"GPL|General Public|Affero", text, re.I))
 
 
@@ -45,5 +47,7 @@ def test_no_gpl_or_agpl_dependency():
 def test_the_check_recognises_gpl():
     assert is_gpl("GNU GENERAL PUBLIC LICENSE Version 3") and is_gpl("AGPL-3.0-only")
     assert is_gpl("License :: OSI Approved :: GNU General Public License v2 (GPLv2)")
-    assert not is_gpl("LGPL with exceptions | License :: OSI Approved :: GNU Library or Lesser General Public License (LGPL)")
+    assert not is_gpl(
+        "LGPL with exceptions | License :: OSI Approved :: GNU Library or Lesser General Public License (LGPL)"
+    )
     assert not is_gpl("Apache-2.0")

@@ -25,7 +25,11 @@ def readme_command(marker: str) -> str:
 def newcomer_env() -> dict[str, str]:
     """The environment of a plain shell: no active venv, no uv run state."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "CHURNWARN_", "PYTEST"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("UV_", "VIRTUAL_ENV", "CHURNWARN_", "PYTEST"))
+    }
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     return env
 
@@ -40,8 +44,15 @@ def test_main_command_from_a_fresh_clone(tmp_path):
     clone = tmp_path / "churnwarn"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     cmd = readme_command("main-command")
-    res = subprocess.run(["bash", "-c", cmd], cwd=clone, env=newcomer_env(), capture_output=True, text=True,
-                         timeout=900, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        ["bash", "-c", cmd],
+        cwd=clone,
+        env=newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
     assert "churn warnings by expected loss - model churnwarn v1 (@champion" in out

@@ -18,7 +18,9 @@ def test_record_features_never_see_a_day_or_a_bill_at_or_after_the_snapshot(trai
     day = (pd.Timestamp(t) - work.start).days
     for series in work.series.values():
         series[:, day:] += 3  # every kind of record, on T and after
-    late = work.bills.drop_duplicates("subscriber_id").assign(bill_date=pd.Timestamp(t), charge=9999.0, arrears=500.0)
+    late = work.bills.drop_duplicates("subscriber_id").assign(
+        bill_date=pd.Timestamp(t), charge=9999.0, arrears=500.0
+    )
     work.bills = pd.concat([work.bills, late])
     _, after = work.frame(t)
     pd.testing.assert_frame_equal(before, after)

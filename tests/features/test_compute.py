@@ -4,48 +4,95 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features
-from core.config import load_settings
 
 T = pd.Timestamp("2026-03-01")
 
 
 def _calls(sid, days, seconds, callee="off_net", direction="out", hashes="h"):
-    return pd.DataFrame({"subscriber_id": sid, "callee_class": callee, "callee_hash": hashes,
-                         "start_time": [pd.Timestamp(d) + pd.Timedelta(hours=10) for d in days],
-                         "duration_s": seconds, "direction": direction})
+    return pd.DataFrame(
+        {
+            "subscriber_id": sid,
+            "callee_class": callee,
+            "callee_hash": hashes,
+            "start_time": [pd.Timestamp(d) + pd.Timedelta(hours=10) for d in days],
+            "duration_s": seconds,
+            "direction": direction,
+        }
+    )
 
 
 @pytest.fixture
 def hand_case(tmp_path, make_config, save_tables):
     s = load_settings(make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"]}))
-    subs = pd.DataFrame({
-        "subscriber_id": ["A", "B", "C"],
-        "activation_date": pd.to_datetime(["2025-01-01", "2026-02-01", "2024-01-01"]),
-        "plan": ["postpaid", "prepaid", "prepaid"],
-        "contract_end_date": pd.to_datetime(["2026-03-21", None, None]),
-        "monthly_fee": [100.0, 30.0, 30.0], "vip_tier": "none", "region": "north",
-    })
-    cdr = pd.concat([
-        _calls("A", pd.date_range("2025-12-17", "2026-01-15"), 120, callee="on_net"),  # baseline: 60 days x 2 min,
-        _calls("A", pd.date_range("2026-01-16", "2026-02-14"), 120),                  # half of them off-net
-        _calls("A", pd.date_range("2026-02-15", "2026-02-20"), 60, hashes=list("pqpqpq")),  # recent: 6 days x 1 min
-        _calls("A", ["2026-02-25"], 60, callee="competitor_hotline", hashes="x"),  # 10086
-        pd.DataFrame({"subscriber_id": "A", "callee_class": "on_net", "callee_hash": "h", "direction": "in",
-                      "duration_s": 600, "start_time": [T]}),           # at T: must not count
-        _calls("C", ["2026-01-05"], 60),
-    ], ignore_index=True)
+    subs = pd.DataFrame(
+        {
+            "subscriber_id": ["A", "B", "C"],
+            "activation_date": pd.to_datetime(["2025-01-01", "2026-02-01", "2024-01-01"]),
+            "plan": ["postpaid", "prepaid", "prepaid"],
+            "contract_end_date": pd.to_datetime(["2026-03-21", None, None]),
+            "monthly_fee": [100.0, 30.0, 30.0],
+            "vip_tier": "none",
+            "region": "north",
+        }
+    )
+    cdr = pd.concat(
+        [
+            _calls(
+                "A", pd.date_range("2025-12-17", "2026-01-15"), 120, callee="on_net"
+            ),  # baseline: 60 days x 2 min,
+            _calls("A", pd.date_range("2026-01-16", "2026-02-14"), 120),  # half of them off-net
+            _calls(
+                "A", pd.date_range("2026-02-15", "2026-02-20"), 60, hashes=list("pqpqpq")
+            ),  # recent: 6 days x 1 min
+            _calls("A", ["2026-02-25"], 60, callee="competitor_hotline", hashes="x"),  # 10086
+            pd.DataFrame(
+                {
+                    "subscriber_id": "A",
+                    "callee_class": "on_net",
+                    "callee_hash": "h",
+                    "direction": "in",
+                    "duration_s": 600,
+                    "start_time": [T],
+                }
+            ),  # at T: must not count
+            _calls("C", ["2026-01-05"], 60),
+        ],
+        ignore_index=True,
+    )
     raw = save_tables(s.raw_dir, {"subscribers": subs, "cdr": cdr})
-    pd.DataFrame({"subscriber_id": "A", "bill_month": pd.to_datetime(["2025-12-01", "2026-01-01", "2026-02-01"]),
-                  "bill_date": pd.to_datetime(["2025-12-31", "2026-01-31", "2026-02-28"]),
-                  "charge": [100.0, 100.0, 150.0], "arrears": [0.0, 0.0, 20.0]}).to_parquet(raw / "billing.parquet")
-    pd.DataFrame({"subscriber_id": ["A", "A"], "complaint_time": pd.to_datetime(["2026-01-15 09:00", "2025-11-15 09:00"]),
-                  "category": "network"}).to_parquet(raw / "complaints.parquet")
-    pd.DataFrame({"subscriber_id": ["C", "A"], "event_date": pd.to_datetime(["2026-02-10", "2026-03-20"]),
-                  "event_type": ["port_out", "port_out"]}).to_parquet(raw / "churn_events.parquet")
-    pd.DataFrame({"subscriber_id": ["B", "B"], "recharge_time": pd.to_datetime(["2026-02-10 12:00", "2026-03-01 08:00"]),
-                  "amount": [50.0, 50.0]}).to_parquet(raw / "recharges.parquet")  # the second one is at T
+    pd.DataFrame(
+        {
+            "subscriber_id": "A",
+            "bill_month": pd.to_datetime(["2025-12-01", "2026-01-01", "2026-02-01"]),
+            "bill_date": pd.to_datetime(["2025-12-31", "2026-01-31", "2026-02-28"]),
+            "charge": [100.0, 100.0, 150.0],
+            "arrears": [0.0, 0.0, 20.0],
+        }
+    ).to_parquet(raw / "billing.parquet")
+    pd.DataFrame(
+        {
+            "subscriber_id": ["A", "A"],
+            "complaint_time": pd.to_datetime(["2026-01-15 09:00", "2025-11-15 09:00"]),
+            "category": "network",
+        }
+    ).to_parquet(raw / "complaints.parquet")
+    pd.DataFrame(
+        {
+            "subscriber_id": ["C", "A"],
+            "event_date": pd.to_datetime(["2026-02-10", "2026-03-20"]),
+            "event_type": ["port_out", "port_out"],
+        }
+    ).to_parquet(raw / "churn_events.parquet")
+    pd.DataFrame(
+        {
+            "subscriber_id": ["B", "B"],
+            "recharge_time": pd.to_datetime(["2026-02-10 12:00", "2026-03-01 08:00"]),
+            "amount": [50.0, 50.0],
+        }
+    ).to_parquet(raw / "recharges.parquet")  # the second one is at T
     feats, labels = compute_features(raw, [T.date()], s)
     return feats.set_index("subscriber_id"), labels.set_index("subscriber_id")
 
@@ -54,24 +101,24 @@ def test_hand_computed_values(hand_case):
     feats, labels = hand_case
     assert set(feats.index) == {"A", "B"}  # C churned before T: not active
     a = feats.loc["A"]
-    weekly = [14, 14, 14, 14, 14, 14, 6, 1]        # minutes in the 8 weeks before T, oldest first
+    weekly = [14, 14, 14, 14, 14, 14, 6, 1]  # minutes in the 8 weeks before T, oldest first
     slope = np.polyfit(np.arange(8), weekly, 1)[0]
     expected = {
         "minutes_baseline_per_day": 2.0,
-        "minutes_recent_per_day": 7 / 14,          # 6 x 1 min + the 1-min hotline call
+        "minutes_recent_per_day": 7 / 14,  # 6 x 1 min + the 1-min hotline call
         "minutes_change_pct": -75.0,
         "minutes_diff_per_day": -1.5,
-        "out_minutes_change_pct": -75.0,            # every call of A's is outgoing
-        "in_minutes_change_pct": 0.0,               # no incoming minutes before or after: no change
-        "calls_change_pct": -50.0,                  # 0.5 calls/day vs 1.0
-        "calls_change_pct_7d": 100 * (1 / 7 - 1),   # the hotline call alone in Feb 22-28 vs 1.0 a day
+        "out_minutes_change_pct": -75.0,  # every call of A's is outgoing
+        "in_minutes_change_pct": 0.0,  # no incoming minutes before or after: no change
+        "calls_change_pct": -50.0,  # 0.5 calls/day vs 1.0
+        "calls_change_pct_7d": 100 * (1 / 7 - 1),  # the hotline call alone in Feb 22-28 vs 1.0 a day
         "minutes_trend_pct_8w": 100 * slope / (sum(weekly) / 8),
-        "contacts_recent": 3.0,                     # p, q and the hotline
-        "contacts_change_pct": 200.0,               # 3 vs. 1 (h) in the 14 days before
-        "zero_call_days_7d": 6.0,                   # Feb 22-28: only Feb 25
-        "zero_call_days_30d": 7.0,                  # 30 days from Jan 30: 23 with calls
-        "longest_zero_streak_30d": 4.0,             # Feb 21-24
-        "days_since_last_call": 4.0,                # Feb 25
+        "contacts_recent": 3.0,  # p, q and the hotline
+        "contacts_change_pct": 200.0,  # 3 vs. 1 (h) in the 14 days before
+        "zero_call_days_7d": 6.0,  # Feb 22-28: only Feb 25
+        "zero_call_days_30d": 7.0,  # 30 days from Jan 30: 23 with calls
+        "longest_zero_streak_30d": 4.0,  # Feb 21-24
+        "days_since_last_call": 4.0,  # Feb 25
         "competitor_hotline_calls_7d": 1.0,
         "competitor_hotline_calls_30d": 1.0,
         "competitor_hotline_calls_90d": 1.0,
@@ -79,36 +126,49 @@ def test_hand_computed_values(hand_case):
         "own_hotline_calls_7d": 0.0,
         "own_hotline_calls_30d": 0.0,
         "own_hotline_calls_90d": 0.0,
-        "days_since_own_hotline": 90.0,             # none
+        "days_since_own_hotline": 90.0,  # none
         "complaints_7d": 0.0,
-        "complaints_30d": 0.0,                      # Jan 15 is 45 days back
-        "complaints_90d": 1.0,                      # the November one is older than 90 days
+        "complaints_30d": 0.0,  # Jan 15 is 45 days back
+        "complaints_90d": 1.0,  # the November one is older than 90 days
         "days_to_contract_end": 20.0,
-        "days_since_contract_end": 365.0,           # not ended yet
-        "in_renewal_window": 1.0,                   # 20 <= 60 days
+        "days_since_contract_end": 365.0,  # not ended yet
+        "in_renewal_window": 1.0,  # 20 <= 60 days
         "tenure_days": 424.0,
         "is_postpaid": 1.0,
         "tariff_fee": 100.0,
         "monthly_charge": 150.0,
         "arpu_3m": 350 / 3,
-        "arpu_tier": 2.0,                           # reaches 50 and 100, not 200
+        "arpu_tier": 2.0,  # reaches 50 and 100, not 200
         "bill_change_pct": 50.0,
         "arrears": 20.0,
-        "days_since_recharge": 0.0,                 # postpaid
-        "offnet_share_recent": 100.0,               # the recent mobile calls are all off-net
-        "offnet_share_change": 50.0,                # vs. half of them in the baseline
+        "days_since_recharge": 0.0,  # postpaid
+        "offnet_share_recent": 100.0,  # the recent mobile calls are all off-net
+        "offnet_share_change": 50.0,  # vs. half of them in the baseline
     }
     assert set(expected) == set(FEATURE_NAMES)
     for name, value in expected.items():
         assert a[name] == pytest.approx(value), name
     b = feats.loc["B"]
     assert (b["zero_call_days_7d"], b["zero_call_days_30d"], b["longest_zero_streak_30d"]) == (7, 30, 30)
-    assert (b["days_since_last_call"], b["days_since_competitor_hotline"]) == (90, 90)  # capped at the lookback
-    assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (365, 0, 28, 0)
-    assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (30, 0, 0, 0)
-    assert b["days_since_contract_end"] == 365      # prepaid: no contract
+    assert (b["days_since_last_call"], b["days_since_competitor_hotline"]) == (
+        90,
+        90,
+    )  # capped at the lookback
+    assert (b["days_to_contract_end"], b["in_renewal_window"], b["tenure_days"], b["monthly_charge"]) == (
+        365,
+        0,
+        28,
+        0,
+    )
+    assert (b["tariff_fee"], b["arpu_tier"], b["offnet_share_recent"], b["contacts_change_pct"]) == (
+        30,
+        0,
+        0,
+        0,
+    )
+    assert b["days_since_contract_end"] == 365  # prepaid: no contract
     assert (b["days_since_own_hotline"], b["calls_change_pct_7d"]) == (90, 0)
-    assert b["days_since_recharge"] == 19           # Feb 10; the top-up at T does not count yet
+    assert b["days_since_recharge"] == 19  # Feb 10; the top-up at T does not count yet
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
 
 
@@ -116,45 +176,74 @@ def test_hand_computed_values(hand_case):
 def service_call_and_fee_case(tmp_path, make_config, save_tables):
     """Own-hotline recency, calls in the last 7 days and the bill against the fee, at their edges."""
     s = load_settings(make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"]}))
-    subs = pd.DataFrame({
-        "subscriber_id": ["D", "E", "F"],
-        "activation_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-06-01"]),
-        "plan": ["postpaid", "prepaid", "prepaid"],
-        "contract_end_date": pd.to_datetime([None, None, None]),
-        "monthly_fee": [50.0, 30.0, 0.0], "vip_tier": "none", "region": "north",
-    })
-    cdr = pd.concat([
-        _calls("D", pd.date_range("2026-01-01", "2026-01-30"), 60),           # baseline: 30 calls in 60 days
-        _calls("D", ["2026-02-21"], 60, callee="own_service"),               # 10000 on T-8: outside the 7 days
-        _calls("D", ["2026-02-22", "2026-02-26"], 60),                      # T-7 (first day of the 7) and T-3
-        _calls("D", [T.date()], 60, callee="own_service"),                   # at T: not seen
-        _calls("E", ["2025-11-30"], 60, callee="own_service"),               # T-91: before the 90-day lookback
-        _calls("E", ["2026-02-27"], 60, callee="own_service", direction="in"),  # 10000 calling E: not E's call
-        _calls("E", ["2026-02-25"], 60),
-        _calls("E", [T.date()], 60, callee="own_service"),                   # on T: not seen
-    ], ignore_index=True)
-    billing = pd.DataFrame({"subscriber_id": ["D", "D", "D", "D", "E", "F"],
-                            "bill_date": pd.to_datetime(["2026-01-31", "2026-02-28", "2026-03-01", "2026-03-31",
-                                                         "2026-03-01", "2026-02-28"]),  # dated T or later: not issued yet
-                            "charge": [65.0, 35.0, 500.0, 900.0, 80.0, 12.0], "arrears": 0.0})
+    subs = pd.DataFrame(
+        {
+            "subscriber_id": ["D", "E", "F"],
+            "activation_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-06-01"]),
+            "plan": ["postpaid", "prepaid", "prepaid"],
+            "contract_end_date": pd.to_datetime([None, None, None]),
+            "monthly_fee": [50.0, 30.0, 0.0],
+            "vip_tier": "none",
+            "region": "north",
+        }
+    )
+    cdr = pd.concat(
+        [
+            _calls("D", pd.date_range("2026-01-01", "2026-01-30"), 60),  # baseline: 30 calls in 60 days
+            _calls("D", ["2026-02-21"], 60, callee="own_service"),  # 10000 on T-8: outside the 7 days
+            _calls("D", ["2026-02-22", "2026-02-26"], 60),  # T-7 (first day of the 7) and T-3
+            _calls("D", [T.date()], 60, callee="own_service"),  # at T: not seen
+            _calls("E", ["2025-11-30"], 60, callee="own_service"),  # T-91: before the 90-day lookback
+            _calls(
+                "E", ["2026-02-27"], 60, callee="own_service", direction="in"
+            ),  # 10000 calling E: not E's call
+            _calls("E", ["2026-02-25"], 60),
+            _calls("E", [T.date()], 60, callee="own_service"),  # on T: not seen
+        ],
+        ignore_index=True,
+    )
+    billing = pd.DataFrame(
+        {
+            "subscriber_id": ["D", "D", "D", "D", "E", "F"],
+            "bill_date": pd.to_datetime(
+                ["2026-01-31", "2026-02-28", "2026-03-01", "2026-03-31", "2026-03-01", "2026-02-28"]
+            ),  # dated T or later: not issued yet
+            "charge": [65.0, 35.0, 500.0, 900.0, 80.0, 12.0],
+            "arrears": 0.0,
+        }
+    )
     billing.insert(1, "bill_month", billing["bill_date"].dt.to_period("M").dt.to_timestamp())
     none = pd.Series([], dtype="string")
-    raw = save_tables(s.raw_dir, {
-        "subscribers": subs, "cdr": cdr, "billing": billing,
-        "complaints": pd.DataFrame({"subscriber_id": none, "complaint_time": pd.to_datetime([]), "category": none}),
-        "churn_events": pd.DataFrame({"subscriber_id": none, "event_date": pd.to_datetime([]), "event_type": none}),
-        "recharges": pd.DataFrame({"subscriber_id": none, "recharge_time": pd.to_datetime([]),
-                                   "amount": pd.Series([], dtype="float64")}),
-    })
+    raw = save_tables(
+        s.raw_dir,
+        {
+            "subscribers": subs,
+            "cdr": cdr,
+            "billing": billing,
+            "complaints": pd.DataFrame(
+                {"subscriber_id": none, "complaint_time": pd.to_datetime([]), "category": none}
+            ),
+            "churn_events": pd.DataFrame(
+                {"subscriber_id": none, "event_date": pd.to_datetime([]), "event_type": none}
+            ),
+            "recharges": pd.DataFrame(
+                {
+                    "subscriber_id": none,
+                    "recharge_time": pd.to_datetime([]),
+                    "amount": pd.Series([], dtype="float64"),
+                }
+            ),
+        },
+    )
     feats, _ = compute_features(raw, [T.date()], s)
     return feats.set_index("subscriber_id")
 
 
 def test_days_since_own_hotline(service_call_and_fee_case):
     f = service_call_and_fee_case
-    assert f.loc["D", "days_since_own_hotline"] == 8    # Feb 21; the call at T is not seen yet
-    assert f.loc["E", "days_since_own_hotline"] == 90   # only T-91 (outside the lookback), incoming, and on T
-    assert f.loc["F", "days_since_own_hotline"] == 90   # no call at all
+    assert f.loc["D", "days_since_own_hotline"] == 8  # Feb 21; the call at T is not seen yet
+    assert f.loc["E", "days_since_own_hotline"] == 90  # only T-91 (outside the lookback), incoming, and on T
+    assert f.loc["F", "days_since_own_hotline"] == 90  # no call at all
     assert (f.loc["D", "own_hotline_calls_7d"], f.loc["D", "own_hotline_calls_30d"]) == (0, 1)
 
 
@@ -162,13 +251,13 @@ def test_calls_change_pct_7d(service_call_and_fee_case):
     f = service_call_and_fee_case
     # D: 2 calls in Feb 22-28 (the 10000 call on Feb 21 is in neither window) vs 30 in the 60 baseline days
     assert f.loc["D", "calls_change_pct_7d"] == pytest.approx(100 * (2 / 7 - 0.5) / 0.5)  # -42.9
-    assert f.loc["D", "calls_change_pct"] == pytest.approx(100 * (3 / 14 - 0.5) / 0.5)    # the 14-day view
+    assert f.loc["D", "calls_change_pct"] == pytest.approx(100 * (3 / 14 - 0.5) / 0.5)  # the 14-day view
     # E: zero-call baseline: the change is taken against the floor of 0.1 calls a day, never infinite
-    assert f.loc["E", "calls_change_pct_7d"] == pytest.approx(100 * (2 / 7) / 0.1)        # 285.7
-    assert f.loc["F", "calls_change_pct_7d"] == 0                                          # nothing either side
+    assert f.loc["E", "calls_change_pct_7d"] == pytest.approx(100 * (2 / 7) / 0.1)  # 285.7
+    assert f.loc["F", "calls_change_pct_7d"] == 0  # nothing either side
 
 
 def test_bills_dated_at_or_after_t_are_not_used(service_call_and_fee_case):
     f = service_call_and_fee_case
-    assert f.loc["D", "monthly_charge"] == 35                     # Feb 28; the bills of T and later unused
-    assert f.loc["E", "monthly_charge"] == 0                      # its only bill is dated T: no bill yet
+    assert f.loc["D", "monthly_charge"] == 35  # Feb 28; the bills of T and later unused
+    assert f.loc["E", "monthly_charge"] == 0  # its only bill is dated T: no bill yet

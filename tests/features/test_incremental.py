@@ -41,7 +41,10 @@ def _row_hashes(df: pd.DataFrame) -> list[int]:
 
 
 def _files(settings) -> dict:
-    return {p.name: p.read_bytes() for p in (settings.feature_table, settings.label_table, manifest_path(settings))}
+    return {
+        p.name: p.read_bytes()
+        for p in (settings.feature_table, settings.label_table, manifest_path(settings))
+    }
 
 
 def _stderr(result) -> str:
@@ -70,8 +73,13 @@ def test_a_new_snapshot_is_computed_alone_appended_and_served(trained, copy_trai
 
     assert f"features: 1 new snapshot {NEW}, 4 kept" in caplog.text
     m = json.loads(manifest_path(s).read_text())
-    assert m["build"] == {"mode": "incremental", "reason": "same data and definitions", "computed": [str(NEW)],
-                          "kept": _snapshots(trained), "dropped": []}
+    assert m["build"] == {
+        "mode": "incremental",
+        "reason": "same data and definitions",
+        "computed": [str(NEW)],
+        "kept": _snapshots(trained),
+        "dropped": [],
+    }
     assert summary["computed"] == 1 and summary["kept"] == 4 and summary["materialised"] == "incremental"
     assert m["snapshots"][str(NEW)]["labels_complete"] is False  # the horizon runs past the data: as before
     assert m["snapshots"][_snapshots(trained)[0]]["labels_complete"] is True
@@ -93,9 +101,11 @@ def test_a_new_snapshot_is_computed_alone_appended_and_served(trained, copy_trai
     intervals = _intervals(s)
     assert intervals[:-1] == intervals_before
     assert intervals[-1][0] == intervals_before[-1][1]
-    assert intervals[-1][1] == dt.datetime(2026, 7, 1, 0, 0, 1, tzinfo=dt.timezone.utc)
+    assert intervals[-1][1] == dt.datetime(2026, 7, 1, 0, 0, 1, tzinfo=dt.UTC)
     newest = feats[feats["event_timestamp"] == pd.Timestamp(NEW, tz="UTC")].set_index("subscriber_id")
-    before = old_feats[old_feats["event_timestamp"] == old_feats["event_timestamp"].max()].set_index("subscriber_id")
+    before = old_feats[old_feats["event_timestamp"] == old_feats["event_timestamp"].max()].set_index(
+        "subscriber_id"
+    )
     both = newest.index.intersection(before.index)
     a, b = newest.loc[both, FEATURE_NAMES].to_numpy(float), before.loc[both, FEATURE_NAMES].to_numpy(float)
     moved = both[~np.isclose(a, b).all(axis=1)].tolist()  # subscribers whose values changed since June
@@ -119,7 +129,9 @@ def test_changed_ingested_data_forces_a_full_rebuild(copy_trained, caplog):
     # one churner of the first snapshot's label window no longer churns in the ingested data
     first = s.features.snapshots[0]
     ts = pd.Timestamp(first, tz="UTC")
-    gone = old_labels.loc[(old_labels["event_timestamp"] == ts) & (old_labels["churned"] == 1), "subscriber_id"].iloc[0]
+    gone = old_labels.loc[
+        (old_labels["event_timestamp"] == ts) & (old_labels["churned"] == 1), "subscriber_id"
+    ].iloc[0]
     events = pd.read_parquet(s.raw_dir / "churn_events.parquet")
     events[events["subscriber_id"] != gone].to_parquet(s.raw_dir / "churn_events.parquet", index=False)
 
@@ -134,7 +146,9 @@ def test_changed_ingested_data_forces_a_full_rebuild(copy_trained, caplog):
     was = old_labels[(old_labels["subscriber_id"] == gone) & (old_labels["event_timestamp"] == ts)]["churned"]
     now = labels[(labels["subscriber_id"] == gone) & (labels["event_timestamp"] == ts)]["churned"]
     assert was.tolist() == [1] and now.tolist() == [0]  # an old snapshot's label was recomputed
-    pd.testing.assert_frame_equal(labels, compute_features(s.raw_dir, s.features.snapshots, s)[1], check_exact=True)
+    pd.testing.assert_frame_equal(
+        labels, compute_features(s.raw_dir, s.features.snapshots, s)[1], check_exact=True
+    )
 
 
 def test_changed_definitions_or_a_dropped_snapshot(copy_trained, caplog):
@@ -183,20 +197,26 @@ def test_freshness_right_after_a_build(trained):
     assert report["latest_snapshot"] == str(latest) and report["age_days"] == 3
     assert report["online_sample"]["found"] == report["online_sample"]["at_table_latest"] > 0
 
-    result = CliRunner().invoke(app, ["freshness", "--config", str(trained.config_path),
-                                      "--as-of", str(latest + dt.timedelta(days=3))])
+    result = CliRunner().invoke(
+        app,
+        ["freshness", "--config", str(trained.config_path), "--as-of", str(latest + dt.timedelta(days=3))],
+    )
     assert result.exit_code == 0, result.output
     assert "fresh" in result.stdout and f"latest snapshot     {latest}" in result.stdout
 
 
 def test_freshness_is_stale_far_in_the_future(trained):
-    result = CliRunner().invoke(app, ["freshness", "--config", str(trained.config_path), "--as-of", "2027-06-01"])
+    result = CliRunner().invoke(
+        app, ["freshness", "--config", str(trained.config_path), "--as-of", "2027-06-01"]
+    )
     assert result.exit_code == 1, result.output
     assert "stale" in result.stdout
     latest = trained.features.snapshots[-1]
     age = (dt.date(2027, 6, 1) - latest).days
-    assert f"features are stale: the online store's newest snapshot {latest} is {age} days old on 2027-06-01 " \
-           "(bound features.max_staleness_days = 35)" in _stderr(result)
+    assert (
+        f"features are stale: the online store's newest snapshot {latest} is {age} days old on 2027-06-01 "
+        "(bound features.max_staleness_days = 35)" in _stderr(result)
+    )
 
 
 def test_freshness_when_never_materialised(make_config, tmp_path):

@@ -29,16 +29,32 @@ def _rewrite_future(tables, rng):
     cdr.loc[future, "duration_s"] = rng.integers(0, 5000, future.sum())
     cdr.loc[future, "callee_class"] = "competitor_hotline"
     ids = t["subscribers"]["subscriber_id"].sample(200, random_state=1).to_numpy()
-    extra = pd.DataFrame({"subscriber_id": ids, "callee_class": "competitor_hotline", "callee_hash": "x",
-                          "direction": "out", "duration_s": 300,
-                          "start_time": T + pd.to_timedelta(rng.integers(0, 30 * 86400, len(ids)), unit="s")})
+    extra = pd.DataFrame(
+        {
+            "subscriber_id": ids,
+            "callee_class": "competitor_hotline",
+            "callee_hash": "x",
+            "direction": "out",
+            "duration_s": 300,
+            "start_time": T + pd.to_timedelta(rng.integers(0, 30 * 86400, len(ids)), unit="s"),
+        }
+    )
     t["cdr"] = pd.concat([cdr, extra.assign(start_time=T), extra], ignore_index=True)  # also exactly at T
-    t["complaints"] = pd.concat([t["complaints"], pd.DataFrame(
-        {"subscriber_id": ids, "complaint_time": T, "category": "billing"})], ignore_index=True)
+    t["complaints"] = pd.concat(
+        [t["complaints"], pd.DataFrame({"subscriber_id": ids, "complaint_time": T, "category": "billing"})],
+        ignore_index=True,
+    )
     b = t["billing"]
     b.loc[b["bill_date"] >= T, ["charge", "arrears"]] = [999.0, 500.0]
-    t["churn_events"] = pd.concat([t["churn_events"], pd.DataFrame(
-        {"subscriber_id": ids, "event_date": T + pd.Timedelta(days=3), "event_type": "port_out"})], ignore_index=True)
+    t["churn_events"] = pd.concat(
+        [
+            t["churn_events"],
+            pd.DataFrame(
+                {"subscriber_id": ids, "event_date": T + pd.Timedelta(days=3), "event_type": "port_out"}
+            ),
+        ],
+        ignore_index=True,
+    )
     return t
 
 
@@ -55,10 +71,25 @@ def test_the_check_would_catch_a_leak(raw):
     before = _features(settings, tables, tmp / "orig", save)
     t = {k: v.copy() for k, v in tables.items()}
     sid = t["subscribers"]["subscriber_id"].iloc[0]
-    t["cdr"] = pd.concat([t["cdr"], pd.DataFrame({"subscriber_id": [sid], "callee_class": ["competitor_hotline"],
-                                                  "callee_hash": ["x"], "direction": ["out"], "duration_s": [60],
-                                                  "start_time": [T - pd.Timedelta(seconds=1)]})])
+    t["cdr"] = pd.concat(
+        [
+            t["cdr"],
+            pd.DataFrame(
+                {
+                    "subscriber_id": [sid],
+                    "callee_class": ["competitor_hotline"],
+                    "callee_hash": ["x"],
+                    "direction": ["out"],
+                    "duration_s": [60],
+                    "start_time": [T - pd.Timedelta(seconds=1)],
+                }
+            ),
+        ]
+    )
     after = _features(settings, t, tmp / "past", save)
     changed = (before[FEATURE_NAMES] != after[FEATURE_NAMES]).any(axis=1)
     assert before.loc[changed, "subscriber_id"].tolist() == [sid]
-    assert after.loc[changed, "competitor_hotline_calls_30d"].item() == before.loc[changed, "competitor_hotline_calls_30d"].item() + 1
+    assert (
+        after.loc[changed, "competitor_hotline_calls_30d"].item()
+        == before.loc[changed, "competitor_hotline_calls_30d"].item() + 1
+    )

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from features.compute import compute_features
 from core.config import DEFAULT_CONFIG, load_settings
+from features.compute import compute_features
 
 T = pd.Timestamp("2026-04-01")
 DAY = 86_400  # seconds
@@ -38,10 +38,20 @@ DAY = 86_400  # seconds
 # change one event on an otherwise empty day of the window makes). Call windows longer than the
 # config's lookback (recent_days + baseline_days = 74) cannot pass: the SQL reads no older call.
 WINDOWED = [
-    *[(f"competitor_hotline_calls_{n}d", "cdr", {"callee_class": "competitor_hotline", "direction": "out"}, n, +1)
-      for n in (7, 30, 90)],
-    *[(f"own_hotline_calls_{n}d", "cdr", {"callee_class": "own_service", "direction": "out"}, n, +1)
-      for n in (7, 30, 90)],
+    *[
+        (
+            f"competitor_hotline_calls_{n}d",
+            "cdr",
+            {"callee_class": "competitor_hotline", "direction": "out"},
+            n,
+            +1,
+        )
+        for n in (7, 30, 90)
+    ],
+    *[
+        (f"own_hotline_calls_{n}d", "cdr", {"callee_class": "own_service", "direction": "out"}, n, +1)
+        for n in (7, 30, 90)
+    ],
     *[(f"complaints_{n}d", "complaints", {}, n, +1) for n in (7, 30, 90)],
     ("zero_call_days_7d", "cdr", {}, 7, -1),  # any call, in or out, of any class
     ("zero_call_days_30d", "cdr", {}, 30, -1),
@@ -65,23 +75,48 @@ CALLEE_CLASSES = ["competitor_hotline", "own_service", "on_net", "off_net", "lan
 MONTH_ENDS = list(pd.date_range("2025-10-31", "2026-06-30", freq="ME"))  # bills are dated on these
 MAX_SUBS, MAX_CALLS, MAX_COMPLAINTS = 5, 60, 10
 SCHEMA = {
-    "subscribers": {"subscriber_id": "string", "activation_date": "datetime64[ns]", "plan": "string",
-                    "contract_end_date": "datetime64[ns]", "monthly_fee": "float64", "vip_tier": "string",
-                    "region": "string"},
-    "cdr": {"subscriber_id": "string", "callee_class": "string", "callee_hash": "string",
-            "start_time": "datetime64[ns]", "duration_s": "int32", "direction": "string"},
+    "subscribers": {
+        "subscriber_id": "string",
+        "activation_date": "datetime64[ns]",
+        "plan": "string",
+        "contract_end_date": "datetime64[ns]",
+        "monthly_fee": "float64",
+        "vip_tier": "string",
+        "region": "string",
+    },
+    "cdr": {
+        "subscriber_id": "string",
+        "callee_class": "string",
+        "callee_hash": "string",
+        "start_time": "datetime64[ns]",
+        "duration_s": "int32",
+        "direction": "string",
+    },
     "complaints": {"subscriber_id": "string", "complaint_time": "datetime64[ns]", "category": "string"},
-    "billing": {"subscriber_id": "string", "bill_month": "datetime64[ns]", "bill_date": "datetime64[ns]",
-                "charge": "float64", "arrears": "float64"},
+    "billing": {
+        "subscriber_id": "string",
+        "bill_month": "datetime64[ns]",
+        "bill_date": "datetime64[ns]",
+        "charge": "float64",
+        "arrears": "float64",
+    },
     "churn_events": {"subscriber_id": "string", "event_date": "datetime64[ns]", "event_type": "string"},
     "recharges": {"subscriber_id": "string", "recharge_time": "datetime64[ns]", "amount": "float64"},
 }
-TIME_COLUMN = {"cdr": "start_time", "complaints": "complaint_time", "billing": "bill_date",
-               "churn_events": "event_date", "subscribers": "activation_date", "recharges": "recharge_time"}
+TIME_COLUMN = {
+    "cdr": "start_time",
+    "complaints": "complaint_time",
+    "billing": "bill_date",
+    "churn_events": "event_date",
+    "subscribers": "activation_date",
+    "recharges": "recharge_time",
+}
 DATE_ONLY = {"billing", "churn_events", "subscribers"}  # day-stamped tables: times are whole days
 
 
-CFG = load_settings(DEFAULT_CONFIG)  # the shipped windows; its lookback (recent + baseline) bounds call windows
+CFG = load_settings(
+    DEFAULT_CONFIG
+)  # the shipped windows; its lookback (recent + baseline) bounds call windows
 
 
 class World(dict):
@@ -97,8 +132,14 @@ def _table(name: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def _concat(*worlds: dict) -> World:
-    return World({name: pd.concat([w[name] for w in worlds if name in w] or [_table(name, [])],
-                                  ignore_index=True).astype(SCHEMA[name]) for name in SCHEMA})
+    return World(
+        {
+            name: pd.concat(
+                [w[name] for w in worlds if name in w] or [_table(name, [])], ignore_index=True
+            ).astype(SCHEMA[name])
+            for name in SCHEMA
+        }
+    )
 
 
 def _features(world: dict, save_tables) -> pd.DataFrame:
@@ -113,13 +154,17 @@ def _assert_same_rows(before: pd.DataFrame, after: pd.DataFrame) -> None:
     assert list(b.index) == list(a.index), f"rows at T changed: {list(b.index)} -> {list(a.index)}"
     # the tolerance assert_frame_equal uses for floats
     same = np.isclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-5, atol=1e-8, equal_nan=True)
-    moved = [f"{sid}.{col}: {b.at[sid, col]} -> {a.at[sid, col]}" for (i, j) in zip(*np.nonzero(~same))
-             for sid, col in [(b.index[i], b.columns[j])]]
+    moved = [
+        f"{sid}.{col}: {b.at[sid, col]} -> {a.at[sid, col]}"
+        for (i, j) in zip(*np.nonzero(~same), strict=False)
+        for sid, col in [(b.index[i], b.columns[j])]
+    ]
     assert not moved, "features at T changed: " + "; ".join(moved)
     pd.testing.assert_frame_equal(before, after)
 
 
 # --- strategies ------------------------------------------------------------------------------
+
 
 def _seconds_before_T():
     """1 s .. 120 days before T, with T-1 s and midnights (day edges) drawn on purpose."""
@@ -141,26 +186,53 @@ def _at(offset_s: int) -> pd.Timestamp:
 
 
 def _call(sid, when, callee_class, callee_hash, duration, direction) -> dict:
-    return {"subscriber_id": sid, "callee_class": callee_class, "callee_hash": callee_hash,
-            "start_time": when, "duration_s": duration, "direction": direction}
+    return {
+        "subscriber_id": sid,
+        "callee_class": callee_class,
+        "callee_hash": callee_hash,
+        "start_time": when,
+        "duration_s": duration,
+        "direction": direction,
+    }
 
 
 def _calls(sids, offsets):
-    return st.lists(st.builds(_call, st.sampled_from(sids), offsets.map(_at), st.sampled_from(CALLEE_CLASSES),
-                              st.sampled_from(["h0", "h1", "h2", "h3"]), st.integers(0, 3600),
-                              st.sampled_from(["in", "out"])), max_size=MAX_CALLS)
+    return st.lists(
+        st.builds(
+            _call,
+            st.sampled_from(sids),
+            offsets.map(_at),
+            st.sampled_from(CALLEE_CLASSES),
+            st.sampled_from(["h0", "h1", "h2", "h3"]),
+            st.integers(0, 3600),
+            st.sampled_from(["in", "out"]),
+        ),
+        max_size=MAX_CALLS,
+    )
 
 
 def _complaints(sids, offsets, max_size=MAX_COMPLAINTS):
-    return st.lists(st.builds(lambda sid, when, cat: {"subscriber_id": sid, "complaint_time": when, "category": cat},
-                              st.sampled_from(sids), offsets.map(_at), st.sampled_from(CATEGORIES)),
-                    max_size=max_size)
+    return st.lists(
+        st.builds(
+            lambda sid, when, cat: {"subscriber_id": sid, "complaint_time": when, "category": cat},
+            st.sampled_from(sids),
+            offsets.map(_at),
+            st.sampled_from(CATEGORIES),
+        ),
+        max_size=max_size,
+    )
 
 
 def _recharges(sids, offsets, max_size=MAX_COMPLAINTS):
-    return st.lists(st.builds(lambda sid, when, amount: {"subscriber_id": sid, "recharge_time": when, "amount": amount},
-                              st.sampled_from(sids), offsets.map(_at), st.sampled_from([10.0, 30.0, 50.0])),
-                    max_size=max_size)
+    return st.lists(
+        st.builds(
+            lambda sid, when, amount: {"subscriber_id": sid, "recharge_time": when, "amount": amount},
+            st.sampled_from(sids),
+            offsets.map(_at),
+            st.sampled_from([10.0, 30.0, 50.0]),
+        ),
+        max_size=max_size,
+    )
 
 
 def _money():
@@ -168,8 +240,13 @@ def _money():
 
 
 def _bill(sid, bill_date, charge, arrears) -> dict:
-    return {"subscriber_id": sid, "bill_month": bill_date.replace(day=1), "bill_date": bill_date,
-            "charge": charge, "arrears": arrears}
+    return {
+        "subscriber_id": sid,
+        "bill_month": bill_date.replace(day=1),
+        "bill_date": bill_date,
+        "charge": charge,
+        "arrears": arrears,
+    }
 
 
 @st.composite
@@ -186,21 +263,39 @@ def worlds(draw) -> dict:
         plan = ("prepaid", "postpaid")[i] if i < 2 else draw(st.sampled_from(["prepaid", "postpaid"]))
         activation = T + pd.Timedelta(days=draw(st.integers(-800, -1 if i == 0 else 30)))
         contract_end = T + pd.Timedelta(days=draw(st.integers(-60, 500))) if plan == "postpaid" else pd.NaT
-        subs.append({"subscriber_id": sid, "activation_date": activation, "plan": plan,
-                     "contract_end_date": contract_end, "monthly_fee": 50.0, "vip_tier": "none", "region": "north"})
+        subs.append(
+            {
+                "subscriber_id": sid,
+                "activation_date": activation,
+                "plan": plan,
+                "contract_end_date": contract_end,
+                "monthly_fee": 50.0,
+                "vip_tier": "none",
+                "region": "north",
+            }
+        )
         for month_end in draw(st.sets(st.sampled_from(MONTH_ENDS), max_size=len(MONTH_ENDS))):
             bills.append(_bill(sid, month_end, draw(_money()), draw(_money())))
         churn_day = draw(st.none() | st.integers(0 if i == 0 else -60, 60))
         if churn_day is not None:
-            churn.append({"subscriber_id": sid, "event_date": T + pd.Timedelta(days=churn_day),
-                          "event_type": "port_out"})
+            churn.append(
+                {
+                    "subscriber_id": sid,
+                    "event_date": T + pd.Timedelta(days=churn_day),
+                    "event_type": "port_out",
+                }
+            )
     any_time = st.one_of(_seconds_before_T().map(lambda s: -s), _seconds_from_T())
-    return World({"subscribers": _table("subscribers", subs),
-                  "cdr": _table("cdr", draw(_calls(sids, any_time))),
-                  "complaints": _table("complaints", draw(_complaints(sids, any_time))),
-                  "billing": _table("billing", bills),
-                  "churn_events": _table("churn_events", churn),
-                  "recharges": _table("recharges", draw(_recharges(sids, any_time)))})
+    return World(
+        {
+            "subscribers": _table("subscribers", subs),
+            "cdr": _table("cdr", draw(_calls(sids, any_time))),
+            "complaints": _table("complaints", draw(_complaints(sids, any_time))),
+            "billing": _table("billing", bills),
+            "churn_events": _table("churn_events", churn),
+            "recharges": _table("recharges", draw(_recharges(sids, any_time))),
+        }
+    )
 
 
 @st.composite
@@ -208,21 +303,54 @@ def later_events(draw, sids: list[str]) -> dict:
     """Events stamped at or after T, for known subscribers and for new ones activated on T or later."""
     new = [f"N{i}" for i in range(draw(st.integers(0, 2)))]
     everyone = sids + new
-    subs = [{"subscriber_id": sid, "activation_date": T + pd.Timedelta(days=draw(_days_from_T(30))),
-             "plan": draw(st.sampled_from(["prepaid", "postpaid"])), "contract_end_date": pd.NaT,
-             "monthly_fee": 50.0, "vip_tier": "none", "region": "north"} for sid in new]
-    bills = draw(st.lists(st.builds(_bill, st.sampled_from(everyone),
-                                    _days_from_T(90).map(lambda d: T + pd.Timedelta(days=d)), _money(), _money()),
-                          max_size=5))
-    churn = draw(st.lists(st.builds(lambda sid, d: {"subscriber_id": sid, "event_date": T + pd.Timedelta(days=d),
-                                                    "event_type": "port_out"},
-                                    st.sampled_from(everyone), _days_from_T(60)), max_size=3))
-    return World({"subscribers": _table("subscribers", subs),
-                  "cdr": _table("cdr", draw(_calls(everyone, _seconds_from_T()).map(lambda c: c[:20]))),
-                  "complaints": _table("complaints", draw(_complaints(everyone, _seconds_from_T(), max_size=5))),
-                  "billing": _table("billing", bills),
-                  "churn_events": _table("churn_events", churn),
-                  "recharges": _table("recharges", draw(_recharges(everyone, _seconds_from_T(), max_size=5)))})
+    subs = [
+        {
+            "subscriber_id": sid,
+            "activation_date": T + pd.Timedelta(days=draw(_days_from_T(30))),
+            "plan": draw(st.sampled_from(["prepaid", "postpaid"])),
+            "contract_end_date": pd.NaT,
+            "monthly_fee": 50.0,
+            "vip_tier": "none",
+            "region": "north",
+        }
+        for sid in new
+    ]
+    bills = draw(
+        st.lists(
+            st.builds(
+                _bill,
+                st.sampled_from(everyone),
+                _days_from_T(90).map(lambda d: T + pd.Timedelta(days=d)),
+                _money(),
+                _money(),
+            ),
+            max_size=5,
+        )
+    )
+    churn = draw(
+        st.lists(
+            st.builds(
+                lambda sid, d: {
+                    "subscriber_id": sid,
+                    "event_date": T + pd.Timedelta(days=d),
+                    "event_type": "port_out",
+                },
+                st.sampled_from(everyone),
+                _days_from_T(60),
+            ),
+            max_size=3,
+        )
+    )
+    return World(
+        {
+            "subscribers": _table("subscribers", subs),
+            "cdr": _table("cdr", draw(_calls(everyone, _seconds_from_T()).map(lambda c: c[:20]))),
+            "complaints": _table("complaints", draw(_complaints(everyone, _seconds_from_T(), max_size=5))),
+            "billing": _table("billing", bills),
+            "churn_events": _table("churn_events", churn),
+            "recharges": _table("recharges", draw(_recharges(everyone, _seconds_from_T(), max_size=5))),
+        }
+    )
 
 
 @st.composite
@@ -232,6 +360,7 @@ def world_and_later_events(draw):
 
 
 # --- A: adding later events -------------------------------------------------------------------
+
 
 @PROPERTY
 @given(case=world_and_later_events())
@@ -243,6 +372,7 @@ def test_events_at_or_after_T_change_no_feature(case, save_tables):
 
 
 # --- B: moving later events -------------------------------------------------------------------
+
 
 @PROPERTY
 @given(world=worlds(), data=st.data())
@@ -268,15 +398,24 @@ def test_moving_events_within_the_future_changes_no_feature(world, data, save_ta
 
 # --- C: windows include exactly the days they claim -------------------------------------------
 
+
 def _event(table: str, sid: str, when: pd.Timestamp, attrs: dict, data) -> dict:
     """One raw event of ``table``; the columns ``attrs`` does not fix are drawn at random."""
     if table == "cdr":
-        row = _call(sid, when, data.draw(st.sampled_from(CALLEE_CLASSES), label="callee_class"), "hx",
-                    data.draw(st.integers(0, 3600), label="duration_s"),
-                    data.draw(st.sampled_from(["in", "out"]), label="direction"))
+        row = _call(
+            sid,
+            when,
+            data.draw(st.sampled_from(CALLEE_CLASSES), label="callee_class"),
+            "hx",
+            data.draw(st.integers(0, 3600), label="duration_s"),
+            data.draw(st.sampled_from(["in", "out"]), label="direction"),
+        )
     elif table == "complaints":
-        row = {"subscriber_id": sid, "complaint_time": when,
-               "category": data.draw(st.sampled_from(CATEGORIES), label="category")}
+        row = {
+            "subscriber_id": sid,
+            "complaint_time": when,
+            "category": data.draw(st.sampled_from(CATEGORIES), label="category"),
+        }
     else:
         raise ValueError(f"no event builder for table {table!r}: add one to use it in WINDOWED")
     return {table: _table(table, [row | attrs])}
@@ -303,7 +442,8 @@ def _check_window(feature, window, delta, before, after, sid, when):
     change = after.loc[sid, feature] - before.loc[sid, feature]
     assert change == expected, (
         f"{feature}: one event at {when} (day T-{k}) moved {sid} from {before.loc[sid, feature]} to "
-        f"{after.loc[sid, feature]} ({change:+}); a {window}-day window (days T-{window} .. T-1) wants {expected:+}")
+        f"{after.loc[sid, feature]} ({change:+}); a {window}-day window (days T-{window} .. T-1) wants {expected:+}"
+    )
     others = before.index != sid
     pd.testing.assert_frame_equal(before[others], after[others])
 
@@ -312,14 +452,17 @@ def _check_window(feature, window, delta, before, after, sid, when):
 @PROPERTY
 @given(world=worlds(), data=st.data())
 def test_one_event_k_days_before_T_counts_iff_inside_the_window(
-        feature, table, attrs, window, delta, world, data, save_tables):
+    feature, table, attrs, window, delta, world, data, save_tables
+):
     k = data.draw(_days_back(window), label="k")
     when = T - pd.Timedelta(days=k) + pd.Timedelta(seconds=data.draw(_second_of_day(), label="second"))
     quiet = _quiet_day(world, table, when.normalize())
     before = _features(quiet, save_tables).set_index("subscriber_id")
     assert len(before), "S0 is generated active at T, yet no row came back"
     sid = data.draw(st.sampled_from(sorted(before.index)), label="subscriber")
-    after = _features(_concat(quiet, _event(table, sid, when, attrs, data)), save_tables).set_index("subscriber_id")
+    after = _features(_concat(quiet, _event(table, sid, when, attrs, data)), save_tables).set_index(
+        "subscriber_id"
+    )
     _check_window(feature, window, delta, before, after, sid, when)
 
 
@@ -337,12 +480,28 @@ EDGES = {
 @pytest.mark.parametrize(("feature", "table", "attrs", "window", "delta"), WINDOWED, ids=WINDOWED_IDS)
 def test_window_edges(feature, table, attrs, window, delta, edge, save_tables):
     """The same check at fixed instants, on a world of one quiet subscriber."""
-    subs = _table("subscribers", [{"subscriber_id": "S0", "activation_date": T - pd.Timedelta(days=400),
-                                   "plan": "prepaid", "contract_end_date": pd.NaT, "monthly_fee": 50.0,
-                                   "vip_tier": "none", "region": "north"}])
+    subs = _table(
+        "subscribers",
+        [
+            {
+                "subscriber_id": "S0",
+                "activation_date": T - pd.Timedelta(days=400),
+                "plan": "prepaid",
+                "contract_end_date": pd.NaT,
+                "monthly_fee": 50.0,
+                "vip_tier": "none",
+                "region": "north",
+            }
+        ],
+    )
     when = EDGES[edge](window)
-    row = (_call("S0", when, "off_net", "hx", 60, "out") if table == "cdr"
-           else {"subscriber_id": "S0", "complaint_time": when, "category": "network"}) | attrs
+    row = (
+        _call("S0", when, "off_net", "hx", 60, "out")
+        if table == "cdr"
+        else {"subscriber_id": "S0", "complaint_time": when, "category": "network"}
+    ) | attrs
     before = _features({"subscribers": subs}, save_tables).set_index("subscriber_id")
-    after = _features({"subscribers": subs, table: _table(table, [row])}, save_tables).set_index("subscriber_id")
+    after = _features({"subscribers": subs, table: _table(table, [row])}, save_tables).set_index(
+        "subscriber_id"
+    )
     _check_window(feature, window, delta, before, after, "S0", when)

@@ -34,8 +34,11 @@ def test_training_and_serving_see_the_same_values_for_the_same_subscriber_and_da
     ids = table.loc[table["event_timestamp"] == latest, "subscriber_id"].sample(40, random_state=3).tolist()
     hist = historical_features(trained, pd.DataFrame({"subscriber_id": ids, "event_timestamp": latest}))
     online = online_features(get_store(trained), ids)
-    pd.testing.assert_frame_equal(hist.set_index("subscriber_id").loc[ids, FEATURE_NAMES],
-                                  online.set_index("subscriber_id").loc[ids, FEATURE_NAMES], check_exact=True)
+    pd.testing.assert_frame_equal(
+        hist.set_index("subscriber_id").loc[ids, FEATURE_NAMES],
+        online.set_index("subscriber_id").loc[ids, FEATURE_NAMES],
+        check_exact=True,
+    )
 
 
 def test_online_features_can_carry_their_event_timestamps(trained):

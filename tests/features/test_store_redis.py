@@ -13,12 +13,16 @@ from features.store import apply_and_materialize, get_store, online_features
 def test_redis_online_store_matches_sqlite(trained, copy_trained):
     redis.Redis(host="127.0.0.1", port=6379).ping()  # a clear error if the server is not running
     project = f"churnwarn_test_{uuid.uuid4().hex[:8]}"
-    s = copy_trained(feast={"project": project, "online_store": {"type": "redis", "redis_connection": "127.0.0.1:6379"}})
+    s = copy_trained(
+        feast={"project": project, "online_store": {"type": "redis", "redis_connection": "127.0.0.1:6379"}}
+    )
     apply_and_materialize(s)
     store = get_store(s)
     try:
         table = pd.read_parquet(trained.feature_table)
-        ids = table.loc[table["event_timestamp"] == table["event_timestamp"].max(), "subscriber_id"].tolist()[:100]
+        ids = table.loc[table["event_timestamp"] == table["event_timestamp"].max(), "subscriber_id"].tolist()[
+            :100
+        ]
         from_redis = online_features(store, ids + ["NOBODY"]).set_index("subscriber_id")
         from_sqlite = online_features(get_store(trained), ids).set_index("subscriber_id")
         np.testing.assert_allclose(from_redis.loc[ids, FEATURE_NAMES], from_sqlite.loc[ids, FEATURE_NAMES])

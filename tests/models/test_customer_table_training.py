@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from core.config import REPO_ROOT, Settings, load_settings
 
 WA_CONFIG = REPO_ROOT / "configs" / "wa_churn.yaml"
-SMALL_LGBM = {"lightgbm": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 50}}
+SMALL_LGBM = {
+    "lightgbm": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 50}
+}
 
 
 def wa_config(workdir, **sections) -> str:
@@ -58,7 +60,9 @@ def _runs(settings: Settings):
     exp = client.get_experiment_by_name(settings.mlflow.experiment)
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if r.info.run_name == "train")
-    children = {r.data.tags["candidate"]: r for r in runs if r.data.tags.get("parent_run_id") == parent.info.run_id}
+    children = {
+        r.data.tags["candidate"]: r for r in runs if r.data.tags.get("parent_run_id") == parent.info.run_id
+    }
     return client, parent, children
 
 
@@ -95,8 +99,10 @@ def test_held_out_roc_auc_on_wa_churn(wa_trained):
     _, _, children = _runs(wa_trained)
     for kind, run in children.items():
         m = run.data.metrics
-        print(f"wa_churn {kind}: held-out ROC-AUC {m['roc_auc']:.3f}, PR-AUC {m['pr_auc']:.3f}, "
-              f"top-decile lift {m['top_decile_lift']:.2f}")
+        print(
+            f"wa_churn {kind}: held-out ROC-AUC {m['roc_auc']:.3f}, PR-AUC {m['pr_auc']:.3f}, "
+            f"top-decile lift {m['top_decile_lift']:.2f}"
+        )
         assert m["roc_auc"] >= 0.80
     assert report[f"{report['winner']}_roc_auc"] >= 0.80
 
@@ -126,8 +132,9 @@ def fitted(wa_trained, wa_split):
     out = {}
     for kind, est in build_table_candidates(wa_trained, cfg.numeric_columns, cfg.categorical_columns).items():
         bg = train[cfg.features].sample(100, random_state=0)
-        out[kind] = ChurnModel(kind, list(cfg.features), est, bg, categories=cats).fit(train[cfg.features],
-                                                                                        labels(train, cfg))
+        out[kind] = ChurnModel(kind, list(cfg.features), est, bg, categories=cats).fit(
+            train[cfg.features], labels(train, cfg)
+        )
     return out
 
 

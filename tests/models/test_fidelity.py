@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
+from core.config import load_settings
 from models.fidelity import CAUSE_CODES, reason_fidelity
 from models.reasons import load_templates
-from core.config import load_settings
 
 # reached on the test fixture's held-out snapshot (1000 subscribers, seed 11): 0.969 over 32 churners,
 # competitor 0.889 of 9, the other causes 1.000 (docs/data.md has the demo's and a larger run's figures)
@@ -34,21 +34,43 @@ def _truth(settings, rows):
 def test_fidelity_on_a_hand_made_truth_table(make_config, tmp_path):
     settings = load_settings(make_config(tmp_path))  # held-out snapshot: 2026-06-01
     assert reason_fidelity(settings, ["a"], [["USAGE_DROP"]], [1]) is None  # no truth file yet
-    _truth(settings, [
-        ("c1", "competitor", True, "2026-05-10"),       # named by COMPETITOR_HOTLINE: hit
-        ("c2", "competitor", True, "2026-06-10"),       # lead-up after the snapshot; NO_RECHARGE: miss
-        ("e1", "contract_expiry", True, "2026-05-01"),  # CONTRACT_EXPIRY second: hit
-        ("d1", "disengagement", True, "2026-05-05"),    # ZERO_CALL_STREAK: hit
-        ("d2", "disengagement", True, "2026-05-05"),    # only profile codes: miss
-        ("s1", "silent", True, "2026-05-20"),           # no visible cause: not counted
-        ("r1", "dissatisfaction", False, "2026-05-02"), # recovered intent, labelled 1 by mistake: dropped
-        ("n1", "none", False, None),                    # stayer
-        ("x1", "dissatisfaction", True, "2026-05-03"),  # churner, but labelled 0 in these rows: not counted
-    ])
+    _truth(
+        settings,
+        [
+            ("c1", "competitor", True, "2026-05-10"),  # named by COMPETITOR_HOTLINE: hit
+            ("c2", "competitor", True, "2026-06-10"),  # lead-up after the snapshot; NO_RECHARGE: miss
+            ("e1", "contract_expiry", True, "2026-05-01"),  # CONTRACT_EXPIRY second: hit
+            ("d1", "disengagement", True, "2026-05-05"),  # ZERO_CALL_STREAK: hit
+            ("d2", "disengagement", True, "2026-05-05"),  # only profile codes: miss
+            ("s1", "silent", True, "2026-05-20"),  # no visible cause: not counted
+            (
+                "r1",
+                "dissatisfaction",
+                False,
+                "2026-05-02",
+            ),  # recovered intent, labelled 1 by mistake: dropped
+            ("n1", "none", False, None),  # stayer
+            (
+                "x1",
+                "dissatisfaction",
+                True,
+                "2026-05-03",
+            ),  # churner, but labelled 0 in these rows: not counted
+        ],
+    )
     ids = ["c1", "c2", "e1", "d1", "d2", "s1", "r1", "n1", "x1", "unknown"]
-    codes = [["COMPETITOR_HOTLINE", "USAGE_DROP"], ["NO_RECHARGE"], ["TARIFF", "CONTRACT_EXPIRY"],
-             ["ZERO_CALL_STREAK"], ["SHORT_TENURE", "VALUE_TIER"], ["USAGE_DROP"], ["COMPLAINTS"], [],
-             ["COMPLAINTS"], ["USAGE_DROP"]]
+    codes = [
+        ["COMPETITOR_HOTLINE", "USAGE_DROP"],
+        ["NO_RECHARGE"],
+        ["TARIFF", "CONTRACT_EXPIRY"],
+        ["ZERO_CALL_STREAK"],
+        ["SHORT_TENURE", "VALUE_TIER"],
+        ["USAGE_DROP"],
+        ["COMPLAINTS"],
+        [],
+        ["COMPLAINTS"],
+        ["USAGE_DROP"],
+    ]
     churned = [1, 1, 1, 1, 1, 1, 1, 0, 0, 1]
     f = reason_fidelity(settings, ids, codes, churned)
     assert f["reason_fidelity_n"] == 5

@@ -7,16 +7,31 @@ import pytest
 from scipy import integrate, stats
 from sklearn.metrics import roc_curve
 
-from models.metrics import empc, evaluate, expected_calibration_error
 from core.config import EvaluationConfig, Settings
+from models.metrics import empc, evaluate, expected_calibration_error
 
-EXPECTED_KEYS = {"roc_auc", "pr_auc", "base_rate", "top_decile_lift", "lift_top1", "lift_top5", "lift_top10",
-                 "capture_top1", "capture_top5", "capture_top10", "brier", "ece"}
+EXPECTED_KEYS = {
+    "roc_auc",
+    "pr_auc",
+    "base_rate",
+    "top_decile_lift",
+    "lift_top1",
+    "lift_top5",
+    "lift_top10",
+    "capture_top1",
+    "capture_top5",
+    "capture_top10",
+    "brier",
+    "ece",
+}
 
 
 def settings_with(**evaluation) -> Settings:
-    return Settings(source=None, features={"snapshots": ["2026-01-01", "2026-02-01"]},
-                    evaluation=EvaluationConfig(**evaluation))
+    return Settings(
+        source=None,
+        features={"snapshots": ["2026-01-01", "2026-02-01"]},
+        evaluation=EvaluationConfig(**evaluation),
+    )
 
 
 @pytest.fixture
@@ -35,8 +50,10 @@ def hand_case():
 def test_keys_without_and_with_value_and_settings(settings):
     y, score = hand_case()
     assert set(evaluate(y, score)) == EXPECTED_KEYS
-    assert set(evaluate(y, score, value=np.ones(100))) == EXPECTED_KEYS | {"retained_revenue_at_capacity",
-                                                                          "expected_loss_captured"}
+    assert set(evaluate(y, score, value=np.ones(100))) == EXPECTED_KEYS | {
+        "retained_revenue_at_capacity",
+        "expected_loss_captured",
+    }
     assert set(evaluate(y, score, settings=settings)) == EXPECTED_KEYS | {"empc", "empc_fraction"}
 
 
@@ -134,7 +151,7 @@ def test_empc_of_a_random_classifier(settings):
     m = empc(y, np.full(y.size, 0.5), settings)
     assert m["empc"] == pytest.approx(expected, rel=1e-6)
     # everyone is targeted exactly when P_all(gamma) > 0
-    clv, delta, phi = cfg.empc_clv, cfg.empc_d / cfg.empc_clv, cfg.empc_f / cfg.empc_clv
+    _clv, delta, phi = cfg.empc_clv, cfg.empc_d / cfg.empc_clv, cfg.empc_f / cfg.empc_clv
     g_all = (phi * pi0 + (delta + phi) * (1 - pi0)) / ((1 - delta) * pi0)
     assert m["empc_fraction"] == pytest.approx(stats.beta(cfg.empc_alpha, cfg.empc_beta).sf(g_all))
 

@@ -52,12 +52,15 @@ def test_cdr_config_still_requires_features(tmp_path, make_config):
         load_settings(path)
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"categorical_columns": ["contract", "tenure"]}, "mapped once"),
-    ({"numeric_columns": [], "categorical_columns": []}, "at least one"),
-    ({"negative_label": "Yes"}, "must differ"),
-    ({"id_colum": "x"}, "id_colum"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"categorical_columns": ["contract", "tenure"]}, "mapped once"),
+        ({"numeric_columns": [], "categorical_columns": []}, "at least one"),
+        ({"negative_label": "Yes"}, "must differ"),
+        ({"id_colum": "x"}, "id_colum"),
+    ],
+)
 def test_bad_mapping_is_rejected(tmp_path, change, needle):
     with pytest.raises(ValidationError, match=needle):
         load_settings(write_wa_config(tmp_path, change))
@@ -106,8 +109,17 @@ def _bad(df: pd.DataFrame, case: str) -> tuple[pd.DataFrame, str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["missing mapped column", "null id", "duplicate id", "label outside the mapping",
-                                  "text in a numeric column", "one label value only"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing mapped column",
+        "null id",
+        "duplicate id",
+        "label outside the mapping",
+        "text in a numeric column",
+        "one label value only",
+    ],
+)
 def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_table, case):
     from pipelines.stages import run_all, train_models
     from pipelines.validate import ValidationFailed
@@ -121,8 +133,12 @@ def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_t
             stage(s)
         assert column in {f.column for f in exc.value.failures}
         assert f"column '{column}'" in str(exc.value) and str(table) in str(exc.value)
-    assert not (s.workdir / "mlflow.db").exists() and not s.artifact_root.exists()  # no run, nothing registered
-    assert (s.reports_dir / "validation_failed.json").exists() and not (s.reports_dir / "validation.json").exists()
+    assert (
+        not (s.workdir / "mlflow.db").exists() and not s.artifact_root.exists()
+    )  # no run, nothing registered
+    assert (s.reports_dir / "validation_failed.json").exists() and not (
+        s.reports_dir / "validation.json"
+    ).exists()
 
 
 def test_missing_file_is_a_validation_failure(tmp_path):
@@ -141,7 +157,9 @@ def test_cli_validate_exits_2_naming_column_and_file(tmp_path, wa_table):
 
     table = tmp_path / "dupes.csv"
     _bad(wa_table, "duplicate id")[0].to_csv(table, index=False)
-    res = CliRunner().invoke(app, ["validate", "--config", str(write_wa_config(tmp_path / "w", {"path": str(table)}))])
+    res = CliRunner().invoke(
+        app, ["validate", "--config", str(write_wa_config(tmp_path / "w", {"path": str(table)}))]
+    )
     assert res.exit_code == 2
     out = res.output + (res.stderr if res.stderr_bytes is not None else "")
     assert "rownames" in out and str(table) in out

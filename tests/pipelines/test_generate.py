@@ -14,11 +14,16 @@ def sim(tmp_path_factory):
     """One generated data set (2000 subscribers, seven months), read back from the landing zone."""
     from conftest import write_config  # noqa: PLC0415 - conftest sits on sys.path under pytest
 
-    s = load_settings(write_config(tmp_path_factory.mktemp("sim"), data={"n_subscribers": 2000, "seed": 3,
-                                                                          "chunk_subscribers": 700}))
+    s = load_settings(
+        write_config(
+            tmp_path_factory.mktemp("sim"), data={"n_subscribers": 2000, "seed": 3, "chunk_subscribers": 700}
+        )
+    )
     summary = generate(s)
-    t = {n: pd.read_parquet(s.landing_dir / f"{n}.parquet")
-         for n in ("subscribers", "complaints", "churn_events", "recharges")}
+    t = {
+        n: pd.read_parquet(s.landing_dir / f"{n}.parquet")
+        for n in ("subscribers", "complaints", "churn_events", "recharges")
+    }
     t["cdr"] = read_cdr(s.landing_dir / "cdr")
     t["intents"] = pd.read_parquet(s.truth_dir / "intents.parquet").set_index("subscriber_id")
     t["truth_p"] = pd.read_parquet(s.truth_dir / "true_probability.parquet")
@@ -29,11 +34,15 @@ def test_same_seed_same_data(sim, tmp_path, make_config):
     s, _, t = sim
     again = load_settings(make_config(tmp_path, data=s.data.model_dump(mode="json")))
     generate(again)
-    pd.testing.assert_frame_equal(pd.read_parquet(again.landing_dir / "churn_events.parquet"), t["churn_events"])
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(again.landing_dir / "churn_events.parquet"), t["churn_events"]
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(again.landing_dir / "recharges.parquet"), t["recharges"])
     cdr = read_cdr(again.landing_dir / "cdr")
-    pd.testing.assert_frame_equal(cdr.sort_values(list(cdr.columns), ignore_index=True),
-                                  t["cdr"].sort_values(list(cdr.columns), ignore_index=True))
+    pd.testing.assert_frame_equal(
+        cdr.sort_values(list(cdr.columns), ignore_index=True),
+        t["cdr"].sort_values(list(cdr.columns), ignore_index=True),
+    )
 
 
 def test_churn_rate_in_the_operators_range(sim):
@@ -47,7 +56,9 @@ def test_churn_rate_in_the_operators_range(sim):
 def test_signals_are_more_common_among_churners_with_that_cause(sim):
     s, _, t = sim
     it, cdr = t["intents"], t["cdr"]
-    inside = (it["onset_date"] >= pd.Timestamp(s.data.start_date)) & (it["end_date"] < pd.Timestamp(s.data.end_date))
+    inside = (it["onset_date"] >= pd.Timestamp(s.data.start_date)) & (
+        it["end_date"] < pd.Timestamp(s.data.end_date)
+    )
     it = it[inside | (it["churn_cause"] == "none")]  # lead-ups that lie wholly inside the data
     callers = set(cdr.loc[cdr["other_party"].isin(["10086", "10010"]), "subscriber_id"])
     share = lambda ids, group: np.mean([i in group for i in ids])  # noqa: E731
@@ -90,8 +101,11 @@ def test_only_prepaid_subscribers_recharge(sim):
     assert set(r["subscriber_id"]) <= prepaid
     assert np.mean([i in set(r["subscriber_id"]) for i in prepaid]) > 0.85  # the rest left early in the data
     assert (r["amount"] > 0).all() and r["amount"].isin([10, 20, 30, 50, 100, 200, 300, 500]).all()
-    assert r["recharge_time"].between(pd.Timestamp(s.data.start_date), pd.Timestamp(s.data.end_date),
-                                      inclusive="left").all()
+    assert (
+        r["recharge_time"]
+        .between(pd.Timestamp(s.data.start_date), pd.Timestamp(s.data.end_date), inclusive="left")
+        .all()
+    )
     assert not r.duplicated(["subscriber_id", "recharge_time"]).any()
     per_sub = r.groupby("subscriber_id").size() / (s.data.n_days / 30.4)
     assert 1 < per_sub.median() < 4  # a top-up every 7-30 days
@@ -114,8 +128,13 @@ def test_churners_stop_recharging_in_the_lead_up_and_some_stayers_pause(sim):
     ev = t["churn_events"].set_index("subscriber_id")["event_date"]
     prepaid = set(t["subscribers"].loc[t["subscribers"]["plan"] == "prepaid", "subscriber_id"])
     it = it[it.index.isin(prepaid)]
-    leavers = it.index[it["churns"] & it["churn_cause"].isin(["competitor", "dissatisfaction", "disengagement"])
-                       & (it["onset_date"] >= start) & it.index.isin(ev.index) & it.index.isin(last.index)]
+    leavers = it.index[
+        it["churns"]
+        & it["churn_cause"].isin(["competitor", "dissatisfaction", "disengagement"])
+        & (it["onset_date"] >= start)
+        & it.index.isin(ev.index)
+        & it.index.isin(last.index)
+    ]
     stayers = it.index[(it["churn_cause"] == "none") & it.index.isin(last.index)]
     days = lambda ids, at: (at - last[ids]).dt.total_seconds().to_numpy() / 86_400  # noqa: E731
     before_leaving, stayer_gap = days(leavers, ev[leavers]), days(stayers, end)
@@ -148,7 +167,9 @@ def test_reachable_ceiling_sees_only_visible_lead_ups(sim):
     assert p["reachable_probability"].between(0, 1).all()
     last = p[p["snapshot"] == p["snapshot"].max()].join(it, on="subscriber_id")
     t0 = last["snapshot"].iloc[0]
-    shows = (last["churn_cause"] != "silent") & (last["onset_date"] < t0)  # at least a day of lead-up before T
+    shows = (last["churn_cause"] != "silent") & (
+        last["onset_date"] < t0
+    )  # at least a day of lead-up before T
     assert shows.sum() > 50
     # a visible lead-up is read exactly; everyone else gets their indistinguishable pool's rate
     np.testing.assert_allclose(last.loc[shows, "reachable_probability"], last.loc[shows, "true_probability"])
@@ -156,7 +177,10 @@ def test_reachable_ceiling_sees_only_visible_lead_ups(sim):
     assert hidden["reachable_probability"].max() < 0.1 < last.loc[shows, "reachable_probability"].max()
     churned = ev[(ev["event_date"] >= t0) & (ev["event_date"] < t0 + pd.Timedelta(days=30))]["subscriber_id"]
     y = last["subscriber_id"].isin(set(churned))
-    latent, reachable = roc_auc_score(y, last["true_probability"]), roc_auc_score(y, last["reachable_probability"])
+    latent, reachable = (
+        roc_auc_score(y, last["true_probability"]),
+        roc_auc_score(y, last["reachable_probability"]),
+    )
     assert 0.8 < reachable < latent
 
 
@@ -165,17 +189,22 @@ def test_competitor_lead_ups_lean_off_net_and_the_unhappy_ring_the_service_line(
     it, cdr = t["intents"], t["cdr"]
     start = pd.Timestamp(s.data.start_date)
     is_mobile = (cdr["other_party"].str.len() == 11) & cdr["other_party"].str.startswith("1")
-    mobile = cdr[is_mobile].join(it[["churn_cause", "onset_date", "end_date"]],
-                                                          on="subscriber_id")
+    mobile = cdr[is_mobile].join(it[["churn_cause", "onset_date", "end_date"]], on="subscriber_id")
     mobile["off"] = mobile["other_party"].str[:3].isin(s.data.off_net_prefixes)
     lead = (mobile["start_time"] >= mobile["onset_date"]) & (mobile["start_time"] < mobile["end_date"])
-    late = lead & (mobile["start_time"] >= mobile["onset_date"] + (mobile["end_date"] - mobile["onset_date"]) / 2)
+    late = lead & (
+        mobile["start_time"] >= mobile["onset_date"] + (mobile["end_date"] - mobile["onset_date"]) / 2
+    )
     comp = (mobile["churn_cause"] == "competitor") & (mobile["onset_date"] >= start)
     before = mobile.loc[comp & (mobile["start_time"] < mobile["onset_date"]), "off"].mean()
     assert mobile.loc[comp & late, "off"].mean() > before + 0.15  # the second half of the lead-up
     assert abs(mobile.loc[mobile["churn_cause"] == "none", "off"].mean() - before) < 0.05
     ringers = set(cdr.loc[cdr["other_party"] == s.data.own_hotline, "subscriber_id"])
-    diss = it.index[(it["churn_cause"] == "dissatisfaction") & ~it["weak_signal"] & (it["onset_date"] >= start)
-                    & (it["end_date"] < pd.Timestamp(s.data.end_date))]
+    diss = it.index[
+        (it["churn_cause"] == "dissatisfaction")
+        & ~it["weak_signal"]
+        & (it["onset_date"] >= start)
+        & (it["end_date"] < pd.Timestamp(s.data.end_date))
+    ]
     stay = it.index[it["churn_cause"] == "none"]
     assert np.mean([i in ringers for i in diss]) > 0.8 > 0.1 > np.mean([i in ringers for i in stay])

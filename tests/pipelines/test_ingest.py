@@ -10,10 +10,30 @@ from pipelines.validate import read_cdr
 
 
 def test_number_plan_classes(trained):
-    numbers = pd.Series(["10086", "10010", "10000", "13312345678", "13812345678", "01087654321",
-                         "0085212345678", "95533", "12AB"])
-    assert list(classify(numbers, trained)) == ["competitor_hotline", "competitor_hotline", "own_service", "on_net",
-                                                "off_net", "landline", "international", "service", "unknown"]
+    numbers = pd.Series(
+        [
+            "10086",
+            "10010",
+            "10000",
+            "13312345678",
+            "13812345678",
+            "01087654321",
+            "0085212345678",
+            "95533",
+            "12AB",
+        ]
+    )
+    assert list(classify(numbers, trained)) == [
+        "competitor_hotline",
+        "competitor_hotline",
+        "own_service",
+        "on_net",
+        "off_net",
+        "landline",
+        "international",
+        "service",
+        "unknown",
+    ]
 
 
 def test_hash_depends_on_the_salt():
@@ -34,8 +54,14 @@ def _private_numbers(settings) -> set[str]:
 def test_no_phone_number_is_written_after_ingestion(trained):
     numbers = _private_numbers(trained)
     assert len(numbers) > 10_000
-    after = [trained.raw_dir, trained.features_dir, trained.feast_dir, trained.reports_dir, trained.artifact_root,
-             trained.workdir / "mlflow.db"]
+    after = [
+        trained.raw_dir,
+        trained.features_dir,
+        trained.feast_dir,
+        trained.reports_dir,
+        trained.artifact_root,
+        trained.workdir / "mlflow.db",
+    ]
     files = [f for p in after for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
     assert len(files) > 10
     digits = re.compile(rb"\d{8,15}")
@@ -43,8 +69,12 @@ def test_no_phone_number_is_written_after_ingestion(trained):
     for f in files:
         if f.suffix == ".parquet":
             df = pd.read_parquet(f)
-            values = {str(v) for c in df.columns if df[c].dtype in (object, "category") or str(df[c].dtype) == "string"
-                      for v in df[c].dropna().unique()}
+            values = {
+                str(v)
+                for c in df.columns
+                if df[c].dtype in (object, "category") or str(df[c].dtype) == "string"
+                for v in df[c].dropna().unique()
+            }
         else:
             values = {m.decode() for m in digits.findall(f.read_bytes())}
         leaked = values & numbers
@@ -55,15 +85,19 @@ def test_no_phone_number_is_written_after_ingestion(trained):
 
 def test_ingested_calls_carry_class_and_hash_only(trained):
     cdr = pd.read_parquet(trained.raw_dir / "cdr")
-    assert "other_party" not in cdr.columns and "msisdn" not in pd.read_parquet(trained.raw_dir / "subscribers.parquet")
+    assert "other_party" not in cdr.columns and "msisdn" not in pd.read_parquet(
+        trained.raw_dir / "subscribers.parquet"
+    )
     assert set(cdr["callee_class"].astype(str)) <= set(CALLEE_CLASSES)
     assert cdr["callee_hash"].str.fullmatch(r"[0-9a-f]{16}").all()
 
 
 def test_small_tables_are_copied_to_raw(trained):
     for name in ("billing", "complaints", "churn_events", "recharges"):
-        pd.testing.assert_frame_equal(pd.read_parquet(trained.raw_dir / f"{name}.parquet"),
-                                      pd.read_parquet(trained.landing_dir / f"{name}.parquet"))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(trained.raw_dir / f"{name}.parquet"),
+            pd.read_parquet(trained.landing_dir / f"{name}.parquet"),
+        )
     r = pd.read_parquet(trained.raw_dir / "recharges.parquet")
     assert list(r.columns) == ["subscriber_id", "recharge_time", "amount"] and len(r) > 1000
     assert str(r["recharge_time"].dtype) == "datetime64[ns]" and r["amount"].dtype == "float64"

@@ -7,7 +7,14 @@ from pipelines.truth import truth_report
 
 def test_ceilings_latent_above_reachable_above_the_champion_and_the_rules(trained):
     r = truth_report(trained)
-    assert 0.5 < r["rules_roc_auc"] < r["champion_roc_auc"] < r["ceiling_reachable_roc_auc"] < r["ceiling_roc_auc"] <= 1
+    assert (
+        0.5
+        < r["rules_roc_auc"]
+        < r["champion_roc_auc"]
+        < r["ceiling_reachable_roc_auc"]
+        < r["ceiling_roc_auc"]
+        <= 1
+    )
     assert r["rules_pr_auc"] < r["champion_pr_auc"] < r["ceiling_reachable_pr_auc"] < r["ceiling_pr_auc"]
     assert r["churners"] > 0
 
@@ -29,6 +36,13 @@ def test_training_logs_both_ceilings_and_the_fidelity_as_truth_reports_them(trai
 def test_truth_command_prints_the_table(trained):
     result = CliRunner().invoke(app, ["truth", "--config", str(trained.config_path)])
     assert result.exit_code == 0, result.output
-    for row in ("ground truth, latent", "ground truth, reachable", "champion", "rule checklist", "ROC-AUC",
-                "below the reachable ceiling", "benchmarks/records_ceiling.py"):
+    for row in (
+        "ground truth, latent",
+        "ground truth, reachable",
+        "champion",
+        "rule checklist",
+        "ROC-AUC",
+        "below the reachable ceiling",
+        "benchmarks/records_ceiling.py",
+    ):
         assert row in result.output

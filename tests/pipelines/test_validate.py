@@ -30,26 +30,43 @@ def _set(col, value, row=5):
         df[col] = df[col].astype(object)
         df.loc[row, col] = value
         return df
+
     return fn
 
 
 CDR_CORRUPTIONS = {
-    "missing column": (lambda s: _edit(_partition(s), lambda df: df.drop(columns=["duration_s"]))
-                       , ["duration_s", "required column is missing", "date=2026-03-10"]),
-    "negative duration": (lambda s: _edit(_partition(s), _set("duration_s", -30)),
-                          ["duration_s", "expect_column_values_to_be_between", "-30", "2026-03-10"]),
-    "null subscriber": (lambda s: _edit(_partition(s), _set("subscriber_id", None)),
-                        ["subscriber_id", "expect_column_values_to_not_be_null"]),
-    "duplicate call": (lambda s: _edit(_partition(s), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True)),
-                       ["duplicate calls", "subscriber_id,start_time,other_party"]),
-    "future timestamp": (lambda s: _edit(_partition(s), _set("start_time", pd.Timestamp("2031-01-01 10:00"))),
-                         ["start_time", "not in the future", "2031-01-01"]),
-    "orphan call": (lambda s: _edit(_partition(s), _set("subscriber_id", "S-NOT-A-SUBSCRIBER")),
-                    ["orphans", "S-NOT-A-SUBSCRIBER"]),
-    "missing partition": (lambda s: shutil.rmtree(_partition(s, "2026-04-02").parent),
-                          ["partition_present", "2026-04-02", "missing"]),
-    "latest partition missing": (lambda s: shutil.rmtree(_partition(s, "2026-06-30").parent),
-                                 ["freshness", "date=2026-06-30"]),
+    "missing column": (
+        lambda s: _edit(_partition(s), lambda df: df.drop(columns=["duration_s"])),
+        ["duration_s", "required column is missing", "date=2026-03-10"],
+    ),
+    "negative duration": (
+        lambda s: _edit(_partition(s), _set("duration_s", -30)),
+        ["duration_s", "expect_column_values_to_be_between", "-30", "2026-03-10"],
+    ),
+    "null subscriber": (
+        lambda s: _edit(_partition(s), _set("subscriber_id", None)),
+        ["subscriber_id", "expect_column_values_to_not_be_null"],
+    ),
+    "duplicate call": (
+        lambda s: _edit(_partition(s), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True)),
+        ["duplicate calls", "subscriber_id,start_time,other_party"],
+    ),
+    "future timestamp": (
+        lambda s: _edit(_partition(s), _set("start_time", pd.Timestamp("2031-01-01 10:00"))),
+        ["start_time", "not in the future", "2031-01-01"],
+    ),
+    "orphan call": (
+        lambda s: _edit(_partition(s), _set("subscriber_id", "S-NOT-A-SUBSCRIBER")),
+        ["orphans", "S-NOT-A-SUBSCRIBER"],
+    ),
+    "missing partition": (
+        lambda s: shutil.rmtree(_partition(s, "2026-04-02").parent),
+        ["partition_present", "2026-04-02", "missing"],
+    ),
+    "latest partition missing": (
+        lambda s: shutil.rmtree(_partition(s, "2026-06-30").parent),
+        ["freshness", "date=2026-06-30"],
+    ),
 }
 
 
@@ -85,8 +102,12 @@ def test_bad_cdr_stops_the_pipeline_and_keeps_outputs(trained_copy, kind):
 
 def test_negative_recharge_amount_stops_the_pipeline_and_keeps_outputs(trained_copy):
     path = trained_copy.landing_dir / "recharges.parquet"
-    _assert_stopped_and_outputs_kept(trained_copy, lambda s: _edit(path, _set("amount", -30.0)), path,
-                                     ["amount", "expect_column_values_to_be_between", "-30.0", "above 0"])
+    _assert_stopped_and_outputs_kept(
+        trained_copy,
+        lambda s: _edit(path, _set("amount", -30.0)),
+        path,
+        ["amount", "expect_column_values_to_be_between", "-30.0", "above 0"],
+    )
 
 
 def test_bad_category_orphan_event_and_missing_file_are_named(trained_copy):
@@ -145,15 +166,18 @@ def test_cdrs_are_checked_in_bounded_batches_of_whole_days(trained_copy):
     from pipelines.validate import cdr_batches, read_cdr
 
     total = len(read_cdr(trained_copy.landing_dir / "cdr"))
-    s = trained_copy.model_copy(update={"validation": trained_copy.validation.model_copy(
-        update={"cdr_batch_rows": total // 6})})
+    s = trained_copy.model_copy(
+        update={"validation": trained_copy.validation.model_copy(update={"cdr_batch_rows": total // 6})}
+    )
     batches = [(len(b), set(b["date"])) for b in cdr_batches(s.landing_dir / "cdr", max_rows=total // 6)]
     assert 6 <= len(batches) <= 8 and sum(n for n, _ in batches) == total
     days = [d for _, ds in batches for d in ds]
     assert len(days) == len(set(days))  # a day never straddles two batches
     assert validate_landing(s)["tables"]["cdr"]["rows"] == total
     _edit(_partition(s, "2026-06-20"), _set("duration_s", -30))  # in the last batch
-    _edit(_partition(s, "2026-03-10"), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True))  # in an early one
+    _edit(
+        _partition(s, "2026-03-10"), lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    )  # in an early one
     with pytest.raises(ValidationFailed) as err:
         validate_landing(s)
     message = str(err.value)

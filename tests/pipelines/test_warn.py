@@ -15,9 +15,18 @@ from pipelines.warn import WarnError, capacities, choose, nightly_list
 
 
 def _cfg(**kw) -> WarningConfig:
-    return WarningConfig(**{"vip_tiers": [VipTier(name="diamond", min_value=200, subscribers_per_manager=2),
-                                          VipTier(name="gold", min_value=100, subscribers_per_manager=3)],
-                            "orders_per_manager": 1, "mass_capacity": 1, "min_probability": 0.2, **kw})
+    return WarningConfig(
+        **{
+            "vip_tiers": [
+                VipTier(name="diamond", min_value=200, subscribers_per_manager=2),
+                VipTier(name="gold", min_value=100, subscribers_per_manager=3),
+            ],
+            "orders_per_manager": 1,
+            "mass_capacity": 1,
+            "min_probability": 0.2,
+            **kw,
+        }
+    )
 
 
 def _scored(rows) -> pd.DataFrame:
@@ -34,23 +43,28 @@ def test_capacity_is_managers_times_orders_and_the_mass_quota():
 
 
 def test_hand_computed_list_top_expected_loss_per_tier_within_capacity_ranked_overall():
-    scored = _scored([
-        # diamond: 3 active -> 2 managers x 1 = capacity 2; d3 is below min probability
-        ("d1", 0.30, 300, "diamond"),   # EL 90
-        ("d2", 0.50, 250, "diamond"),   # EL 125
-        ("d3", 0.10, 900, "diamond"),   # EL 90 but P < 0.2: never listed
-        # gold: 3 active -> 1 manager -> capacity 1; g2 has the higher EL
-        ("g1", 0.90, 100, "gold"),      # EL 90
-        ("g2", 0.60, 180, "gold"),      # EL 108
-        ("g3", 0.25, 150, "gold"),      # EL 37.5
-        # mass: quota 1, m2 wins on EL though m1 is likelier
-        ("m1", 0.95, 20, "mass"),       # EL 19
-        ("m2", 0.50, 45, "mass"),       # EL 22.5
-    ])
+    scored = _scored(
+        [
+            # diamond: 3 active -> 2 managers x 1 = capacity 2; d3 is below min probability
+            ("d1", 0.30, 300, "diamond"),  # EL 90
+            ("d2", 0.50, 250, "diamond"),  # EL 125
+            ("d3", 0.10, 900, "diamond"),  # EL 90 but P < 0.2: never listed
+            # gold: 3 active -> 1 manager -> capacity 1; g2 has the higher EL
+            ("g1", 0.90, 100, "gold"),  # EL 90
+            ("g2", 0.60, 180, "gold"),  # EL 108
+            ("g3", 0.25, 150, "gold"),  # EL 37.5
+            # mass: quota 1, m2 wins on EL though m1 is likelier
+            ("m1", 0.95, 20, "mass"),  # EL 19
+            ("m2", 0.50, 45, "mass"),  # EL 22.5
+        ]
+    )
     listed, tiers = choose(scored, _cfg())
     assert listed["subscriber_id"].tolist() == ["d2", "g2", "d1", "m2"]  # by expected loss overall
-    assert {t.tier: (t.candidates, t.capacity, t.listed) for t in tiers} == \
-        {"diamond": (2, 2, 2), "gold": (3, 1, 1), "mass": (2, 1, 1)}
+    assert {t.tier: (t.candidates, t.capacity, t.listed) for t in tiers} == {
+        "diamond": (2, 2, 2),
+        "gold": (3, 1, 1),
+        "mass": (2, 1, 1),
+    }
 
 
 def test_ties_break_on_probability_then_id_so_the_list_is_deterministic():
@@ -98,8 +112,9 @@ def day_list(trained, champion, last_snapshot, tmp_path_factory):
 
 def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, trained):
     folder = day_list.folder
-    assert sorted(p.name for p in folder.iterdir()) == sorted(["warnings.parquet", "warnings.csv", "summary.html",
-                                                               "summary.json"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["warnings.parquet", "warnings.csv", "summary.html", "summary.json"]
+    )
     pq, csv = pd.read_parquet(folder / "warnings.parquet"), pd.read_csv(folder / "warnings.csv")
     assert len(pq) == len(csv) == day_list.summary["listed"] > 0
     assert pq["rank"].tolist() == list(range(1, len(pq) + 1))
@@ -126,8 +141,9 @@ def test_summary_page_holds_the_three_plots(day_list):
         assert f'alt="{name}"' in page
 
 
-def test_everyone_active_is_scored_but_only_the_listed_are_explained(trained, champion, last_snapshot, tmp_path,
-                                                                     monkeypatch):
+def test_everyone_active_is_scored_but_only_the_listed_are_explained(
+    trained, champion, last_snapshot, tmp_path, monkeypatch
+):
     spy = _Spy(champion, monkeypatch)
     small = _with(trained, orders_per_manager=1, mass_capacity=3)
     result = nightly_list(small, last_snapshot, model=champion, out_root=tmp_path)
@@ -135,9 +151,13 @@ def test_everyone_active_is_scored_but_only_the_listed_are_explained(trained, ch
     assert sum(spy.rows) == result.summary["listed"]
 
 
-def test_a_night_without_candidates_writes_an_empty_list_and_its_summary(trained, champion, last_snapshot, tmp_path):
+def test_a_night_without_candidates_writes_an_empty_list_and_its_summary(
+    trained, champion, last_snapshot, tmp_path
+):
     # not 0.999: a Platt-calibrated logistic champion gives an extreme subscriber 0.99994 on the session data
-    result = nightly_list(_with(trained, min_probability=1 - 1e-9), last_snapshot, model=champion, out_root=tmp_path)
+    result = nightly_list(
+        _with(trained, min_probability=1 - 1e-9), last_snapshot, model=champion, out_root=tmp_path
+    )
     assert result.summary["listed"] == 0 and result.summary["active"] > 0
     assert len(pd.read_parquet(result.folder / "warnings.parquet")) == 0
     assert (result.folder / "summary.html").read_text().count("data:image/png;base64,") == 3
@@ -155,8 +175,15 @@ def test_subscribers_who_left_before_the_date_are_not_warned(trained, champion, 
     assert listed == joined - left  # everyone active was scored, and with unlimited capacity listed
 
 
-@pytest.mark.parametrize("date, message", [("2026-13-01", "not a date"), ("yesterday", "not a date"),
-                                           ("2025-06-01", "first ingested day"), ("2026-08-01", "last ingested day")])
+@pytest.mark.parametrize(
+    "date, message",
+    [
+        ("2026-13-01", "not a date"),
+        ("yesterday", "not a date"),
+        ("2025-06-01", "first ingested day"),
+        ("2026-08-01", "last ingested day"),
+    ],
+)
 def test_a_bad_date_is_a_clear_error(trained, champion, date, message, tmp_path):
     with pytest.raises(WarnError, match=message):
         nightly_list(trained, date, model=champion, out_root=tmp_path)
@@ -171,7 +198,9 @@ def test_the_latest_list_is_for_the_day_after_the_last_ingested_day(trained):
         resolve_date(trained, trained.data.end_date + dt.timedelta(days=1))
 
 
-def test_a_failed_run_leaves_the_previous_list_untouched(trained, champion, last_snapshot, tmp_path, monkeypatch):
+def test_a_failed_run_leaves_the_previous_list_untouched(
+    trained, champion, last_snapshot, tmp_path, monkeypatch
+):
     import pipelines.warn as warn
 
     first = nightly_list(trained, last_snapshot, model=champion, out_root=tmp_path)
@@ -184,7 +213,9 @@ def test_a_failed_run_leaves_the_previous_list_untouched(trained, champion, last
     with pytest.raises(RuntimeError, match="disk full"):
         nightly_list(_with(trained, mass_capacity=1), last_snapshot, model=champion, out_root=tmp_path)
     monkeypatch.undo()
-    no_model = trained.model_copy(update={"mlflow": trained.mlflow.model_copy(update={"registered_model": "nobody"})})
+    no_model = trained.model_copy(
+        update={"mlflow": trained.mlflow.model_copy(update={"registered_model": "nobody"})}
+    )
     with pytest.raises(WarnError, match="run `churn train`"):
         nightly_list(no_model, last_snapshot, out_root=tmp_path)
     with pytest.raises(WarnError, match="last ingested day"):
@@ -193,19 +224,24 @@ def test_a_failed_run_leaves_the_previous_list_untouched(trained, champion, last
     assert {p.name: p.read_bytes() for p in first.folder.iterdir()} == before
 
 
-def test_bad_features_stop_the_run_before_anything_is_written(trained, champion, last_snapshot, tmp_path,
-                                                               monkeypatch):
+def test_bad_features_stop_the_run_before_anything_is_written(
+    trained, champion, last_snapshot, tmp_path, monkeypatch
+):
     import features.compute as fc
 
     original = fc.compute_features
 
     def broken(*a, **k):
         feats, labels = original(*a, **k)
-        feats.loc[feats.index[-1], "arpu_3m"] = float("inf")  # beyond the suite's sample: caught by the full check
+        feats.loc[feats.index[-1], "arpu_3m"] = float(
+            "inf"
+        )  # beyond the suite's sample: caught by the full check
         return feats, labels
 
     monkeypatch.setattr(fc, "compute_features", broken)
-    with pytest.raises(WarnError, match=r"1 subscriber\(s\) with missing or infinite inputs in \['arpu_3m'\]"):
+    with pytest.raises(
+        WarnError, match=r"1 subscriber\(s\) with missing or infinite inputs in \['arpu_3m'\]"
+    ):
         nightly_list(_with(trained, validate_sample=10), last_snapshot, model=champion, out_root=tmp_path)
     assert not any(tmp_path.iterdir())
 
@@ -237,14 +273,14 @@ def test_endpoint_and_nightly_list_give_the_same_probability_reasons_and_action(
         body = httpx.post(f"{url}/warn", json={"subscriber_ids": ids, "lang": "en"}, timeout=120).json()
     assert [w["subscriber_id"] for w in body] == ids
     keys = ("code", "feature", "value", "contribution", "sentence")
-    for row, w in zip(listed.itertuples(), body):
+    for row, w in zip(listed.itertuples(), body, strict=False):
         assert w.get("error") is None
         assert w["churn_probability"] == pytest.approx(row.churn_probability, rel=1e-9, abs=1e-12)
         online = [{k: r[k] for k in keys} for r in w["reasons"]]
         batch = [{k: r[k] for k in keys} for r in row.reasons]
         assert [r["code"] for r in online] == [r["code"] for r in batch]
         assert [r["sentence"] for r in online] == [r["sentence"] for r in batch]
-        for a, b in zip(online, batch):
+        for a, b in zip(online, batch, strict=False):
             assert a["feature"] == b["feature"]
             assert a["value"] == pytest.approx(b["value"], rel=1e-9, abs=1e-9)
             assert a["contribution"] == pytest.approx(b["contribution"], rel=1e-9, abs=1e-12)

@@ -7,12 +7,12 @@ import httpx
 import mlflow
 import pytest
 import yaml
+from conftest import write_config  # conftest sits on sys.path under pytest
 from typer.testing import CliRunner
 
-from conftest import write_config  # conftest sits on sys.path under pytest
+from core.config import load_settings
 from models.registry import use_tracking
 from pipelines.cli import app
-from core.config import load_settings
 from serving.deploy import DeployError, bento_dir, current_bento, deploy, read_record, rollback
 from serving.server import running_server
 
@@ -40,7 +40,9 @@ def bento_yaml(settings, tag: str) -> dict:
 
 
 def model_info(settings) -> dict:
-    with running_server(settings, bento=current_bento(settings), log_file=settings.workdir / "server-deploy.log") as url:
+    with running_server(
+        settings, bento=current_bento(settings), log_file=settings.workdir / "server-deploy.log"
+    ) as url:
         info = httpx.post(f"{url}/model", timeout=60).json()
         ids = ["S0000001"]
         warned = httpx.post(f"{url}/warn", json={"subscriber_ids": ids}, timeout=60).json()
@@ -69,7 +71,9 @@ def test_bento_labels_record_model_version_run_and_features(two_deploys):
     assert "competitor_hotline_calls_30d" in features
     # the Bento names its model under the alias the service loads: no code differs between versions
     assert [(m["tag"], m["alias"]) for m in info["models"]] == [(second["model"], "churn-model")]
-    requirements = (bento_dir(settings, second["bento"]) / "env" / "python" / "requirements.txt").read_text().split()
+    requirements = (
+        (bento_dir(settings, second["bento"]) / "env" / "python" / "requirements.txt").read_text().split()
+    )
     assert all("==" in r for r in requirements) and any(r.startswith("lightgbm==") for r in requirements)
 
 
@@ -94,7 +98,9 @@ def test_failed_build_leaves_the_record_and_the_current_bento(two_deploys, tmp_p
     bad = load_settings(tmp_path / "bad.yaml")
     assert bad.workdir == settings.workdir
     before, current = settings.deployments_file.read_bytes(), current_bento(settings)
-    with pytest.raises(DeployError, match=f"version {version} failed, nothing was deployed: .*outside of the build context"):
+    with pytest.raises(
+        DeployError, match=f"version {version} failed, nothing was deployed: .*outside of the build context"
+    ):
         deploy(bad, version=version)
     assert settings.deployments_file.read_bytes() == before and current_bento(settings) == current
     stored = [p.name for p in (settings.bentoml_home / "models" / "churnwarn").iterdir()]
@@ -105,8 +111,11 @@ def test_cli_lists_deployments(two_deploys):
     settings, first, second = two_deploys
     result = CliRunner().invoke(app, ["deployments", "--config", str(settings.config_path)])
     assert result.exit_code == 0, result.output
-    lines = {next(t for t in line.split() if t.startswith("churnwarn:")): line
-             for line in result.output.splitlines() if "churnwarn:" in line}
+    lines = {
+        next(t for t in line.split() if t.startswith("churnwarn:")): line
+        for line in result.output.splitlines()
+        if "churnwarn:" in line
+    }
     assert lines[second["bento"]].startswith("*") and not lines[first["bento"]].startswith("*")
 
 
@@ -145,17 +154,32 @@ def test_a_corrupt_record_is_reported_and_left_alone(trained_copy):
     trained_copy.deployments_file.write_text('{"deployments": ')
     for command in (["deployments"], ["rollback"], ["deploy", "--version", "1"]):
         result = CliRunner().invoke(app, [*command, "--config", str(trained_copy.config_path)])
-        assert result.exit_code == 2 and "is not a deployment record" in result.output, (command, result.output)
+        assert result.exit_code == 2 and "is not a deployment record" in result.output, (
+            command,
+            result.output,
+        )
     assert trained_copy.deployments_file.read_text() == '{"deployments": '
     assert _bentos(trained_copy) == built_before  # nothing was built
 
 
 def test_rollback_to_a_bento_gone_from_the_store_is_refused(trained_copy):
-    entry = {"registered_model": "churnwarn", "deployed_alias": None, "model_kind": "lightgbm", "run_id": "r",
-             "deployed_at": "2026-07-01T00:00:00+00:00", "model": "churnwarn:v1-r", "n_features": 1}
-    record = {"deployments": [entry | {"id": 1, "bento": "churnwarn:gone", "model_version": "1"},
-                              entry | {"id": 2, "bento": "churnwarn:current", "model_version": "2"}],
-              "stack": [1, 2], "events": []}
+    entry = {
+        "registered_model": "churnwarn",
+        "deployed_alias": None,
+        "model_kind": "lightgbm",
+        "run_id": "r",
+        "deployed_at": "2026-07-01T00:00:00+00:00",
+        "model": "churnwarn:v1-r",
+        "n_features": 1,
+    }
+    record = {
+        "deployments": [
+            entry | {"id": 1, "bento": "churnwarn:gone", "model_version": "1"},
+            entry | {"id": 2, "bento": "churnwarn:current", "model_version": "2"},
+        ],
+        "stack": [1, 2],
+        "events": [],
+    }
     trained_copy.deployments_file.write_text(json.dumps(record))
     with pytest.raises(DeployError, match="churnwarn:gone is no longer in"):
         rollback(trained_copy)

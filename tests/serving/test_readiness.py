@@ -24,7 +24,9 @@ def unloaded(trained, tmp_path_factory):
 def test_not_ready_until_the_store_is_loaded(unloaded):
     from features.store import apply_and_materialize
 
-    with running_server(unloaded, wait_for="/livez", log_file=unloaded.workdir / "server-unloaded.log") as url:
+    with running_server(
+        unloaded, wait_for="/livez", log_file=unloaded.workdir / "server-unloaded.log"
+    ) as url:
         assert httpx.get(url + "/livez").status_code == 200
         ready = httpx.get(url + "/readyz")
         assert ready.status_code == 503

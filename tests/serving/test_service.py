@@ -71,7 +71,9 @@ def test_malformed_requests_get_a_4xx_with_a_message(server, body, needle):
 
 
 def test_too_large_batch_is_refused(server, trained):
-    resp = server.post("/warn", json={"subscriber_ids": [f"S{i}" for i in range(trained.serving.max_batch + 1)]})
+    resp = server.post(
+        "/warn", json={"subscriber_ids": [f"S{i}" for i in range(trained.serving.max_batch + 1)]}
+    )
     assert resp.status_code == 400 and "max_batch" in resp.text
 
 
@@ -82,6 +84,7 @@ def test_model_endpoint_names_the_version(server):
 
 # -- both request kinds, single and batch ------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def latest_rows(trained):
     """The newest snapshot's feature rows, as a system holding its own data would send them."""
@@ -89,8 +92,14 @@ def latest_rows(trained):
 
     t = pd.read_parquet(trained.feature_table)
     t = t.loc[t["event_timestamp"] == t["event_timestamp"].max()]
-    return [{"subscriber_id": r["subscriber_id"], "features": {f: float(r[f]) for f in FEATURE_NAMES},
-             "feature_timestamp": r["event_timestamp"].isoformat()} for _, r in t.head(5).iterrows()]
+    return [
+        {
+            "subscriber_id": r["subscriber_id"],
+            "features": {f: float(r[f]) for f in FEATURE_NAMES},
+            "feature_timestamp": r["event_timestamp"].isoformat(),
+        }
+        for _, r in t.head(5).iterrows()
+    ]
 
 
 def test_single_subscriber_carries_every_field_and_matches_the_scoring_path(server, trained, latest_ids):
@@ -113,8 +122,12 @@ def test_single_subscriber_carries_every_field_and_matches_the_scoring_path(serv
     X = online_features(get_store(trained), [sid])
     ref = score_with_reasons(load_registered(trained).model, X, trained, "zh")[0]
     assert w["churn_probability"] == pytest.approx(ref["churn_probability"], abs=1e-9)
-    assert [(r["code"], r["sentence"]) for r in w["reasons"]] == [(r["code"], r["sentence"]) for r in ref["reasons"]]
-    assert [r["contribution"] for r in w["reasons"]] == pytest.approx([r["contribution"] for r in ref["reasons"]])
+    assert [(r["code"], r["sentence"]) for r in w["reasons"]] == [
+        (r["code"], r["sentence"]) for r in ref["reasons"]
+    ]
+    assert [r["contribution"] for r in w["reasons"]] == pytest.approx(
+        [r["contribution"] for r in ref["reasons"]]
+    )
 
 
 def test_unknown_single_subscriber_is_404_naming_it(server):
@@ -136,8 +149,10 @@ def test_feature_rows_single_and_batch_score_like_the_ids(server, latest_rows):
     assert resp.status_code == 200
     by_row = resp.json()
     assert [w["subscriber_id"] for w in by_row] == ids
-    for a, b in zip(by_id, by_row):
-        assert b["status"] == "ok" and b["churn_probability"] == pytest.approx(a["churn_probability"], abs=1e-12)
+    for a, b in zip(by_id, by_row, strict=False):
+        assert b["status"] == "ok" and b["churn_probability"] == pytest.approx(
+            a["churn_probability"], abs=1e-12
+        )
         assert b["reasons"] == a["reasons"] and b["feature_timestamp"] == a["feature_timestamp"]
     one = server.post("/warn/row", json={"row": latest_rows[0], "lang": "zh"})
     assert one.status_code == 200 and one.json()["churn_probability"] == by_row[0]["churn_probability"]
@@ -155,6 +170,7 @@ def test_old_feature_rows_are_stale(server, trained, latest_rows):
 
 
 # -- bad input: always a 4xx that names the problem, never a 500 -------------------------------
+
 
 def _row(latest_rows, **features):
     row = {**latest_rows[0], "features": {**latest_rows[0]["features"], **features}}
@@ -186,7 +202,9 @@ def test_bad_feature_rows_name_the_row_and_field(server, latest_rows, change, fi
     assert ["rows", 1, "features", field] in [d["loc"] for d in detail]
     assert needle in resp.text
     single = server.post("/warn/row", json={"row": bad})
-    assert single.status_code == 400 and ["row", "features", field] in [d["loc"] for d in single.json()["detail"]]
+    assert single.status_code == 400 and ["row", "features", field] in [
+        d["loc"] for d in single.json()["detail"]
+    ]
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
@@ -210,9 +228,24 @@ def test_too_many_rows_are_refused(server, trained, latest_rows):
 @pytest.mark.parametrize("route", ["/warn", "/warn/subscriber", "/warn/rows", "/warn/row"])
 @pytest.mark.parametrize(
     "body",
-    [b"", b"null", b"[]", b"42", b'"text"', b"{", b"{}", b'{"subscriber_id": 7}', b'{"subscriber_ids": [1, 2]}',
-     b'{"subscriber_id": ""}', b'{"rows": [{}]}', b'{"row": []}', b'{"rows": "x"}', b'{"lang": "fr"}',
-     b'\xff\xfe', b'{"subscriber_id": "' + b"x" * 200 + b'"}'],
+    [
+        b"",
+        b"null",
+        b"[]",
+        b"42",
+        b'"text"',
+        b"{",
+        b"{}",
+        b'{"subscriber_id": 7}',
+        b'{"subscriber_ids": [1, 2]}',
+        b'{"subscriber_id": ""}',
+        b'{"rows": [{}]}',
+        b'{"row": []}',
+        b'{"rows": "x"}',
+        b'{"lang": "fr"}',
+        b"\xff\xfe",
+        b'{"subscriber_id": "' + b"x" * 200 + b'"}',
+    ],
 )
 def test_garbage_is_a_4xx_never_a_500(server, route, body):
     resp = server.post(route, content=body, headers={"content-type": "application/json"})
@@ -221,6 +254,7 @@ def test_garbage_is_a_4xx_never_a_500(server, route, body):
 
 
 # -- the OpenAPI spec, metrics, request ids ---------------------------------------------------
+
 
 def test_openapi_lists_each_route_with_its_request_and_response_fields(server):
     from features.catalogue import FEATURE_NAMES
@@ -240,17 +274,35 @@ def test_openapi_lists_each_route_with_its_request_and_response_fields(server):
         s = resolve(spec["paths"][route]["post"]["responses"]["200"]["content"]["application/json"]["schema"])
         return resolve(s["items"]) if s.get("type") == "array" else s
 
-    warning = {"subscriber_id", "status", "churn_probability", "risk_tier", "value_at_stake", "expected_loss",
-               "vip_tier", "model", "feature_timestamp", "reasons", "action", "error"}
-    expected = {"/warn": {"subscriber_ids", "lang"}, "/warn/subscriber": {"subscriber_id", "lang"},
-                "/warn/rows": {"rows", "lang"}, "/warn/row": {"row", "lang"}}
+    warning = {
+        "subscriber_id",
+        "status",
+        "churn_probability",
+        "risk_tier",
+        "value_at_stake",
+        "expected_loss",
+        "vip_tier",
+        "model",
+        "feature_timestamp",
+        "reasons",
+        "action",
+        "error",
+    }
+    expected = {
+        "/warn": {"subscriber_ids", "lang"},
+        "/warn/subscriber": {"subscriber_id", "lang"},
+        "/warn/rows": {"rows", "lang"},
+        "/warn/row": {"row", "lang"},
+    }
     for route, fields in expected.items():
         assert set(request_fields(route)["properties"]) == fields
         assert set(response_fields(route)["properties"]) == warning
     row = resolve(request_fields("/warn/rows")["properties"]["rows"]["items"])
     assert set(row["properties"]) == {"subscriber_id", "features", "feature_timestamp"}
     features = resolve(row["properties"]["features"])
-    assert set(features["properties"]) == set(FEATURE_NAMES) and set(features["required"]) == set(FEATURE_NAMES)
+    assert set(features["properties"]) == set(FEATURE_NAMES) and set(features["required"]) == set(
+        FEATURE_NAMES
+    )
     assert features["properties"]["zero_call_days_7d"]["maximum"] == 7
     assert set(response_fields("/model")["properties"]) >= {"name", "version", "alias", "kind", "run_id"}
     for route in expected:  # the error answers, with the body the service really sends
@@ -258,7 +310,10 @@ def test_openapi_lists_each_route_with_its_request_and_response_fields(server):
         assert {"400", "401", "404", "422", "503"} <= set(errors)
         for code in ("400", "401", "404", "422", "503"):
             body = resolve(errors[code]["content"]["application/json"]["schema"])
-            assert set(body["properties"]) == {"error", "detail"} and body["properties"]["detail"]["type"] == "array"
+            assert (
+                set(body["properties"]) == {"error", "detail"}
+                and body["properties"]["detail"]["type"] == "array"
+            )
 
 
 def test_metrics_count_requests_by_outcome_and_the_scores(server, latest_ids):
@@ -267,17 +322,23 @@ def test_metrics_count_requests_by_outcome_and_the_scores(server, latest_ids):
     server.post("/warn/rows", json={"rows": []})
     server.post("/warn", json={"subscriber_ids": [latest_ids[1], "S-NOBODY"]})
     text = server.get("/metrics").text
-    for line in ['churnwarn_requests_total{outcome="ok",route="/warn/subscriber"}',
-                 'churnwarn_requests_total{outcome="unknown",route="/warn/subscriber"}',
-                 'churnwarn_requests_total{outcome="invalid",route="/warn/rows"}',
-                 'churnwarn_warnings_total{outcome="unknown"}', 'churnwarn_warnings_total{outcome="ok"}',
-                 'churnwarn_churn_probability_bucket{le="0.5"}', "churnwarn_model_batch_rows_count",
-                 "bentoml_service_request_total"]:
+    for line in [
+        'churnwarn_requests_total{outcome="ok",route="/warn/subscriber"}',
+        'churnwarn_requests_total{outcome="unknown",route="/warn/subscriber"}',
+        'churnwarn_requests_total{outcome="invalid",route="/warn/rows"}',
+        'churnwarn_warnings_total{outcome="unknown"}',
+        'churnwarn_warnings_total{outcome="ok"}',
+        'churnwarn_churn_probability_bucket{le="0.5"}',
+        "churnwarn_model_batch_rows_count",
+        "bentoml_service_request_total",
+    ]:
         assert line in text, line
 
 
 def test_request_id_is_echoed_and_logged(server, trained, latest_ids):
-    resp = server.post("/warn/subscriber", json={"subscriber_id": latest_ids[0]}, headers={"X-Request-ID": "rq-42.a"})
+    resp = server.post(
+        "/warn/subscriber", json={"subscriber_id": latest_ids[0]}, headers={"X-Request-ID": "rq-42.a"}
+    )
     assert resp.headers["x-request-id"] == "rq-42.a"
     made = server.post("/warn/subscriber", json={"subscriber_id": "S-NOBODY"}).headers["x-request-id"]
     assert len(made) == 32 and int(made, 16) >= 0
@@ -285,8 +346,11 @@ def test_request_id_is_echoed_and_logged(server, trained, latest_ids):
     assert odd.headers["x-request-id"] != "a b;<script>"
     import json
 
-    lines = [json.loads(line[line.index("{"): line.rindex("}") + 1])
-             for line in (trained.workdir / "server-test.log").read_text().splitlines() if '"event": "request"' in line]
+    lines = [
+        json.loads(line[line.index("{") : line.rindex("}") + 1])
+        for line in (trained.workdir / "server-test.log").read_text().splitlines()
+        if '"event": "request"' in line
+    ]
     mine = {r["request_id"]: r for r in lines}
     assert mine["rq-42.a"]["route"] == "/warn/subscriber" and mine["rq-42.a"]["outcome"] == "ok"
     assert mine["rq-42.a"]["n"] == 1 and mine["rq-42.a"]["latency_ms"] > 0

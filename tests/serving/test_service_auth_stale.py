@@ -24,7 +24,9 @@ def stale_settings(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(stale_settings, trained):
-    with running_server(stale_settings, env={API_KEY_ENV: KEY}, log_file=trained.workdir / "server-auth.log") as u:
+    with running_server(
+        stale_settings, env={API_KEY_ENV: KEY}, log_file=trained.workdir / "server-auth.log"
+    ) as u:
         yield u
 
 
@@ -41,8 +43,16 @@ def latest_ids(trained):
 
 
 @pytest.mark.parametrize("route", ["/warn", "/warn/subscriber", "/warn/rows", "/warn/row", "/model"])
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"},
-                                     {"Authorization": KEY}, {"Authorization": f"Basic {KEY}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"X-API-Key": "wrong"},
+        {"Authorization": KEY},
+        {"Authorization": f"Basic {KEY}"},
+    ],
+)
 def test_api_routes_need_the_key(url, route, headers):
     resp = httpx.post(url + route, json={"subscriber_id": "S0000001"}, headers=headers)
     assert resp.status_code == 401
@@ -61,14 +71,21 @@ def test_health_readiness_and_metrics_stay_open(url):
     for path in ("/livez", "/readyz", "/metrics"):
         assert httpx.get(url + path).status_code == 200
     httpx.post(url + "/warn", json={"subscriber_ids": ["x"]})
-    assert 'churnwarn_requests_total{outcome="unauthorized",route="/warn"}' in httpx.get(url + "/metrics").text
+    assert (
+        'churnwarn_requests_total{outcome="unauthorized",route="/warn"}' in httpx.get(url + "/metrics").text
+    )
 
 
 def test_stale_single_subscriber_is_422_naming_the_bound(client, latest_ids):
     resp = client.post("/warn/subscriber", json={"subscriber_id": latest_ids[0]})
     assert resp.status_code == 422
     err = resp.json()["error"]
-    assert "stale features" in err and "2026-06-01" in err and "92 days" in err and "max_feature_age_days = 60" in err
+    assert (
+        "stale features" in err
+        and "2026-06-01" in err
+        and "92 days" in err
+        and "max_feature_age_days = 60" in err
+    )
 
 
 def test_stale_ids_in_a_batch_are_per_item(client, latest_ids):
