@@ -2,14 +2,13 @@
 
     uv run python benchmarks/e2e_demo.py [--cold-cache]
 
-Prints a table. ``--cold-cache`` installs with an empty uv cache (every wheel downloaded), the
+Writes docs/benchmarks/e2e_demo.md (see benchmarks/_report.py) and prints it. ``--cold-cache`` installs with an empty uv cache (every wheel downloaded), the
 closest to a fresh machine; without it the machine's uv cache is used.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from _report import md_table, write_report  # noqa: E402
 from test_readme import newcomer_env  # noqa: E402  (one definition of "a plain shell")
 
 
@@ -52,15 +52,19 @@ def main() -> None:
         timed("main job, first run (all stages + serve)", "uv run --locked churn demo", clone, env, rows)
         timed("main job, rerun (dvc skips unchanged stages)", "uv run --locked churn demo", clone, env, rows)
     total = rows[0][2] + rows[1][2]
-    print(
-        f"\nchurnwarn end-to-end on {os.cpu_count()} cores ({'cold' if args.cold_cache else 'warm'} uv cache)\n"
+    table = [(label, f"{secs:.1f}", rc) for label, _, secs, rc in rows]
+    table.append(("fresh machine total (install + first run)", f"{total:.1f}", ""))
+    cache = "cold uv cache: every wheel downloaded" if args.cold_cache else "warm uv cache"
+    write_report(
+        __file__,
+        "The main job from a fresh clone",
+        [
+            f"A fresh clone, installed with a {cache}, then the README's main job twice.",
+            md_table(["step", "seconds", "exit"], table, "lrr"),
+            "Targets: under 600 s on a fresh machine including installation, under 180 s for the "
+            "first run once installed.",
+        ],
     )
-    print(f"| {'step':<46} | {'seconds':>8} | exit |")
-    print(f"|{'-' * 48}|{'-' * 10}|------|")
-    for label, _, secs, rc in rows:
-        print(f"| {label:<46} | {secs:8.1f} | {rc:>4} |")
-    print(f"| {'fresh machine total (install + first run)':<46} | {total:8.1f} |      |")
-    print("\ntargets (issue 2): total < 600 s; first run when installed < 180 s")
 
 
 if __name__ == "__main__":

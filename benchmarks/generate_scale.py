@@ -3,7 +3,8 @@
     uv run python benchmarks/generate_scale.py [--subscribers 1000000] [--days 90] [--keep DIR]
 
 Default: 1 million subscribers x 90 days (about 10^8 calls), written in day partitions to a
-temporary folder (removed afterwards unless --keep). Prints a table.
+temporary folder (removed afterwards unless --keep). Writes docs/benchmarks/generate_scale.md
+(see benchmarks/_report.py) and prints it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _report import md_table, write_report
 
 from core.config import DEFAULT_CONFIG, load_settings
 from pipelines.generate import generate
@@ -48,17 +50,17 @@ def main() -> None:
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     size_gib = sum(f.stat().st_size for f in settings.landing_dir.rglob("*") if f.is_file()) / 2**30
     files = sum(1 for _ in (settings.landing_dir / "cdr").rglob("*.parquet"))
-    print(
-        f"\nsimulator at scale: {args.subscribers:,} subscribers x {args.days} days, chunks of {args.chunk:,}\n"
-    )
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| calls (CDR rows) | {summary.calls:,} |")
-    print(f"| churn events | {summary.churn_events:,} |")
-    print(f"| wall time | {wall:,.0f} s |")
-    print(f"| throughput | {summary.calls / wall:,.0f} rows/s |")
-    print(f"| peak memory (RSS) | {peak_gib:.2f} GiB |")
-    print(f"| landing size on disk | {size_gib:.2f} GiB in {files:,} CDR files |")
+    rows = [
+        ("subscribers x days", f"{args.subscribers:,} x {args.days} (chunks of {args.chunk:,})"),
+        ("calls (CDR rows)", f"{summary.calls:,}"),
+        ("calls per subscriber a day", f"{summary.calls / args.subscribers / args.days:.2f}"),
+        ("churn events", f"{summary.churn_events:,}"),
+        ("wall time", f"{wall:,.1f} s"),
+        ("throughput", f"{summary.calls / wall:,.0f} rows/s"),
+        ("peak memory (RSS)", f"{peak_gib:.2f} GiB"),
+        ("landing size on disk", f"{size_gib:.2f} GiB in {files:,} CDR files"),
+    ]
+    write_report(__file__, "Simulator at scale", [md_table(["measure", "value"], rows)])
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,9 +18,10 @@ from 60,000 subscribers)::
 
     uv run python benchmarks/records_ceiling.py --config CONFIG [--test-config DEMO_CONFIG] [--shares 0.25,0.5,1]
 
-Prints one table: the simulator's ceilings, the records learner per training share, the catalogue's
-features under the same learner, and the last ``churn train``'s winner, each with its ROC-AUC
-standard error (Hanley & McNeil 1982) on the held-out rows.
+Writes docs/benchmarks/records_ceiling.md (see benchmarks/_report.py) and prints it: one table of
+the simulator's ceilings, the records learner per training share, the catalogue's features under
+the same learner, and the last ``churn train``'s winner, each with its ROC-AUC standard error
+(Hanley & McNeil 1982) on the held-out rows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import warnings
 import duckdb
 import numpy as np
 import pandas as pd
+from _report import md_table, write_report
 
 from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
@@ -279,30 +281,39 @@ def main() -> None:
                     model.predict_proba(X_te[cat_cols], raw_score=True),
                 )
             )
-    print(
-        f"\nheld-out snapshot {pd.Timestamp(test_t).date()} of {test.settings.workdir}: {len(y_te):,} subscribers, "
-        f"{n_pos:,} churners\n"
-    )
-    print(f"| {'scorer':<42} | {'trained on':<38} | ROC-AUC (s.e.) | PR-AUC |")
-    print(f"|{'-' * 44}|{'-' * 40}|----------------|--------|")
     rows = [(name, "-", auc, pr) for name, auc, pr in fixed]
     rows += [
         (name, trained, roc_auc_score(y_te, score), average_precision_score(y_te, score))
         for name, trained, score in table
     ]
-    for name, trained, auc, pr in rows:
-        print(f"| {name:<42} | {trained:<38} | {auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {pr:.3f} |")
     report = test.settings.reports_dir / "train.json"
     if report.exists():
         t = json.loads(report.read_text())
         winner = t.get("winner")
         if winner and f"{winner}_roc_auc" in t:
-            auc = t[f"{winner}_roc_auc"]
-            print(
-                f"| {'last `churn train` winner (' + winner + ')':<42} | {'its own training snapshots':<38} | "
-                f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})  | {t.get(f'{winner}_pr_auc', float('nan')):.3f} |"
+            rows.append(
+                (
+                    f"last `churn train` winner ({winner})",
+                    "its own training snapshots",
+                    t[f"{winner}_roc_auc"],
+                    t.get(f"{winner}_pr_auc", float("nan")),
+                )
             )
-    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+    lines = [
+        (name, trained, f"{auc:.3f} ({auc_se(auc, n_pos, n_neg):.3f})", f"{pr:.3f}")
+        for name, trained, auc, pr in rows
+    ]
+    write_report(
+        __file__,
+        "Records ceiling: what the raw records reveal",
+        [
+            f"Held-out snapshot {pd.Timestamp(test_t).date()} of `{test.settings.workdir}`: "
+            f"{len(y_te):,} subscribers, {n_pos:,} churners; the learner trained on "
+            f"`{settings.workdir}`; {X_te.shape[1]} record-feature columns.",
+            md_table(["scorer", "trained on", "ROC-AUC (s.e.)", "PR-AUC"], lines, "llrr"),
+            f"{time.perf_counter() - t0:.0f} s in all.",
+        ],
+    )
 
 
 if __name__ == "__main__":

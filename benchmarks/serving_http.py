@@ -12,7 +12,8 @@ end to end (Feast online read + predict + SHAP + reasons + JSON):
 - the load test: ``--load-seconds`` at ``--concurrency``, counting every non-200 and every per-item
   error as an error, sampling the server's resident memory (its whole process tree) each second.
 The client runs on the same 2 cores as the server, so the figures include its share of the CPU.
-Prints a markdown table; exits 1 if the load test saw an error or memory grew > 10% after warm-up.
+Writes docs/benchmarks/serving_http.md (see benchmarks/_report.py) and prints it; exits 1 if the
+load test saw an error or memory grew > 10% after warm-up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _report import md_table, write_report  # noqa: E402
+
 from core.config import load_settings  # noqa: E402
 from serving.server import running_server  # noqa: E402
 
@@ -182,24 +185,39 @@ def main() -> None:
         rows.append(("batch of 100 ids, concurrency 1", batch))
         load = load_test(url, ids, args.concurrency, args.load_seconds, root)
         rows.append((f"load test {args.load_seconds:.0f} s, concurrency {args.concurrency}", load))
-    print(
-        f"\nchurnwarn endpoint over HTTP ({url}{SINGLE} and {BATCH}), {len(ids)} subscribers in the online store "
-        f"({settings.feast.online_store.type}), {psutil.cpu_count()} CPUs\n"
-    )
-    print("| measure | requests | errors | p50 ms | p99 ms | mean ms | warnings/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in rows:
-        print(
-            f"| {name} | {r['n']:,} | {r['errors']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | {r['per_s']:,.0f} |"
+    table = [
+        (
+            name,
+            f"{r['n']:,}",
+            r["errors"],
+            f"{r['p50']:.1f}",
+            f"{r['p99']:.1f}",
+            f"{r['mean']:.1f}",
+            f"{r['per_s']:,.0f}",
         )
-    print(
-        f"\nload test memory (server process tree RSS): {load['rss_start']:.0f} MiB after warm-up, "
-        f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%}; "
-        f"second half {load['late_growth']:+.1%})"
-    )
-    print("RSS over the load test: " + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m in load["series"]))
+        for name, r in rows
+    ]
     target = "met" if one["p99"] < 20 else "NOT met"
-    print(f"target p99 < 20 ms at concurrency 1: {target} ({one['p99']:.1f} ms)")
+    write_report(
+        __file__,
+        "Endpoint over HTTP",
+        [
+            f"The real server at {url}, single ids to `{SINGLE}`, batches to `{BATCH}`; "
+            f"{len(ids):,} subscribers in the online store ({settings.feast.online_store.type}), "
+            f"`serving.workers: {settings.serving.workers}`. The client runs on the same machine.",
+            md_table(
+                ["measure", "requests", "errors", "p50 ms", "p99 ms", "mean ms", "warnings/s"],
+                table,
+                "lrrrrrr",
+            ),
+            f"Load test memory (server process tree RSS): {load['rss_start']:.0f} MiB after warm-up, "
+            f"{load['rss_end']:.0f} MiB at the end, max {load['rss_max']:.0f} MiB ({load['growth']:+.1%}; "
+            f"second half {load['late_growth']:+.1%}). Over the test: "
+            + ", ".join(f"{t:.0f} s {m:.0f} MiB" for t, m in load["series"])
+            + ".",
+            f"Target p99 < 20 ms at concurrency 1: {target} ({one['p99']:.1f} ms).",
+        ],
+    )
     if load["errors"] or load["growth"] > 0.10:
         print("load test FAILED: errors or memory growth > 10%", file=sys.stderr)
         sys.exit(1)

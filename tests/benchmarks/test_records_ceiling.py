@@ -1,11 +1,13 @@
 """The records ceiling is only a ceiling if its learner sees what a model could: nothing at or after T."""
 
 import importlib.util
+import sys
 
 import pandas as pd
 
 from core.config import REPO_ROOT as ROOT
 
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their shared _report helper
 spec = importlib.util.spec_from_file_location("records_ceiling", ROOT / "benchmarks" / "records_ceiling.py")
 records_ceiling = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(records_ceiling)
