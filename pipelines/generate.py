@@ -28,7 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +71,7 @@ RECHARGE_PAUSE_SHARE = 0.05  # loyal prepaid subscribers with a long pause in to
 OFF_NET_LEAN = 0.6  # share of a competitor lead-up's calls redirected to off-net contacts at its end
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationSummary:
     subscribers: int
     calls: int
@@ -306,19 +308,114 @@ def _contact_pool(rng, cfg, n: int) -> np.ndarray:
     return out
 
 
-def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir) -> dict:
+@dataclass(frozen=True)
+class Calls:
+    """A chunk's calls as index arrays: subscriber row, day, second of the day, and the number called
+    (a position in ``pool``: the contacts, ``CONTACTS`` per subscriber, then one hotline number per
+    hotline call)."""
+
+    sub_idx: np.ndarray
+    day_idx: np.ndarray
+    seconds: np.ndarray
+    other: np.ndarray
+    pool: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sub_idx)
+
+
+@dataclass(frozen=True)
+class ChunkTables:
+    """One chunk of subscribers' landing tables and ground truth (its calls are already on disk)."""
+
+    subscribers: pd.DataFrame
+    billing: pd.DataFrame
+    complaints: pd.DataFrame
+    churn_events: pd.DataFrame
+    recharges: pd.DataFrame
+    intents: pd.DataFrame
+    calls: int
+
+
+# Table order in the landing export; ``intents`` go to the ground truth.
+CHUNK_TABLES = ("subscribers", "billing", "complaints", "churn_events", "recharges", "intents")
+SORT_KEYS = {
+    "billing": ["bill_date", "subscriber_id"],
+    "complaints": ["complaint_time"],
+    "churn_events": ["event_date", "subscriber_id"],
+    "recharges": ["recharge_time", "subscriber_id"],
+}
+
+
+def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir: Path) -> ChunkTables:
+    """Simulate ``n`` subscribers from ``offset``: their calls go to ``cdr_dir``, the rest is returned.
+
+    The draws of the chunk's main stream follow a fixed order (subscribers, intents, contract ends,
+    activity, calls, complaints, bills, churn events); the off-net lean, the service-line calls and the
+    top-ups draw from streams of their own. Same seed, same chunk: same tables, bit for bit."""
     rng = np.random.default_rng([cfg.seed, chunk])
-    n_days = len(days)
-    start = pd.Timestamp(cfg.start_date)
+    n_days, start = len(days), pd.Timestamp(cfg.start_date)
     subs = _subscribers(rng, cfg, offset, n)
     it = _intents(rng, cfg, subs)
-    ce = (it["churn_cause"] == "contract_expiry").to_numpy()  # contracts end just before they leave
+    ce = (it["churn_cause"] == "contract_expiry").to_numpy()
+    _contracts_end_before_leaving(rng, subs, it, ce, start)
+    mult = _activity(rng, cfg, days, it)
+    calls = _calls(rng, cfg, chunk, it, mult, ce)
+    duration, direction = _durations_and_directions(rng, calls, n)
+    _write_cdr(calls, duration, direction, subs, days, chunk, cdr_dir)
+    complaints = _complaints(rng, subs, it, n_days, start)
+    billing = _billing(rng, cfg, subs, it, mult, start)
+    churn_events = _churn_events(rng, it, n_days, start)
+    # prepaid top-ups, from a stream of their own so the other tables stay as they were
+    recharges = _recharges(np.random.default_rng([cfg.seed, chunk, 1]), subs, it, n_days, start)
+    # a subscriber who left before the data starts is not in the export
+    present = ~(it["churns"].to_numpy() & (it["end_day"].to_numpy() < 0))
+    return ChunkTables(
+        subscribers=subs[present],
+        billing=billing,
+        complaints=complaints,
+        churn_events=churn_events,
+        recharges=recharges,
+        intents=it[present],
+        calls=len(calls),
+    )
+
+
+def _contracts_end_before_leaving(
+    rng, subs: pd.DataFrame, it: pd.DataFrame, ce: np.ndarray, start: pd.Timestamp
+) -> None:
+    """Contract-expiry intents: the contract ends in the week before the subscriber leaves (in place)."""
     subs.loc[ce, "contract_end_date"] = start + pd.to_timedelta(
         it.loc[ce, "end_day"] - rng.integers(0, 8, ce.sum()), unit="D"
     )
-    mult = _activity(rng, cfg, days, it)
 
-    # calls from the pool of contacts
+
+def _calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray, ce: np.ndarray) -> Calls:
+    """Every call of the chunk: contact calls at the activity's rate, then hotline calls, then one call
+    per subscriber, second and number (exact duplicates dropped)."""
+    n_days = mult.shape[1]
+    calls = _contact_calls(rng, cfg, chunk, it, mult)
+    hot, hot_num = _hotline_calls(rng, cfg, chunk, it, ce, n_days)
+    if hot:
+        h = np.array(hot, dtype=np.int64)
+        calls = Calls(
+            sub_idx=np.concatenate([calls.sub_idx, h[:, 0]]),
+            day_idx=np.concatenate([calls.day_idx, h[:, 1]]),
+            seconds=np.concatenate([calls.seconds, rng.integers(8 * 3600, 21 * 3600, len(h))]),
+            other=np.concatenate([calls.other, len(it) * CONTACTS + np.arange(len(h))]),
+            pool=np.concatenate([calls.pool, np.array(hot_num)]),
+        )
+    key = ((calls.sub_idx * n_days + calls.day_idx) * 86_400 + calls.seconds) * (
+        len(calls.pool) + 1
+    ) + calls.other
+    keep = np.sort(np.unique(key, return_index=True)[1])
+    return Calls(calls.sub_idx[keep], calls.day_idx[keep], calls.seconds[keep], calls.other[keep], calls.pool)
+
+
+def _contact_calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray) -> Calls:
+    """Calls to the subscriber's own contacts: a Poisson count a day at the subscriber's base rate times
+    the activity multiplier; competitor lead-ups lean to off-net contacts (a stream of its own)."""
+    n = len(it)
     base = np.clip(np.exp(rng.normal(np.log(cfg.median_daily_calls), 0.7, n)), 0.3, 25)
     counts = rng.poisson(base[:, None] * mult)
     sub_idx, day_idx = np.nonzero(counts)
@@ -329,8 +426,15 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     other = sub_idx * CONTACTS + rng.integers(0, CONTACTS, m)
     pool = _contact_pool(rng, cfg, n)
     other = _lean_off_net(np.random.default_rng([cfg.seed, chunk, 2]), cfg, it, pool, sub_idx, day_idx, other)
+    return Calls(sub_idx, day_idx, seconds, other, pool)
 
-    # hotline calls: competitor intents ring 10086/10010; a few loyal stayers once; expiring contracts 10000
+
+def _hotline_calls(
+    rng, cfg, chunk: int, it: pd.DataFrame, ce: np.ndarray, n_days: int
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """(subscriber row, day) of each hotline call and the number rung: competitor intents ring
+    10086/10010, a few loyal stayers once; expiring contracts and the unhappy ring the own service line."""
+    n = len(it)
     hot = _in_lead(rng, it, np.flatnonzero(it["churn_cause"] == "competitor"), (1, 5), (0, 2), n_days)
     hot_num = [rng.choice(cfg.competitor_hotlines) for _ in hot]
     loyal = np.flatnonzero((it["churn_cause"] == "none").to_numpy() & (rng.random(n) < 0.04))
@@ -351,39 +455,47 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     )
     hot += unhappy
     hot_num += [cfg.own_hotline] * len(unhappy)
-    if hot:
-        h = np.array(hot, dtype=np.int64)
-        pool = np.concatenate([pool, np.array(hot_num)])
-        sub_idx = np.concatenate([sub_idx, h[:, 0]])
-        day_idx = np.concatenate([day_idx, h[:, 1]])
-        seconds = np.concatenate([seconds, rng.integers(8 * 3600, 21 * 3600, len(h))])
-        other = np.concatenate([other, n * CONTACTS + np.arange(len(h))])
-    m = len(sub_idx)
-    # one call per subscriber, second and number: drop exact duplicates
-    key = ((sub_idx * n_days + day_idx) * 86_400 + seconds) * (len(pool) + 1) + other
-    keep = np.sort(np.unique(key, return_index=True)[1])
-    sub_idx, day_idx, seconds, other = sub_idx[keep], day_idx[keep], seconds[keep], other[keep]
-    m = len(sub_idx)
+    return hot, hot_num
+
+
+def _durations_and_directions(rng, calls: Calls, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Call lengths in seconds (log-normal around 90 s; hotline calls 30 s to 15 min) and directions
+    (1 = out: every hotline call, and 55% of the others)."""
+    m = len(calls)
     duration = np.clip(rng.lognormal(np.log(90), 1.0, m), 1, 7200).astype(np.int32)
-    is_hot = other >= n * CONTACTS
+    is_hot = calls.other >= n * CONTACTS
     duration[is_hot] = rng.integers(30, 900, is_hot.sum())
     direction = np.where(is_hot | (rng.random(m) < 0.55), 1, 0).astype(np.int8)
+    return duration, direction
 
-    order = np.argsort(day_idx, kind="stable")
-    bounds = np.searchsorted(day_idx[order], np.arange(n_days + 1))
+
+def _write_cdr(
+    calls: Calls,
+    duration: np.ndarray,
+    direction: np.ndarray,
+    subs: pd.DataFrame,
+    days: pd.DatetimeIndex,
+    chunk: int,
+    cdr_dir: Path,
+) -> None:
+    """The chunk's calls into the day partitions, one parquet file per day and chunk."""
+    n_days = len(days)
+    order = np.argsort(calls.day_idx, kind="stable")
+    bounds = np.searchsorted(calls.day_idx[order], np.arange(n_days + 1))
     ids = pa.array(subs["subscriber_id"].to_numpy())
-    dictionary = pa.array(pool)
+    dictionary = pa.array(calls.pool)
     directions = pa.array(["in", "out"])
-    t0 = np.datetime64(start, "s")
+    t0 = np.datetime64(days[0], "s")
     for d in range(n_days):
         sl = order[bounds[d] : bounds[d + 1]]
         if not len(sl):
             continue
+        start_time = t0 + (calls.day_idx[sl] * 86_400 + calls.seconds[sl]).astype("timedelta64[s]")
         tbl = pa.table(
             {  # plain strings by index: parquet dictionary-encodes each file on its own
-                "subscriber_id": ids.take(pa.array(sub_idx[sl])),
-                "other_party": dictionary.take(pa.array(other[sl])),
-                "start_time": pa.array(t0 + (day_idx[sl] * 86_400 + seconds[sl]).astype("timedelta64[s]")),
+                "subscriber_id": ids.take(pa.array(calls.sub_idx[sl])),
+                "other_party": dictionary.take(pa.array(calls.other[sl])),
+                "start_time": pa.array(start_time),
                 "duration_s": pa.array(duration[sl]),
                 "direction": directions.take(pa.array(direction[sl])),
             }
@@ -392,14 +504,18 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         part.mkdir(parents=True, exist_ok=True)
         pq.write_table(tbl, part / f"part-{chunk:05d}.parquet")
 
-    # complaints: dissatisfied intents, plus background complaints (most who complain stay)
+
+def _complaints(rng, subs: pd.DataFrame, it: pd.DataFrame, n_days: int, start: pd.Timestamp) -> pd.DataFrame:
+    """Dissatisfied intents complain in their lead-up; others now and then (most who complain stay);
+    nobody complains on or after the day they leave."""
+    n = len(it)
     comp = _in_lead(rng, it, np.flatnonzero(it["churn_cause"] == "dissatisfaction"), (1, 4), (0, 2), n_days)
     bg = rng.poisson(0.15 * n_days / 212, n)
     for i in np.flatnonzero(bg):
         comp += [(i, int(day)) for day in rng.integers(0, n_days, bg[i])]
-    gone = np.where(it["churns"].to_numpy(), it["end_day"].to_numpy(), NO_INTENT)
+    gone = _gone_day(it)
     comp = np.array([(i, day) for i, day in comp if day < gone[i]], dtype=np.int64).reshape(-1, 2)
-    complaints = pd.DataFrame(
+    return pd.DataFrame(
         {
             "subscriber_id": subs["subscriber_id"].to_numpy()[comp[:, 0]],
             "complaint_time": start
@@ -409,12 +525,23 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         }
     )
 
-    # billing: one bill per month, issued on its last day; bill shock before dissatisfied exits
-    bills = []
-    # bill shock before dissatisfied exits; a weak signal is a fainter shock (x1.24, fewer arrears), not none
+
+def _gone_day(it: pd.DataFrame) -> np.ndarray:
+    """The day each subscriber leaves (``NO_INTENT`` for those who stay)."""
+    return np.where(it["churns"].to_numpy(), it["end_day"].to_numpy(), NO_INTENT)
+
+
+def _billing(
+    rng, cfg, subs: pd.DataFrame, it: pd.DataFrame, mult: np.ndarray, start: pd.Timestamp
+) -> pd.DataFrame:
+    """One bill per month, issued on its last day, following usage; bill shock and arrears before
+    dissatisfied exits (a weak signal is a fainter shock, x1.24 and fewer arrears, not none)."""
+    n, n_days = mult.shape
+    gone = _gone_day(it)
     diss = (it["churn_cause"] == "dissatisfaction").to_numpy()
     weight = np.where(it["weak_signal"].to_numpy(), 0.4, 1.0)
     onset, end = it["onset_day"].to_numpy(), it["end_day"].to_numpy()
+    bills = []
     for ms in pd.date_range(cfg.start_date, cfg.end_date, freq="MS", inclusive="left"):
         me = ms + pd.offsets.MonthEnd(0)
         k = (me - start).days
@@ -441,31 +568,23 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
                 }
             )[k < gone]
         )
+    return pd.concat(bills, ignore_index=True)
 
+
+def _churn_events(rng, it: pd.DataFrame, n_days: int, start: pd.Timestamp) -> pd.DataFrame:
+    """The churns the export sees (inside the data period), typed by cause; silent ones at random."""
+    end = it["end_day"].to_numpy()
     observed = it["churns"].to_numpy() & (end >= 0) & (end < n_days)
     ev_type = np.array([EVENT_TYPE.get(c, "") for c in it["churn_cause"]], dtype=object)
     silent = (it["churn_cause"] == "silent").to_numpy()
     ev_type[silent] = rng.choice(["port_out", "cancellation", "inactivity"], silent.sum())
-    churn_events = pd.DataFrame(
+    return pd.DataFrame(
         {
             "subscriber_id": it["subscriber_id"][observed].to_numpy(),
             "event_date": start + pd.to_timedelta(end[observed], unit="D"),
             "event_type": ev_type[observed].astype(str),
         }
     )
-    # prepaid top-ups, from a stream of their own so the other tables stay as they were
-    recharges = _recharges(np.random.default_rng([cfg.seed, chunk, 1]), subs, it, n_days, start)
-    # a subscriber who left before the data starts is not in the export
-    present = ~(it["churns"].to_numpy() & (end < 0))
-    return {
-        "subscribers": subs[present],
-        "billing": pd.concat(bills, ignore_index=True),
-        "complaints": complaints,
-        "churn_events": churn_events,
-        "recharges": recharges,
-        "intents": it[present],
-        "calls": m,
-    }
 
 
 def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
@@ -496,22 +615,8 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
     for snap in snapshots:
         t = (pd.Timestamp(snap) - pd.Timestamp(cfg.start_date)).days
         onset, end = intents["onset_day"].to_numpy(), intents["end_day"].to_numpy()
-        churns = intents["churns"].to_numpy()
-        active = ~(churns & (end < t))
-        p = np.zeros(len(intents))
-        under_way = (onset <= t) & (end >= t)
-        a = (t - onset[under_way])[:, None]
-        remaining = lengths[None, :] >= a
-        inside = remaining & (lengths[None, :] <= a + horizon - 1)
-        p[under_way] = q * inside.sum(1) / np.maximum(remaining.sum(1), 1)
-        not_yet = onset > t
-        h = intents["daily_hazard"].to_numpy()[not_yet][:, None]
-        k = np.arange(horizon)
-        geom = h * (1 - h) ** k[None, :]  # P(end = T + k)
-        starts_after = (lengths[None, :] < k[:, None]).mean(axis=1)  # P(lead < k): onset after T
-        num = (geom * starts_after[None, :]).sum(1)
-        den = ((1 - h) ** (lengths[None, :] + 1)).mean(1)  # P(no onset by T)
-        p[not_yet] = q * num / den
+        active = ~(intents["churns"].to_numpy() & (end < t))
+        p = _latent_probability(intents, t, horizon, lengths, q)
         shows = (intents["churn_cause"].to_numpy() != "silent") & (onset < t)
         silent_share = np.where(intents["prepaid"].to_numpy(), CAUSE_P_PREPAID[-1], CAUSE_P_POSTPAID[-1])
         reach = np.where(
@@ -530,6 +635,29 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
             )[active]
         )
     return pd.concat(out, ignore_index=True)
+
+
+def _latent_probability(
+    intents: pd.DataFrame, t: int, horizon: int, lengths: np.ndarray, q: float
+) -> np.ndarray:
+    """``true_probability`` on day ``t``: from the lead-up under way, or the chance of one that starts
+    after ``t`` and ends inside the horizon (see :func:`true_probabilities`)."""
+    onset, end = intents["onset_day"].to_numpy(), intents["end_day"].to_numpy()
+    p = np.zeros(len(intents))
+    under_way = (onset <= t) & (end >= t)
+    a = (t - onset[under_way])[:, None]
+    remaining = lengths[None, :] >= a
+    inside = remaining & (lengths[None, :] <= a + horizon - 1)
+    p[under_way] = q * inside.sum(1) / np.maximum(remaining.sum(1), 1)
+    not_yet = onset > t
+    h = intents["daily_hazard"].to_numpy()[not_yet][:, None]
+    k = np.arange(horizon)
+    geom = h * (1 - h) ** k[None, :]  # P(end = T + k)
+    starts_after = (lengths[None, :] < k[:, None]).mean(axis=1)  # P(lead < k): onset after T
+    num = (geom * starts_after[None, :]).sum(1)
+    den = ((1 - h) ** (lengths[None, :] + 1)).mean(1)  # P(no onset by T)
+    p[not_yet] = q * num / den
+    return p
 
 
 def _pool_probability(
@@ -556,53 +684,11 @@ def _pool_probability(
 
 def generate(settings: Settings) -> GenerationSummary:
     """Write the landing tables and ground truth for ``settings.data`` (atomically: all or nothing)."""
-    import time
-
     cfg = settings.data
     t0 = time.perf_counter()
-    days = pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")
-    landing = settings.landing_dir
-    tmp = landing.with_name(landing.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "cdr").mkdir(parents=True)
-    parts: dict[str, list] = {
-        "subscribers": [],
-        "billing": [],
-        "complaints": [],
-        "churn_events": [],
-        "recharges": [],
-        "intents": [],
-    }
-    calls = 0
-    chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
-    for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
-        out = _chunk(
-            cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr"
-        )
-        calls += out.pop("calls")
-        for name, df in out.items():
-            parts[name].append(df)
-    tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
+    tables, calls = _landing(settings)
     intents = tables.pop("intents")
-    for name, df in tables.items():
-        sort = {
-            "billing": ["bill_date", "subscriber_id"],
-            "complaints": ["complaint_time"],
-            "churn_events": ["event_date", "subscriber_id"],
-            "recharges": ["recharge_time", "subscriber_id"],
-        }.get(name, ["subscriber_id"])
-        df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
-    replace_dir_atomic(tmp, landing)
-    start = pd.Timestamp(cfg.start_date)
-    truth = intents.assign(
-        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(
-            x["churn_cause"] != "none"
-        ),
-        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(
-            x["churn_cause"] != "none"
-        ),
-    ).drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])
-    write_parquet_atomic(truth, settings.truth_dir / "intents.parquet")
+    write_parquet_atomic(_truth_intents(intents, cfg.start_date), settings.truth_dir / "intents.parquet")
     write_parquet_atomic(
         true_probabilities(intents, settings.features.snapshots, settings),
         settings.truth_dir / "true_probability.parquet",
@@ -621,6 +707,48 @@ def generate(settings: Settings) -> GenerationSummary:
         summary.rows_per_second,
         summary.churn_events,
         summary.intents,
-        landing,
+        settings.landing_dir,
     )
     return summary
+
+
+def _landing(settings: Settings) -> tuple[dict[str, pd.DataFrame], int]:
+    """Every chunk into a folder beside ``data/landing``, swapped in whole; the tables (intents
+    included) and the number of calls."""
+    cfg = settings.data
+    days = pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")
+    landing = settings.landing_dir
+    tmp = landing.with_name(landing.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "cdr").mkdir(parents=True)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in CHUNK_TABLES}
+    calls = 0
+    chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
+    for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
+        out = _chunk(
+            cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr"
+        )
+        calls += out.calls
+        for name in CHUNK_TABLES:
+            parts[name].append(getattr(out, name))
+    tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
+    for name, df in tables.items():
+        if name == "intents":
+            continue
+        sort = SORT_KEYS.get(name, ["subscriber_id"])
+        df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
+    replace_dir_atomic(tmp, landing)
+    return tables, calls
+
+
+def _truth_intents(intents: pd.DataFrame, start_date: dt.date) -> pd.DataFrame:
+    """The intents as ground truth: onset and end as dates (none for subscribers without an intent)."""
+    start = pd.Timestamp(start_date)
+    return intents.assign(
+        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(
+            x["churn_cause"] != "none"
+        ),
+        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(
+            x["churn_cause"] != "none"
+        ),
+    ).drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])
