@@ -31,10 +31,15 @@ def memory_gib() -> float:
 
 
 def machine() -> str:
-    """CPU count, memory, Python version and platform, on one line."""
+    """CPU count, memory, Python version and platform, on one line; the load average when the
+    result is written, so a busy machine shows."""
+    try:
+        load = ", load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min)".format(*os.getloadavg())
+    except OSError:
+        load = ""
     return (
         f"{os.cpu_count()} CPUs, {memory_gib():.1f} GiB memory, Python {platform.python_version()} "
-        f"({platform.system()} {platform.machine()})"
+        f"({platform.system()} {platform.machine()}){load}"
     )
 
 
