@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -68,3 +69,13 @@ def fingerprint(path: Path) -> str:
         for f in files
         if f.is_file()
     )
+
+
+def content_hash(*paths: Path) -> str:
+    """First 16 hex digits of the SHA-256 of the files' bytes, in order: a data version."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]

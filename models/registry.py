@@ -1,24 +1,46 @@
-"""MLflow glue: the pyfunc wrapper a ChurnModel is logged as, and loading a registered version."""
+"""MLflow glue: the pyfunc wrapper a ChurnModel is logged as, loading a registered version, and
+scoring the current champion on a training run's held-out rows."""
 
 from __future__ import annotations
 
+import logging
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from core.config import Settings
+from models.champion import CHALLENGER, CHAMPION, Incumbent
 from models.churn_model import ChurnModel
+from models.evaluation import metric_values
+from models.training_data import TrainingSet
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"  # a registered winner that did not beat the champion on the same held-out rows
+__all__ = ["CHALLENGER", "CHAMPION", "ChurnPyfunc", "LoadedModel", "load_registered", "use_tracking"]
+
+log = logging.getLogger(__name__)
+
+# Models from code (MLflow's recommended way of logging a custom model): the logged code is this
+# file, the fitted ChurnModel an artifact of the run.
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_entry.py")
+MODEL_ARTIFACT = "churn_model"
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
-    """Lets any MLflow tool score the model; churnwarn itself unwraps it to get reasons too."""
+    """Lets any MLflow tool score the model; churnwarn itself unwraps it to get reasons too.
 
-    def __init__(self, model: ChurnModel):
+    Logged from code (``pyfunc_entry.py``), it loads the ChurnModel from the run's artifact; versions
+    logged before that were pickled with the model inside and load as they are."""
+
+    def __init__(self, model: ChurnModel | None = None):
         self.model = model
+
+    def load_context(self, context) -> None:
+        if self.model is None:
+            with open(context.artifacts[MODEL_ARTIFACT], "rb") as fh:
+                self.model = pickle.load(fh)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return pd.DataFrame({"churn_probability": self.model.predict_proba(model_input)})
@@ -31,9 +53,7 @@ class LoadedModel:
     version: str
     alias: str | None
     run_id: str
-    bento: str | None = (
-        None  # the Bento it was deployed in (``churn deploy``); None: loaded from the registry
-    )
+    bento: str | None = None  # the Bento it was deployed in (``churn deploy``); None: from the registry
 
 
 def use_tracking(settings: Settings) -> mlflow.MlflowClient:
@@ -61,3 +81,25 @@ def load_registered(
         alias if version is None else None,
         mv.run_id,
     )
+
+
+def score_incumbent(settings: Settings, data: TrainingSet) -> Incumbent | None:
+    """The current ``champion`` scored on this run's test rows by the selection metric (None: no champion)."""
+    client = use_tracking(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.mlflow.registered_model, CHAMPION)
+    except MlflowException:
+        return None
+    try:
+        loaded = load_registered(settings, version=str(mv.version))
+        scores = metric_values(
+            data.y_test, loaded.model.predict_proba(data.X_test), settings, data.value_test
+        )
+        return Incumbent(str(mv.version), loaded.model.kind, scores[settings.mlflow.selection_metric])
+    except Exception as exc:  # a champion that cannot score today's rows cannot stay champion
+        log.warning(
+            "current champion v%s cannot score the held-out rows (%s): the new winner replaces it",
+            mv.version,
+            exc,
+        )
+        return Incumbent(str(mv.version), error=str(exc))

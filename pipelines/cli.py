@@ -1,4 +1,9 @@
-"""``churn``: one command, a subcommand per pipeline stage, plus ``serve`` and the end-to-end ``demo``."""
+"""``churn``: a subcommand per pipeline stage (declared once in ``pipelines/stages.py``), plus the
+nightly list's options, ``serve`` / ``deploy`` / ``rollback`` and the end-to-end ``demo``.
+
+The commands import their work inside the command body: pandas, Feast, MLflow and BentoML take
+seconds to import, and ``churn --help`` (or any one command) should not pay for all of them.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,13 @@ from typing import Annotated
 import typer
 
 from core.config import REPO_ROOT, Settings, load_settings
+from core.logs import setup_logging
+from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
     "Stages: generate -> validate -> ingest -> features -> train -> warn (the nightly list); then serve "
-    "(or deploy a version, serve it, rollback), or run everything with demo.",
+    "(or deploy a version, serve it, rollback), or run everything with run (in this process) or demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -30,45 +37,21 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="config YAML (default: $CHURNWARN_CONFIG or configs/default.yaml)"),
 ]
 
-_NOISY = (
-    "feast",
-    "great_expectations",
-    "alembic",
-    "mlflow",
-    "urllib3",
-    "httpx",
-    "bentoml",
-    "numba",
-    "matplotlib",
-)
-
 
 def _setup(config: Path | None, verbose: bool = False) -> Settings:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for name in _NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    setup_logging(verbose)
     settings = load_settings(config)
     log.info("config %s, workdir %s", settings.config_path, settings.workdir)
     return settings
 
 
 def _cdr_only(settings: Settings, command: str) -> Settings:
-    """The operator-records stages need the CDR sections; a customer-table config has none."""
+    """The operator-records commands need the CDR sections; a customer-table config has none."""
     if settings.source is not None:
+        table = ", ".join(f"`{s.name}`" for s in TABLE_STAGES)
         typer.secho(
             f"`churn {command}` works on operator records; {settings.config_path} describes a customer "
-            "table (source:), for which `validate`, `train` and `run` apply",
+            f"table (source:), for which {table} and `run` apply",
             fg=typer.colors.RED,
             err=True,
         )
@@ -86,46 +69,78 @@ def _refused(*errors: type[Exception]):
         raise typer.Exit(2) from None
 
 
-def _stage(fn, settings: Settings):
+def _user_errors() -> tuple[type[Exception], ...]:
     from pipelines.validate import ValidationFailed
+    from pipelines.warn import WarnError
 
-    t0 = time.monotonic()
-    with _refused(ValidationFailed):
-        out = fn(settings)
-    log.info("%s done in %.1fs", fn.__name__, time.monotonic() - t0)
-    return out
+    return ValidationFailed, WarnError
+
+
+def _echo_headline(result: object) -> None:
+    """A stage result that has a one-line summary for people (``headline()``) prints it."""
+    headline = getattr(result, "headline", None)
+    if callable(headline):
+        typer.echo(headline())
+
+
+def _stage_command(name: str, help_text: str):
+    def command(config: ConfigOpt = None) -> None:
+        settings = _setup(config)
+        stage = stage_named(settings, name)
+        if stage is None:  # not a stage of the customer-table path: exits 2 saying which ones are
+            _cdr_only(settings, name)
+        with _refused(*_user_errors()):
+            _echo_headline(run_stage(stage, settings).result)
+
+    command.__name__ = name
+    app.command(name=name, help=help_text)(command)
+
+
+def _declare_stage_commands() -> None:
+    """One command per declared stage (``warn`` has its own below, for its options)."""
+    table = {s.name: s for s in TABLE_STAGES}
+    for stage in RECORD_STAGES:
+        if stage.name == "warn":
+            continue
+        extra = (
+            f"\n\nWith a customer table (source: in the config): {table[stage.name].help}"
+            if stage.name in table
+            else ""
+        )
+        _stage_command(stage.name, stage.help + extra)
+
+
+_declare_stage_commands()
 
 
 @app.command()
-def generate(config: ConfigOpt = None) -> None:
-    """Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, complaints, churn_events, recharges)."""
-    from pipelines.stages import generate_data
-
-    _stage(generate_data, _cdr_only(_setup(config), "generate"))
-
-
-@app.command()
-def validate(config: ConfigOpt = None) -> None:
-    """Check the landing export with Great Expectations; exit 2 naming each failure (Data Docs in reports/)."""
-    from pipelines.stages import validate_data
-
-    _stage(validate_data, _setup(config))
+def run(config: ConfigOpt = None) -> None:
+    """Every stage of the config's data path in this process: generate, validate, ingest, features, train,
+    warn (a customer table: validate, train)."""
+    settings = _setup(config)
+    with _refused(*_user_errors()):
+        runs = run_all(settings)
+    for r in runs:
+        _echo_headline(r.result)
 
 
-@app.command()
-def ingest(config: ConfigOpt = None) -> None:
-    """Pseudonymise the validated export into data/raw: call classes and salted hashes, no numbers."""
-    from pipelines.stages import ingest_data
+@app.command("dvc-yaml")
+def dvc_yaml(
+    check: Annotated[
+        bool, typer.Option("--check", help="exit 1 when dvc.yaml is not current; write nothing")
+    ] = False,
+) -> None:
+    """Write dvc.yaml from the stage declaration in pipelines/stages.py."""
+    from pipelines import dvc_yaml as gen
 
-    _stage(ingest_data, _cdr_only(_setup(config), "ingest"))
-
-
-@app.command()
-def features(config: ConfigOpt = None) -> None:
-    """Compute point-in-time features, register them in Feast and materialise the online store."""
-    from pipelines.stages import build_features
-
-    _stage(build_features, _cdr_only(_setup(config), "features"))
+    path = REPO_ROOT / "dvc.yaml"
+    if check:
+        if not path.exists() or path.read_text() != gen.render():
+            typer.secho("dvc.yaml is not current: run `churn dvc-yaml`", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        typer.echo("dvc.yaml is current")
+        return
+    typer.echo(f"{path}: {'written' if gen.write(path) else 'already current'}")
 
 
 @app.command()
@@ -149,35 +164,6 @@ def freshness(
         typer.secho(report["message"], fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     log.info("%s", report["message"])
-
-
-@app.command()
-def train(config: ConfigOpt = None) -> None:
-    """Train rules / logistic / LightGBM on earlier snapshots, compare out-of-time; the best becomes champion
-    if it beats the current one on the same held-out rows, else challenger."""
-    from pipelines.stages import train_models
-
-    d = _stage(train_models, _setup(config))
-    baseline = d.get("rules_baseline_score")
-    versus = "" if baseline is None or baseline != baseline else f" (rules baseline {baseline:.3f})"
-    alias = d.get("alias", "champion")
-    prev = d.get("previous_champion_score")
-    against = (
-        ""
-        if prev is None or prev != prev
-        else f"; champion v{d['previous_champion_version']} {d['selection_metric']}={prev:.3f} on the same rows"
-    )
-    typer.echo(
-        f"{alias}: {d['winner']} v{d['version']} {d['selection_metric']}={d['winner_score']:.3f}{versus}{against}"
-    )
-
-
-@app.command()
-def run(config: ConfigOpt = None) -> None:
-    """All stages in this process: generate, validate, ingest, features, train."""
-    from pipelines.stages import run_all
-
-    _stage(run_all, _setup(config))
 
 
 @app.command()
@@ -327,7 +313,6 @@ def demo(
 ) -> None:
     """End to end: stages (via dvc repro), start the server, request warnings over HTTP, print, stop."""
     from pipelines.demo import print_warnings, request_all_warnings
-    from pipelines.stages import run_all
     from serving.server import running_server
 
     settings = _cdr_only(_setup(config), "demo")
@@ -343,7 +328,8 @@ def demo(
         if res.returncode:
             raise typer.Exit(res.returncode)
     else:
-        _stage(run_all, settings)
+        with _refused(*_user_errors()):
+            run_all(settings)
     log.info("pipeline done in %.0fs; starting the BentoML server", time.monotonic() - t0)
     with running_server(settings) as url:
         warnings_, unknown = request_all_warnings(settings, url)

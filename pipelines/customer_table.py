@@ -9,9 +9,9 @@ vendored in ``pipelines/datasets``. The ``source:`` section of the config names 
   :func:`pipelines.validate.run_suite` as the landing export (mapped columns present, id not null
   and unique, label inside the mapping with both values present, numeric columns numeric);
   a failure raises :class:`pipelines.validate.ValidationFailed` naming the column and file;
-- :func:`split` holds out a stratified random share (the table has no time dimension, so no
+- ``features.customer_table.split`` holds out a stratified random share (the table has no time dimension, so no
   out-of-time test is possible);
-- :func:`train_stage` validates, then trains through the shared core in :mod:`models.train`
+- :func:`train_stage` validates, then trains through :mod:`models.train`
   (candidates, MLflow parent and child runs, registration, ``champion`` alias). Nothing is
   tracked or registered unless the table passes validation.
 
@@ -20,22 +20,35 @@ Docs: ``docs/real-data.md``.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-import math
 import os
+from dataclasses import dataclass
 
-import numpy as np
+import great_expectations as gx
+import great_expectations.expectations as gxe
 import pandas as pd
 
 from core.config import CustomerTableConfig, Settings
 from core.io import write_json_atomic
+from features.customer_table import fingerprint, labels
+from models.train import TrainResult, train_customer_table
+from pipelines.validate import Failure, ValidationFailed, run_suite
 
 log = logging.getLogger(__name__)
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 TABLE = "customer_table"
+
+
+@dataclass(frozen=True)
+class TableValidation:
+    table: str
+    rows: int
+    success: bool = True
+
+
 # a number as pandas writes or reads it (nulls are not checked by map expectations: they may be missing)
 NUMBER = r"^\s*(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|True|False)\s*$"
 
@@ -50,8 +63,6 @@ def read_table(cfg: CustomerTableConfig) -> pd.DataFrame:
     """The table as delivered: CSV (``.csv`` or ``.csv.gz``) or Parquet, read with pandas only."""
     path = cfg.file
     if not path.exists():
-        from pipelines.validate import Failure, ValidationFailed
-
         raise ValidationFailed([Failure(TABLE, str(path), "file_exists", None, "customer table not found")])
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
@@ -59,9 +70,6 @@ def read_table(cfg: CustomerTableConfig) -> pd.DataFrame:
 
 
 def _suite(cfg: CustomerTableConfig):
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-
     suite = gx.ExpectationSuite(name=TABLE)
     add = suite.add_expectation
     add(gxe.ExpectColumnValuesToNotBeNull(column=cfg.id_column, meta={"check": "id"}))
@@ -83,19 +91,8 @@ def _suite(cfg: CustomerTableConfig):
     return suite
 
 
-def fingerprint(cfg: CustomerTableConfig) -> str:
-    """Content hash of the table file: the data version logged with every run."""
-    h = hashlib.sha256()
-    with open(cfg.file, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def validate_table(settings: Settings, df: pd.DataFrame | None = None) -> pd.DataFrame:
     """Validate the mapped table; return it, or raise ``ValidationFailed`` (report in ``reports/``)."""
-    from pipelines.validate import ValidationFailed, run_suite
-
     cfg = _config(settings)
     df = read_table(cfg) if df is None else df
     file = str(cfg.file)
@@ -127,67 +124,47 @@ def validate_table(settings: Settings, df: pd.DataFrame | None = None) -> pd.Dat
     return df
 
 
-def labels(df: pd.DataFrame, cfg: CustomerTableConfig) -> np.ndarray:
-    """1 for the positive (churn) label value, 0 otherwise."""
-    return (df[cfg.label_column].astype(str) == str(cfg.positive_label)).to_numpy(dtype=int)
-
-
-def categories(df: pd.DataFrame, cfg: CustomerTableConfig) -> dict[str, list[str]]:
-    """Categorical column -> its values in the table (as text, sorted): the models' fixed vocabulary."""
-    return {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in cfg.categorical_columns}
-
-
-def split(df: pd.DataFrame, cfg: CustomerTableConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified random hold-out of ``test_fraction`` with ``seed`` (the table has no time to split on)."""
-    from sklearn.model_selection import train_test_split
-
-    train, test = train_test_split(
-        df, test_size=cfg.test_fraction, stratify=labels(df, cfg), random_state=cfg.seed
-    )
-    return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-# Stage functions (pipelines.stages dispatches here when the config has a source: section) ---------
-def validate_stage(settings: Settings) -> dict:
-    df = validate_table(settings)
-    return {"table": _config(settings).name, "rows": len(df), "success": True}
-
-
-def train_stage(settings: Settings) -> dict:
-    """Validate, split, train, track and register; writes ``reports/train.json``. Returns the decision."""
-    from models.train import train_customer_table
-
+def validated_table(settings: Settings) -> pd.DataFrame:
+    """The table, validated now unless the last passing report covers this very file (``churn run``
+    has just validated it)."""
+    report = settings.reports_dir / "validation.json"
     cfg = _config(settings)
+    if report.exists():
+        last = json.loads(report.read_text())
+        if (
+            last.get("success")
+            and last.get("file") == str(cfg.file)
+            and last.get("data_version") == fingerprint(cfg)
+        ):
+            log.info("%s: validated before (%s), not re-checked", cfg.name, report)
+            return read_table(cfg)
+    return validate_table(settings)
+
+
+# Stage functions (pipelines.stages picks them when the config has a source: section) ----------------
+def validate_stage(settings: Settings) -> TableValidation:
     df = validate_table(settings)
-    decision = train_customer_table(settings, df)
-    best = decision["candidates"][decision["winner"]]
-    report = {k: v for k, v in decision.items() if k != "candidates" and not _nan(v)}
-    report |= {
-        f"{k}_{m}": v[m]
-        for k, v in decision["candidates"].items()
-        for m in ("roc_auc", "pr_auc", "top_decile_lift")
-    }
-    write_json_atomic(report, settings.reports_dir / "train.json")
+    return TableValidation(_config(settings).name, len(df))
+
+
+def train_stage(settings: Settings) -> TrainResult:
+    """Validate, split, train, track and register; writes ``reports/train.json``."""
+    cfg = _config(settings)
+    result = train_customer_table(settings, validated_table(settings))
+    write_json_atomic(result.report(), settings.reports_dir / "train.json")
+    best = result.candidates[result.winner].metrics
     log.info(
-        "champion: %s v%s of %s; held-out ROC-AUC %.3f, PR-AUC %.3f, top-decile lift %.2f "
+        "%s: %s v%s of %s; held-out ROC-AUC %.3f, PR-AUC %.3f, top-decile lift %.2f "
         "(stratified random %.0f%% split, seed %d, %d customers)",
-        decision["winner"],
-        decision["version"],
-        decision["registered_model"],
+        result.alias,
+        result.winner,
+        result.version,
+        result.registered_model,
         best["roc_auc"],
         best["pr_auc"],
         best["top_decile_lift"],
         100 * cfg.test_fraction,
         cfg.seed,
-        decision["n_test"],
+        result.n_test,
     )
-    return decision
-
-
-def run_stage(settings: Settings) -> dict:
-    """The whole customer-table path: validate, then train (nothing to generate, ingest or materialise)."""
-    return train_stage(settings)
-
-
-def _nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+    return result

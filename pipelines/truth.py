@@ -13,21 +13,34 @@ churners actually left (``models/fidelity.py``).
 from __future__ import annotations
 
 import json
+import logging
 
+import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.config import Settings
+from models.fidelity import CAUSE_CODES, cause_counts, reason_fidelity
+from models.registry import load_registered, use_tracking
+from models.rules import rule_flags
+from models.scoring import score_with_reasons
+from models.tracking import TrainResult
+
+log = logging.getLogger(__name__)
 
 
-def truth_report(settings: Settings) -> dict:
-    from models.rules import rule_flags
-
+def held_out_rows(settings: Settings) -> pd.DataFrame:
+    """The last snapshot's labelled rows with their features: the rows training tests on."""
     feats = pd.read_parquet(settings.feature_table)
     labels = pd.read_parquet(settings.label_table)
     test_t = labels["event_timestamp"].max()
-    held = labels[labels["event_timestamp"] == test_t].merge(feats, on=["subscriber_id", "event_timestamp"])
+    return labels[labels["event_timestamp"] == test_t].merge(feats, on=["subscriber_id", "event_timestamp"])
+
+
+def truth_report(settings: Settings) -> dict:
+    held = held_out_rows(settings)
+    test_t = held["event_timestamp"].max()
     y = held["churned"].to_numpy()
     rules = rule_flags(held).sum(axis=1).to_numpy()
     out = {
@@ -80,15 +93,11 @@ def ceilings(settings: Settings, subscriber_ids: list[str], churned, snapshot) -
 FIDELITY_TOP_K = 3
 
 
-def champion_fidelity(settings: Settings, held: pd.DataFrame) -> dict:
-    """Reason fidelity of the registered champion on the held-out rows, scored the way the service
-    scores them (:func:`models.scoring.score_with_reasons`, top 3 reasons). A reason counts as
-    naming a cause only when it raises the risk: a code shown as "lowers the risk" names nothing."""
-    from models.fidelity import cause_counts, reason_fidelity
-    from models.registry import load_registered
-    from models.scoring import score_with_reasons
-
-    loaded = load_registered(settings)
+def champion_fidelity(settings: Settings, held: pd.DataFrame, version: str | None = None) -> dict:
+    """Reason fidelity of the registered champion (or ``version``) on the held-out rows, scored the way
+    the service scores them (:func:`models.scoring.score_with_reasons`, top 3 reasons). A reason counts
+    as naming a cause only when it raises the risk: a code shown as "lowers the risk" names nothing."""
+    loaded = load_registered(settings) if version is None else load_registered(settings, version=version)
     top3 = settings.model_copy(
         update={"serving": settings.serving.model_copy(update={"top_reasons": FIDELITY_TOP_K})}
     )
@@ -103,6 +112,40 @@ def champion_fidelity(settings: Settings, held: pd.DataFrame) -> dict:
         "fidelity_churners": cause_counts(settings, ids, y),
         "fidelity_model": f"{loaded.name} v{loaded.version} ({loaded.model.kind})",
     }
+
+
+def simulator_metrics(settings: Settings, result: TrainResult) -> dict[str, float]:
+    """The simulator's ceilings on the held-out rows, the winner's ROC-AUC gap to the reachable one and
+    the winner's reason fidelity. Empty on data without ground truth (real exports)."""
+    if settings.features is None or not (settings.truth_dir / "true_probability.parquet").exists():
+        return {}
+    held = held_out_rows(settings)
+    ids, y = held["subscriber_id"].tolist(), held["churned"].to_numpy()
+    try:
+        out = ceilings(settings, ids, y, held["event_timestamp"].max())
+    except ValueError as exc:  # ground truth from an older simulator, or not for these rows
+        log.warning("no AUC ceilings logged: %s", exc)
+        out = {}
+    if out:
+        winner_auc = result.candidates[result.winner].metrics["roc_auc"]
+        out["reachable_gap_roc_auc"] = out["ceiling_reachable_roc_auc"] - winner_auc
+    fid = champion_fidelity(settings, held, version=result.version).get("fidelity") or {}
+    return out | {
+        f"fidelity_{k}": float(v)
+        for k, v in fid.items()
+        if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    }
+
+
+def log_simulator_metrics(settings: Settings, result: TrainResult) -> dict[str, float]:
+    """The reporting step after training on simulated data: :func:`simulator_metrics` on the training
+    invocation's parent run, next to the candidates' own metrics."""
+    metrics = simulator_metrics(settings, result)
+    if metrics:
+        use_tracking(settings)
+        with mlflow.start_run(run_id=result.parent_run_id):
+            mlflow.log_metrics(metrics)
+    return metrics
 
 
 def format_report(r: dict) -> str:
@@ -145,8 +188,6 @@ def format_report(r: dict) -> str:
 
 def format_fidelity(r: dict) -> str:
     """Per cause: held-out churners, and the share whose top-3 reasons name the cause."""
-    from models.fidelity import CAUSE_CODES
-
     fid, n = r["fidelity"], r["fidelity_churners"]
     lines = [
         f"reason fidelity of the champion, {r['fidelity_model']}: share of held-out churners whose top "

@@ -1,0 +1,322 @@
+"""The one step of training that writes to MLflow: runs, figures, the registered version, the alias.
+
+One parent run per invocation with a child run per candidate (all tagged
+``churnwarn.invocation=<id>``; params, metrics, the data version, the feature list, figures, the
+model with signature and input example). The winner is registered as a new version and the alias
+moves last: a failure before that leaves the registry's champion as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import platform
+import tempfile
+import uuid
+from dataclasses import dataclass, replace
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+
+from core.config import Settings
+from models.candidates import EARLY_STOPPING_ROUNDS, FittedCandidate
+from models.champion import CHALLENGER, Decision, Incumbent
+from models.churn_model import ChurnModel
+from models.evaluation import CandidateEvaluation
+from models.plots import calibration_plot, candidate_curves, gains_chart, plt, shap_summary
+from models.registry import MODEL_ARTIFACT, PYFUNC_CODE, use_tracking
+from models.training_data import TrainingSet
+
+log = logging.getLogger(__name__)
+
+REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "shap", "pandas")
+
+
+@dataclass(frozen=True)
+class CandidateRun:
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]  # test metrics and calibration diagnostics, as logged
+    calibration: str | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training invocation did: the registered winner, its alias, and every candidate's run."""
+
+    winner: str
+    version: str
+    alias: str
+    promoted: bool
+    decision: str
+    champion_version: str | None
+    previous_champion_version: str | None
+    previous_champion_score: float | None
+    selection_metric: str
+    winner_score: float
+    rules_baseline_score: float | None
+    calibration: str | None
+    invocation: str
+    parent_run_id: str
+    registered_model: str
+    candidates: dict[str, CandidateRun]
+    n_train: int
+    n_valid: int
+    n_test: int
+    split: str
+    source: str | None = None
+
+    def headline(self) -> str:
+        """One line for the command line: the alias taken, and against what."""
+        m = self.selection_metric
+        versus = (
+            f" (rules baseline {self.rules_baseline_score:.3f})"
+            if self.rules_baseline_score is not None
+            else ""
+        )
+        against = (
+            f"; champion v{self.previous_champion_version} {m}={self.previous_champion_score:.3f} on the same rows"
+            if self.previous_champion_score is not None
+            else ""
+        )
+        return f"{self.alias}: {self.winner} v{self.version} {m}={self.winner_score:.3f}{versus}{against}"
+
+    def report(self) -> dict:
+        """``reports/train.json``: the scalar fields, and each candidate's headline test metrics."""
+        out = {k: v for k, v in vars(self).items() if k != "candidates" and v is not None}
+        return out | {
+            f"{k}_{m}": run.metrics[m]
+            for k, run in self.candidates.items()
+            for m in ("roc_auc", "pr_auc", "top_decile_lift")
+        }
+
+
+def _conda_env() -> dict:
+    """The model's environment spec, written out so MLflow need not look up pip (absent under uv)."""
+    pins = [f"{p}=={installed_version(p)}" for p in REQUIREMENTS]
+    return {
+        "name": "churnwarn",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": ["churnwarn", *pins]}],
+    }
+
+
+def _log_model(model: ChurnModel, data: TrainingSet) -> str:
+    """Log the model from code with the pickled ChurnModel as its artifact; returns the model URI.
+
+    The signature declares integer columns as doubles: a missing value at inference reads as a float."""
+    example = data.X_test[data.features].head(5)
+    schema_rows = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
+    proba = pd.DataFrame({"churn_probability": model.predict_proba(example)})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "churn_model.pkl"
+        path.write_bytes(pickle.dumps(model))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={MODEL_ARTIFACT: str(path)},
+            signature=infer_signature(schema_rows, proba),
+            input_example=schema_rows,
+            conda_env=_conda_env(),
+        )
+    return info.model_uri
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """What every run of one invocation shares."""
+
+    exp_id: str
+    parent_id: str
+    tags: dict
+    params: dict
+    feature_list: dict
+    data: TrainingSet
+
+
+def _log_candidate(ctx: _RunContext, fitted: FittedCandidate, ev: CandidateEvaluation) -> CandidateRun:
+    """One nested run with the candidate's params, metrics, search table and model."""
+    model, search = fitted.model, fitted.search
+    with mlflow.start_run(experiment_id=ctx.exp_id, run_name=fitted.kind, nested=True) as run:
+        mlflow.set_tags({**ctx.tags, "candidate": fitted.kind, "parent_run_id": ctx.parent_id})
+        searched = (
+            {
+                "search_budget": len(search),
+                "search_selected_by": "valid_pr_auc",
+                "early_stopping_rounds": EARLY_STOPPING_ROUNDS,
+            }
+            if search is not None
+            else {}
+        )
+        mlflow.log_params({**ctx.params, "model_kind": fitted.kind, **model.params} | searched)
+        mlflow.log_metrics(ev.scores | ev.extra)
+        mlflow.log_dict(ctx.feature_list, "feature_list.json")
+        if search is not None:
+            mlflow.log_table(search, "lightgbm_search.json")
+            mlflow.log_text(search.to_csv(index=False), "lightgbm_search.csv")
+            mlflow.log_metric("valid_pr_auc_best", float(search["valid_pr_auc"].max()))
+        model_uri = _log_model(model, ctx.data)
+    mlflow.log_metrics({f"{fitted.kind}_{k}": v for k, v in ev.scores.items()})  # on the parent
+    return CandidateRun(run.info.run_id, model_uri, ev.scores | ev.extra, fitted.calibration)
+
+
+def _log_figures(data: TrainingSet, fitted: dict[str, FittedCandidate], evals: dict, winner: str) -> None:
+    y, title = data.y_test, data.title
+    probs = {k: e.test_proba for k, e in evals.items()}
+    calibrated = {k: e for k, e in evals.items() if e.test_raw is not None}
+    figures = {
+        "candidates_roc_pr.png": lambda: candidate_curves(y, probs, title),
+        "gains_lift.png": lambda: gains_chart(y, probs, title),
+        "calibration.png": lambda: calibration_plot(
+            y,
+            {f"{k} (raw)": e.test_raw for k, e in calibrated.items()}
+            | {f"{k} ({fitted[k].calibration})": e.test_proba for k, e in calibrated.items()},
+            title,
+        ),
+        "shap_summary.png": lambda: shap_summary(fitted[winner].model, data.X_test, f"{winner}: {title}"),
+    }
+    for path, make in figures.items():
+        try:
+            fig = make()
+        except Exception as exc:  # a figure must never stop the training
+            log.warning("figure %s not drawn: %s", path, exc)
+            continue
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def _experiment_id(client: mlflow.MlflowClient, settings: Settings) -> str:
+    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(
+        settings.mlflow.experiment, artifact_location=settings.artifact_root.resolve().as_uri()
+    )
+
+
+def record(
+    settings: Settings,
+    data: TrainingSet,
+    fitted: dict[str, FittedCandidate],
+    evals: dict[str, CandidateEvaluation],
+    decision: Decision,
+    incumbent: Incumbent | None,
+    baseline: str | None,
+) -> TrainResult:
+    """Log the invocation (parent run, a child run per candidate, figures), register the winner and
+    move the alias the decision names."""
+    client = use_tracking(settings)
+    exp_id = _experiment_id(client, settings)
+    invocation = uuid.uuid4().hex[:12]
+    tags = {"data_version": data.data_version, "churnwarn.invocation": invocation, **data.tags}
+    params = {**data.params, "data_version": data.data_version}
+    feature_list = {"features": data.features} | ({"categorical": data.categories} if data.categories else {})
+    with mlflow.start_run(experiment_id=exp_id, run_name="train") as parent:
+        mlflow.set_tags({**tags, "stage": "train"})
+        mlflow.log_params(params | {"features": ",".join(data.features)[:6000]})
+        mlflow.log_dict(feature_list, "feature_list.json")
+        ctx = _RunContext(exp_id, parent.info.run_id, tags, params, feature_list, data)
+        runs = {kind: _log_candidate(ctx, fitted[kind], evals[kind]) for kind in fitted}
+        _log_figures(data, fitted, evals, decision.winner)
+        result = TrainResult(
+            winner=decision.winner,
+            version=_register(settings, client, decision, runs[decision.winner], invocation, data),
+            alias=decision.alias,
+            promoted=decision.promote,
+            decision=decision.reason,
+            champion_version=None,
+            previous_champion_version=incumbent.version if incumbent else None,
+            previous_champion_score=decision.previous_score,
+            selection_metric=settings.mlflow.selection_metric,
+            winner_score=decision.winner_score,
+            rules_baseline_score=runs[baseline].metrics[settings.mlflow.selection_metric]
+            if baseline
+            else None,
+            calibration=runs[decision.winner].calibration,
+            invocation=invocation,
+            parent_run_id=parent.info.run_id,
+            registered_model=settings.mlflow.registered_model,
+            candidates=runs,
+            n_train=len(data.y_train),
+            n_valid=len(data.y_valid),
+            n_test=len(data.y_test),
+            split=data.split,
+            source=data.source,
+        )
+        result = replace(
+            result, champion_version=result.version if decision.promote else result.previous_champion_version
+        )
+        _log_decision(result)
+        _move_alias(client, result)  # last: a failure before this line leaves the champion as it was
+    return result
+
+
+def _register(
+    settings: Settings, client, decision: Decision, run: CandidateRun, invocation: str, data: TrainingSet
+) -> str:
+    """Register the winner's model as a new version, tagged with how it was chosen."""
+    name, metric = settings.mlflow.registered_model, settings.mlflow.selection_metric
+    mv = mlflow.register_model(run.model_uri, name)
+    for key, val in {
+        "candidate": decision.winner,
+        metric: f"{decision.winner_score:.4f}",
+        "data_version": data.data_version,
+        "calibration": run.calibration,
+        "churnwarn.invocation": invocation,
+        "decision": decision.reason,
+    }.items():
+        client.set_model_version_tag(name, mv.version, key, val)
+    return str(mv.version)
+
+
+def _log_decision(r: TrainResult) -> None:
+    """The decision on the parent run, as params and tags (the previous score as a metric too)."""
+    metric = r.selection_metric
+    old = r.previous_champion_score
+    decision_log = {
+        "champion_decision": r.alias,
+        "champion_decision_reason": r.decision,
+        "registered_version": r.version,
+        "champion_version": str(r.champion_version),
+        "previous_champion_version": str(r.previous_champion_version),
+        f"previous_champion_{metric}": f"{old if old is not None else math.nan:.4f}",
+        f"winner_{metric}": f"{r.winner_score:.4f}",
+        "winner_calibration": r.calibration,
+    }
+    mlflow.log_params(decision_log)
+    mlflow.set_tags({"winner": r.winner, **decision_log})
+    if old is not None:
+        mlflow.log_metric(f"previous_champion_{metric}", old)
+
+
+def _move_alias(client: mlflow.MlflowClient, r: TrainResult) -> None:
+    """Point the decided alias at the new version; a new champion also retires an older challenger."""
+    client.set_registered_model_alias(r.registered_model, r.alias, r.version)
+    if r.promoted:
+        try:
+            if str(client.get_model_version_by_alias(r.registered_model, CHALLENGER).version) != r.version:
+                client.delete_registered_model_alias(r.registered_model, CHALLENGER)
+        except mlflow.exceptions.MlflowException:  # no challenger
+            pass
+    baseline = f" vs rules {r.rules_baseline_score:.3f}" if r.rules_baseline_score is not None else ""
+    against = (
+        f" v{r.previous_champion_version} {r.selection_metric}={r.previous_champion_score:.3f}"
+        if r.previous_champion_score is not None
+        else ""
+    )
+    log.info(
+        "registered %s version %s (%s %s=%.3f%s) as @%s: %s%s",
+        r.registered_model,
+        r.version,
+        r.winner,
+        r.selection_metric,
+        r.winner_score,
+        baseline,
+        r.alias,
+        r.decision,
+        against,
+    )
