@@ -18,7 +18,7 @@ from features.compute import compute_features
 from features.manifest import manifest_path
 from features.store import VIEW, freshness, get_store, online_features
 from pipelines.cli import app
-from pipelines.stages import build_features
+from pipelines.feature_build import FeatureBuild, build_features
 from pipelines.validate import ValidationFailed
 
 NEW = dt.date(2026, 7, 1)  # the day after the simulated data ends: features complete, labels not
@@ -80,7 +80,20 @@ def test_a_new_snapshot_is_computed_alone_appended_and_served(trained, copy_trai
         "kept": _snapshots(trained),
         "dropped": [],
     }
-    assert summary["computed"] == 1 and summary["kept"] == 4 and summary["materialised"] == "incremental"
+    assert isinstance(summary, FeatureBuild)
+    assert summary.computed == 1 and summary.kept == 4 and summary.materialised == "incremental"
+    report = json.loads((s.reports_dir / "features.json").read_text())  # the DVC metrics file
+    assert list(report) == [
+        "rows",
+        "snapshots",
+        "churn_rate",
+        "build",
+        "computed",
+        "kept",
+        "dropped",
+        "materialised",
+    ]
+    assert report["snapshots"] == _snapshots(s) and report["rows"] == len(pd.read_parquet(s.feature_table))
     assert m["snapshots"][str(NEW)]["labels_complete"] is False  # the horizon runs past the data: as before
     assert m["snapshots"][_snapshots(trained)[0]]["labels_complete"] is True
 
@@ -120,7 +133,7 @@ def test_a_new_snapshot_is_computed_alone_appended_and_served(trained, copy_trai
     with caplog.at_level(logging.INFO):
         again = build_features(s)
     assert "features: no new snapshot, 5 kept" in caplog.text
-    assert again["materialised"] == "up to date" and _files(s) == files and _intervals(s) == intervals
+    assert again.materialised == "up to date" and _files(s) == files and _intervals(s) == intervals
 
 
 def test_changed_ingested_data_forces_a_full_rebuild(copy_trained, caplog):
@@ -141,7 +154,7 @@ def test_changed_ingested_data_forces_a_full_rebuild(copy_trained, caplog):
     assert "features: full build of 4 snapshots (ingested data changed: churn_events.parquet)" in caplog.text
     m = json.loads(manifest_path(s).read_text())
     assert m["build"]["mode"] == "full" and m["build"]["computed"] == _snapshots(s)
-    assert summary["materialised"] == "full" and m["online"]["mode"] == "full"
+    assert summary.materialised == "full" and m["online"]["mode"] == "full"
     labels = pd.read_parquet(s.label_table)
     was = old_labels[(old_labels["subscriber_id"] == gone) & (old_labels["event_timestamp"] == ts)]["churned"]
     now = labels[(labels["subscriber_id"] == gone) & (labels["event_timestamp"] == ts)]["churned"]
@@ -164,7 +177,7 @@ def test_changed_definitions_or_a_dropped_snapshot(copy_trained, caplog):
     with caplog.at_level(logging.INFO):
         summary = build_features(s)
     assert f"features: no new snapshot, 3 kept, 1 dropped ({dropped}" in caplog.text
-    assert summary["materialised"] == "full"  # the online store is reloaded from what remains
+    assert summary.materialised == "full"  # the online store is reloaded from what remains
     feats = pd.read_parquet(s.feature_table)
     assert _row_hashes(feats) == _row_hashes(old[old["event_timestamp"] > pd.Timestamp(dropped, tz="UTC")])
     assert list(json.loads(manifest_path(s).read_text())["snapshots"]) == [str(d) for d in kept]

@@ -1,0 +1,231 @@
+"""The ``features`` stage: ingested tables -> point-in-time feature table -> Feast, incrementally.
+
+When ``data/features/manifest.json`` shows the tables were built from the ingested data on disk now
+and the same feature definitions, only the snapshots they lack are computed, validated and appended
+(snapshots no longer configured are dropped) and only the new interval is loaded into the online
+store; otherwise everything is recomputed and fully materialised (``features.manifest.plan`` says
+which and why).
+
+Nothing is written unless the export passes validation (re-checked if it changed since) and the new
+rows pass the feature-table suite; labels, table and manifest are then each replaced atomically, the
+manifest last (a run stopped in between leaves a manifest that no longer matches the files, so the
+next run rebuilds). Nothing is rewritten when nothing changed.
+
+The steps, each returning a frozen dataclass: :func:`plan_build` (what to do), :func:`compute_new`
+(the new rows, validated), :func:`assemble` (the whole tables), :func:`write_tables` (tables and
+manifest), :func:`materialise` (the online store), and :func:`build_features` runs them and writes
+``reports/features.json`` (a DVC metrics file) from a :class:`FeatureBuild`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from core.config import Settings
+from core.io import write_json_atomic, write_parquet_atomic
+from features import compute
+from features import manifest as mf
+from features.store import apply_and_materialize
+from pipelines.ingest import ensure_ingested
+from pipelines.validate import validate_features
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """What a build did: the summary ``churn features`` reports (``reports/features.json``)."""
+
+    rows: int  # feature rows over all snapshots
+    snapshots: tuple[str, ...]  # the configured snapshots, ISO dates
+    churn_rate: float  # share of churned labels over all snapshots
+    build: str  # "full" or "incremental"
+    computed: int  # snapshots computed by this build
+    kept: int  # snapshots kept from the previous table
+    dropped: int  # snapshots no longer configured, removed
+    materialised: str  # the online store's load: "full", "incremental" or "up to date"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What the tables on disk were built from, and what this build does about it."""
+
+    raw_fingerprint: dict
+    definition: dict
+    previous: dict | None  # the manifest on disk (None: none, or unreadable)
+    plan: mf.Plan
+
+    @property
+    def changes_tables(self) -> bool:
+        """False when data, definitions, files and snapshots are as recorded: nothing to compute or write."""
+        return self.plan.mode == "full" or bool(self.plan.compute or self.plan.drop)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Feature and label rows, one per subscriber and snapshot, in the computation's order."""
+
+    features: pd.DataFrame
+    labels: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Written:
+    """The label table and manifest the build ends with, and whether this run wrote them."""
+
+    labels: pd.DataFrame
+    manifest: dict
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Materialised:
+    """The online store's load: ``mode`` is "full", "incremental" or "up to date"."""
+
+    mode: str
+    end: str | None
+    at: str
+
+    def as_manifest_entry(self) -> dict:
+        return {"status": "done", "mode": self.mode, "end": self.end, "at": self.at}
+
+
+def build_features(settings: Settings) -> FeatureBuild:
+    """Ingested tables -> point-in-time feature table -> Feast (apply + materialise), incrementally.
+
+    See the module docstring; writes ``reports/features.json`` with the fields of the result.
+    """
+    ensure_ingested(settings)
+    todo = plan_build(settings)
+    if todo.changes_tables:
+        new = compute_new(settings, todo.plan)
+        written = write_tables(settings, todo, assemble(settings, todo.plan, new))
+    else:  # same data, definitions, files and snapshots: nothing to compute or record
+        written = Written(pd.read_parquet(settings.label_table), todo.previous, changed=False)
+    loaded = materialise(settings, todo.plan)
+    _record_online(settings, written, loaded)
+    result = FeatureBuild(
+        rows=sum(v["rows"] for v in written.manifest["snapshots"].values()),
+        snapshots=tuple(str(s) for s in settings.features.snapshots),
+        churn_rate=float(written.labels["churned"].mean()),
+        build=todo.plan.mode,
+        computed=len(todo.plan.compute),
+        kept=len(todo.plan.keep),
+        dropped=len(todo.plan.drop),
+        materialised=loaded.mode,
+    )
+    write_json_atomic(asdict(result), settings.reports_dir / "features.json")
+    return result
+
+
+def plan_build(settings: Settings) -> BuildPlan:
+    """Fingerprint the ingested data and the definitions, read the manifest, and plan the build."""
+    raw_fp, definition = mf.raw_fingerprint(settings), mf.definition_version(settings)
+    previous = mf.read_manifest(settings)
+    plan = mf.plan(settings, previous, raw_fp, definition)
+    log.info("%s", plan.describe())
+    return BuildPlan(raw_fp, definition, previous, plan)
+
+
+def compute_new(settings: Settings, plan: mf.Plan) -> Tables | None:
+    """The rows of the snapshots the plan computes, checked by the feature-table suite before anything
+    is written (raises ``ValidationFailed``); None when no snapshot is computed."""
+    if not plan.compute:
+        return None
+    feats, labels = compute.compute_features(settings.raw_dir, plan.compute, settings)
+    what = "new" if plan.mode == "full" else f"new rows for {', '.join(map(str, plan.compute))}"
+    validate_features(feats, settings, file=f"{settings.feature_table} ({what}, not yet written)")
+    return Tables(feats, labels)
+
+
+def assemble(settings: Settings, plan: mf.Plan, new: Tables | None) -> Tables:
+    """The whole tables: the new rows (full build), or the kept snapshots' rows plus the new ones."""
+    if plan.mode == "full":
+        return new
+    return Tables(
+        features=_grow(
+            pd.read_parquet(settings.feature_table), None if new is None else new.features, plan.keep
+        ),
+        labels=_grow(pd.read_parquet(settings.label_table), None if new is None else new.labels, plan.keep),
+    )
+
+
+def _grow(old: pd.DataFrame, new: pd.DataFrame | None, keep: list[dt.date]) -> pd.DataFrame:
+    """The kept snapshots' rows as they were, plus the new rows, in the computation's order."""
+    kept = old[old["event_timestamp"].dt.date.isin(set(keep))]
+    if new is None or new.empty:
+        return kept.reset_index(drop=True)
+    both = pd.concat([kept, new.astype(kept.dtypes.to_dict())], ignore_index=True)
+    return both.sort_values(["event_timestamp", "subscriber_id"], kind="mergesort", ignore_index=True)
+
+
+def write_tables(settings: Settings, todo: BuildPlan, tables: Tables) -> Written:
+    """Labels, then features, then the manifest, each atomically: until the manifest is written the
+    old one mismatches the files, so a run stopped in between rebuilds next time."""
+    write_parquet_atomic(tables.labels, settings.label_table)
+    write_parquet_atomic(tables.features, settings.feature_table)
+    manifest = _manifest(settings, todo, tables.labels)
+    write_json_atomic(manifest, mf.manifest_path(settings))
+    _note_incomplete_labels(settings, manifest)
+    return Written(tables.labels, manifest, changed=True)
+
+
+def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict:
+    """The manifest of freshly written tables (the online store still to load)."""
+    plan = todo.plan
+    return {
+        "format": mf.FORMAT,
+        "built_at": _now(),
+        "build": {
+            "mode": plan.mode,
+            "reason": plan.reason,
+            "computed": [str(s) for s in plan.compute],
+            "kept": [str(s) for s in plan.keep],
+            "dropped": [str(s) for s in plan.drop],
+        },
+        "raw_fingerprint": todo.raw_fingerprint,
+        "definition": todo.definition,
+        "snapshots": mf.snapshot_summary(labels, list(settings.features.snapshots), settings),
+        "tables": {
+            key: {"file": path.name, "sha256": mf.file_sha256(path)}
+            for key, path in (("features", settings.feature_table), ("labels", settings.label_table))
+        },
+        "online": {"status": "pending"},
+    }
+
+
+def _note_incomplete_labels(settings: Settings, manifest: dict) -> None:
+    incomplete = [d for d, v in manifest["snapshots"].items() if v["labels_complete"] is False]
+    if incomplete:
+        last_day = mf.data_end(settings) - dt.timedelta(days=1)
+        log.info(
+            "features: labels of %s look past the last ingested day %s: they count the churn seen so far",
+            ", ".join(incomplete),
+            last_day,
+        )
+
+
+def materialise(settings: Settings, plan: mf.Plan) -> Materialised:
+    """Register the definitions in Feast and load the online store (only the new interval when the
+    plan allows)."""
+    loaded = apply_and_materialize(
+        settings, list(settings.features.snapshots), incremental=plan.materialise == "incremental"
+    )
+    return Materialised(loaded["mode"], loaded["end"], _now())
+
+
+def _record_online(settings: Settings, written: Written, loaded: Materialised) -> None:
+    """Mark the online store loaded in the manifest, unless it already says so and nothing changed."""
+    recorded = (written.manifest.get("online") or {}).get("status") == "done"
+    if written.changed or not recorded or loaded.mode != "up to date":
+        write_json_atomic(
+            written.manifest | {"online": loaded.as_manifest_entry()}, mf.manifest_path(settings)
+        )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
