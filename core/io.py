@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,6 @@ def replace_dir_atomic(new: Path, final: Path) -> Path:
     Two renames: at no moment is ``final`` half-written, and a failure before the swap leaves the
     previous folder as it was.
     """
-    import shutil
-
     new, final = Path(new), Path(final)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 from models.metrics import (
     brier,
@@ -46,8 +49,6 @@ class Calibrator:
     def fit(cls, method: str, raw, y) -> Calibrator:
         y = np.asarray(y, dtype=int)
         if method == "isotonic":
-            from sklearn.isotonic import IsotonicRegression
-
             raw = np.asarray(raw, dtype=float)
             first = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
             # a step of 5 churners out of 5 would say "churns with probability 1.000": shrink every
@@ -62,8 +63,6 @@ class Calibrator:
                 method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, smoothed)
             )
         if method == "sigmoid":
-            from sklearn.linear_model import LogisticRegression
-
             return cls(method, LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw), y))
         raise ValueError(f"unknown calibration method {method!r}")
 
@@ -85,8 +84,6 @@ def choose_calibrator(
 
     Returns the calibrator and, per method, its cross-validated ``brier`` and ``ece``.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=int)
     folds = int(min(folds, np.bincount(y, minlength=2).min()))
     report: dict[str, dict[str, float]] = {}

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shap
+from sklearn.compose import ColumnTransformer
 
 PARALLEL_FROM_ROWS = 2000  # fewer rows than this are predicted / explained on one thread
 
@@ -119,8 +121,6 @@ class ChurnModel:
             return Explanation(base, values, list(self.features))
         x = self._x(X)
         if self.kind == "logistic":
-            import shap
-
             # every step before the last prepares the input (scaling; one-hot encoding of categoricals)
             prep, lr = self.estimator[:-1], self.estimator[-1]
             if self._explainer is None:
@@ -179,8 +179,6 @@ def _source_matrix(prep, features: list[str]) -> np.ndarray:
     Understands a plain scaler (one column per feature) and a ``ColumnTransformer`` whose
     transformers keep one column per input (scaling, imputing) or one-hot encode it.
     """
-    from sklearn.compose import ColumnTransformer
-
     last = prep[-1] if hasattr(prep, "steps") else prep
     if not isinstance(last, ColumnTransformer):
         return np.eye(len(features))

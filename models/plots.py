@@ -8,7 +8,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from models.metrics import expected_calibration_error
 
 
 def _finish(fig: plt.Figure, axes, title: str, fontsize: int = 8) -> plt.Figure:
@@ -64,10 +67,6 @@ def gains_chart(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> plt
 def calibration_plot(y: np.ndarray, probs: dict[str, np.ndarray], title: str, bins: int = 10) -> plt.Figure:
     """Reliability diagram over the same equal-frequency bins as the logged ``ece``, and the score
     histogram."""
-    from sklearn.calibration import calibration_curve
-
-    from models.metrics import expected_calibration_error
-
     y = np.asarray(y, dtype=float)
     fig, (rel_ax, hist_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
     top = 0.0

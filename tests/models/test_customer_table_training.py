@@ -48,7 +48,8 @@ def wa_trained(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="module")
 def wa_split(wa_trained):
-    from pipelines.customer_table import read_table, split
+    from features.customer_table import split
+    from pipelines.customer_table import read_table
 
     return split(read_table(wa_trained.source), wa_trained.source)
 
@@ -67,7 +68,7 @@ def _runs(settings: Settings):
 
 
 def test_runs_are_grouped_under_a_parent_with_metrics_and_data_version(wa_trained):
-    from pipelines.customer_table import fingerprint
+    from features.customer_table import fingerprint
 
     client, parent, children = _runs(wa_trained)
     assert set(children) == {"logistic", "lightgbm"}  # the CDR rules baseline does not apply to this table
@@ -122,9 +123,9 @@ def test_champion_loads_and_scores_raw_rows_like_the_pyfunc(wa_trained, wa_split
 @pytest.fixture(scope="module")
 def fitted(wa_trained, wa_split):
     """Both candidates fitted on the training split, as ChurnModels."""
+    from features.customer_table import categories, labels
+    from models.candidates import build_table_candidates
     from models.churn_model import ChurnModel
-    from models.train import build_table_candidates
-    from pipelines.customer_table import categories, labels
 
     cfg = wa_trained.source
     train, _ = wa_split

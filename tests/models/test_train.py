@@ -148,22 +148,20 @@ def test_a_worse_model_becomes_challenger_and_a_better_one_replaces_the_champion
 
     d = train(s)
     labels.to_parquet(s.label_table, index=False)
-    assert (
-        d["alias"] == "challenger" and not d["promoted"] and d["previous_champion_version"] == str(champion)
-    )
-    assert d["winner_score"] <= d["previous_champion_score"]
+    assert d.alias == "challenger" and not d.promoted and d.previous_champion_version == str(champion)
+    assert d.winner_score <= d.previous_champion_score
     assert client.get_model_version_by_alias(name, "champion").version == champion
-    assert str(client.get_model_version_by_alias(name, "challenger").version) == d["version"] != str(champion)
-    _, parent, _ = _parent_and_children(s, d["parent_run_id"])
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == d.version != str(champion)
+    _, parent, _ = _parent_and_children(s, d.parent_run_id)
     assert parent.data.tags["champion_decision"] == "challenger"
     assert parent.data.params["previous_champion_version"] == str(champion)
 
     # the worse model as champion (as if it had been promoted earlier): a normal training replaces it
-    client.set_registered_model_alias(name, "champion", d["version"])
+    client.set_registered_model_alias(name, "champion", d.version)
     better = train(s)
-    assert better["promoted"] and better["alias"] == "champion"
-    assert better["winner_score"] > better["previous_champion_score"] == d["winner_score"]
-    assert str(client.get_model_version_by_alias(name, "champion").version) == better["version"]
+    assert better.promoted and better.alias == "champion"
+    assert better.winner_score > better.previous_champion_score == d.winner_score
+    assert str(client.get_model_version_by_alias(name, "champion").version) == better.version
     assert "challenger" not in client.get_registered_model(name).aliases
 
 

@@ -78,11 +78,12 @@ def test_vendored_wa_churn_is_the_ibm_telco_sample(wa_table):
 
 
 def test_real_table_passes_validation(tmp_path):
-    from pipelines.stages import validate_data
+    from pipelines.customer_table import TableValidation
+    from pipelines.stages import run_stage, stage_named
 
     s = load_settings(write_wa_config(tmp_path))
-    out = validate_data(s)  # dispatches to the customer-table path
-    assert out == {"table": "wa_churn", "rows": 7043, "success": True}
+    out = run_stage(stage_named(s, "validate"), s).result  # the config picks the customer-table path
+    assert out == TableValidation("wa_churn", 7043, True)
     assert (s.reports_dir / "validation.json").exists()
 
 
@@ -121,14 +122,15 @@ def _bad(df: pd.DataFrame, case: str) -> tuple[pd.DataFrame, str]:
     ],
 )
 def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_table, case):
-    from pipelines.stages import run_all, train_models
+    from pipelines.customer_table import train_stage
+    from pipelines.stages import run_all
     from pipelines.validate import ValidationFailed
 
     bad, column = _bad(wa_table, case)
     table = tmp_path / "bad_table.csv"
     bad.to_csv(table, index=False)
     s = load_settings(write_wa_config(tmp_path / "work", {"path": str(table)}))
-    for stage in (train_models, run_all):
+    for stage in (train_stage, run_all):
         with pytest.raises(ValidationFailed) as exc:
             stage(s)
         assert column in {f.column for f in exc.value.failures}
@@ -142,12 +144,12 @@ def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_t
 
 
 def test_missing_file_is_a_validation_failure(tmp_path):
-    from pipelines.stages import train_models
+    from pipelines.customer_table import train_stage
     from pipelines.validate import ValidationFailed
 
     s = load_settings(write_wa_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))
     with pytest.raises(ValidationFailed, match="nowhere.csv"):
-        train_models(s)
+        train_stage(s)
 
 
 def test_cli_validate_exits_2_naming_column_and_file(tmp_path, wa_table):
@@ -166,7 +168,7 @@ def test_cli_validate_exits_2_naming_column_and_file(tmp_path, wa_table):
 
 
 def test_stratified_split_is_80_20_and_reproducible(wa_table):
-    from pipelines.customer_table import labels, split
+    from features.customer_table import labels, split
 
     cfg = load_settings(WA_CONFIG).source
     train, test = split(wa_table, cfg)
