@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from core.config import REPO_ROOT, ROOT_ENV, Settings
+from core.config import REPO_ROOT, ROOT_ENV, Settings, load_settings
 from core.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ def _now() -> str:
 
 def resolve_version(settings: Settings, version: str | None, alias: str | None):
     """The registry's ModelVersion for ``version`` (wins) or ``alias``; a DeployError names what is missing."""
+    # MLflow and BentoML are imported where used: the CLI imports this module for `churn serve`,
+    # `deployments` and `rollback` too, which need neither (seconds of start-up otherwise).
     from mlflow.exceptions import MlflowException
 
     from models.registry import use_tracking
@@ -304,8 +306,6 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.config import load_settings
-
     parser = argparse.ArgumentParser(
         description="Build a churnwarn Bento (run by `churn deploy` with BENTOML_HOME set)."
     )

@@ -32,6 +32,7 @@ OUTCOMES = ("ok", "unknown", "stale", "invalid", "unauthorized", "unavailable", 
 @functools.cache
 def metrics():
     """The service's own Prometheus metrics (created once per worker process)."""
+    # Imported here: prometheus_client picks single- or multi-process mode when first imported.
     import prometheus_client as pc
 
     return {

@@ -12,8 +12,11 @@ import logging
 import os
 from typing import Any
 
+import bentoml
+
 from core.config import Settings
 from models.registry import LoadedModel, load_registered
+from serving.bentoml_internals import served_bento
 
 log = logging.getLogger("churnwarn.serving")
 
@@ -25,8 +28,6 @@ MODEL_VERSION_ENV = "CHURNWARN_MODEL_VERSION"
 
 def load_bento_model(tag: str, bento: str | None = None, alias: str | None = None) -> LoadedModel:
     """A model from the BentoML model store, described by the labels ``churn deploy`` gave it."""
-    import bentoml
-
     stored = bentoml.models.get(tag)
     labels = stored.info.labels
     model = bentoml.mlflow.load_model(stored).unwrap_python_model().model
@@ -38,7 +39,7 @@ def load_bento_model(tag: str, bento: str | None = None, alias: str | None = Non
 def load_serving_model(settings: Settings, service: Any = None) -> LoadedModel:
     """The model to serve: the Bento's (when ``service`` was loaded from one) > ``$CHURNWARN_MODEL_VERSION`` >
     the registry's ``champion``."""
-    bento = getattr(service, "bento", None)
+    bento = served_bento(service)
     if bento is not None:
         spec = next((m for m in bento.info.all_models if m.alias == BENTO_MODEL_ALIAS), None)
         if spec is None:

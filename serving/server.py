@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from core.config import CONFIG_ENV, REPO_ROOT, Settings
+from serving.deploy import bentoml_env
 
 log = logging.getLogger(__name__)
 SERVICE = "serving.service:ChurnWarningService"
@@ -41,8 +42,6 @@ def serve_command(settings: Settings, port: int | None = None, bento: str | None
 
 def serve_env(settings: Settings, model_version: str | None = None) -> dict[str, str]:
     """The server's environment: config path, this workdir's BentoML home (where deployed Bentos live)."""
-    from serving.deploy import bentoml_env
-
     env = bentoml_env(settings, dict(os.environ, **{CONFIG_ENV: str(settings.config_path)}))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     if model_version:

@@ -27,6 +27,17 @@ import pandas as pd
 from pydantic import Field
 from starlette.responses import JSONResponse
 
+from core.config import load_settings
+from features.catalogue import FEATURE_NAMES
+from features.store import get_store, online_features
+from models.churn_model import Explanation
+from models.scoring import score_with_reasons
+from serving.bentoml_internals import (
+    api_routes,
+    cork_dispatcher,
+    declare_json_output,
+    document_error_responses,
+)
 from serving.middleware import RequestMiddleware, metrics
 from serving.schemas import ChurnWarning, ErrorOut, FeatureRow, Lang, ModelInfo, SubscriberId
 
@@ -56,29 +67,10 @@ ERRORS = {
     503: "not ready (online store unavailable) or overloaded",
 }
 
-
-def _document_errors() -> None:
-    """Put the errors this service answers with into its OpenAPI spec.
-
-    BentoML 1.4 documents 400/404/500 on every route with a schema whose ``detail`` is a string; the
-    answers here are :data:`ERRORS` with an :class:`ErrorOut` body (BentoML's own validation errors
-    have the same shape). BentoML has no public hook for a service's error responses, so this fills
-    the table its spec generator reads (a test checks /docs.json).
-    """
-    from _bentoml_sdk.service import openapi
-    from bentoml._internal.service.openapi.specification import MediaType, Response, Schema
-
-    schema = Schema(**ErrorOut.model_json_schema())
-    openapi.error_responses.clear()
-    openapi.error_responses.update(
-        {
-            code: Response(description=why, content={"application/json": MediaType(schema=schema)})
-            for code, why in ERRORS.items()
-        }
-    )
-
-
-_document_errors()
+# The OpenAPI spec lists the errors this service answers with: BentoML 1.4 documents 400/404/500 on
+# every route with a schema whose ``detail`` is a string; the answers here are ERRORS with an ErrorOut
+# body (BentoML's own validation errors have the same shape). A test checks /docs.json.
+document_error_responses(ERRORS, ErrorOut)
 
 
 SINGLE_STATUS = {"unknown": 404, "stale": 422}  # per-item status -> HTTP status of a one-subscriber route
@@ -86,19 +78,14 @@ SINGLE_STATUS = {"unknown": 404, "stale": 422}  # per-item status -> HTTP status
 
 def _workers() -> int:
     """``serving.workers`` of the config the server runs with (read when BentoML imports the service)."""
-    from core.config import load_settings
-
     return load_settings().serving.workers
 
 
 @bentoml.service(name="churnwarn", workers=_workers(), traffic={"timeout": 60})
 class ChurnWarningService:
     def __init__(self) -> None:
-        from bentoml._internal.marshal.dispatcher import CorkDispatcher
-
-        from core.config import load_settings
-        from features.catalogue import FEATURE_NAMES
-        from features.store import get_store
+        # Imported here, in the workers only: it loads MLflow (~1.5 s), which the server's main
+        # process, importing this module just to read the service's definition, does not need.
         from serving.model_source import load_serving_model
 
         self.settings = load_settings()
@@ -121,13 +108,12 @@ class ChurnWarningService:
             )
         self.columns = [FEATURE_NAMES.index(f) for f in model.features]  # catalogue order -> model order
         cfg = self.settings.serving
-        self._model_step = CorkDispatcher(
-            max_latency_in_ms=cfg.batch_max_latency_ms,
+        self._model_step = cork_dispatcher(
+            self._model_batch,
+            max_latency_ms=cfg.batch_max_latency_ms,
             max_batch_size=cfg.batch_max_size,
             fallback=self._overloaded,
-            get_batch_size=len,
-            batch_dim=(0, 0),
-        )(self._model_batch)
+        )
         metrics()
         log.disabled = False  # BentoML's logging set-up (root at WARNING) would hide the request log lines
         logging.getLogger("churnwarn").setLevel(logging.INFO)
@@ -141,8 +127,6 @@ class ChurnWarningService:
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and the online store answers (one probe read)."""
-        from features.store import online_features
-
         try:
             online_features(self.store, ["__readyz__"])
         except Exception as exc:  # noqa: BLE001 - any failure of the store means not ready
@@ -178,10 +162,6 @@ class ChurnWarningService:
         self, ids: list[str], X: pd.DataFrame, stamps: list, lang: Lang, status: list[str], request
     ) -> list[ChurnWarning]:
         """Warnings for rows ``X`` (catalogue columns); rows whose status is not ``ok`` get no score."""
-        from features.catalogue import FEATURE_NAMES
-        from models.churn_model import Explanation
-        from models.scoring import score_with_reasons
-
         good = np.array([s == "ok" for s in status], dtype=bool)
         scored: list[dict] = []
         if good.any():
@@ -244,9 +224,6 @@ class ChurnWarningService:
             raise ApiError(400, f"too many {what}: {n} > max_batch {self.settings.serving.max_batch}")
 
     async def _by_ids(self, ids: list[str], lang: Lang, request) -> list[ChurnWarning]:
-        from features.catalogue import FEATURE_NAMES
-        from features.store import online_features
-
         self._check_size(len(ids), "subscriber_ids")
         blank = [i for i, s in enumerate(ids) if not s.strip()]
         if blank:
@@ -266,8 +243,6 @@ class ChurnWarningService:
         return await self._score(ids, rows, stamps, lang, self._status(known, stamps), request)
 
     async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
-        from features.catalogue import FEATURE_NAMES
-
         self._check_size(len(rows), "rows")
         X = pd.DataFrame([r.features.model_dump() for r in rows], columns=FEATURE_NAMES)
         stamps = [
@@ -365,13 +340,9 @@ class ChurnWarningService:
         return self.model_info
 
 
-ChurnWarningService.add_asgi_middleware(
-    RequestMiddleware, api_routes=tuple(m.route for m in ChurnWarningService.apis.values())
-)
+ChurnWarningService.add_asgi_middleware(RequestMiddleware, api_routes=api_routes(ChurnWarningService))
 
-# BentoML 1.4 works out a list output's media type by generating its JSON schema on every response
-# (_bentoml_sdk.io_models.IOMixin.mime_type): ~15 ms of a ~20 ms single-subscriber request here
-# (py-spy). The type is known to be JSON: say so once, and the schema is no longer rebuilt.
-for _api in ChurnWarningService.apis.values():
-    if _api.output_spec.media_type is None:
-        _api.output_spec.media_type = "application/json"
+# BentoML 1.4 works out a list output's media type by generating its JSON schema on every response:
+# ~15 ms of a ~20 ms single-subscriber request here (py-spy). Every output here is JSON: say so once,
+# and the schema is no longer rebuilt.
+declare_json_output(ChurnWarningService)
