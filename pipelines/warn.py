@@ -27,13 +27,24 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.config import Settings, WarningConfig
+from core.io import replace_dir_atomic
+from features import compute
+from features import manifest as mf
+from features.catalogue import FEATURE_NAMES
+from models import stakes
+from pipelines.validate import validate_features
+
+# Three imports stay inside functions, to keep the `churn` CLI fast to start: it imports this module for
+# WarnError on every stage command, and each of them costs seconds. models.scoring brings SHAP (only
+# :func:`nightly_list` needs it), models.registry brings MLflow (only :func:`_load_champion`), and
+# matplotlib.pyplot only draws the summary page.
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,7 @@ class WarnError(ValueError):
     """Bad input to the nightly list (date, model, language): the CLI prints it and exits 2."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TierCapacity:
     """One tier's share of the list: who is active, who qualifies, how many work orders fit."""
 
@@ -57,25 +68,84 @@ class TierCapacity:
     listed: int = 0
 
     def as_dict(self) -> dict:
-        return {
-            k: getattr(self, k) for k in ("tier", "active", "managers", "capacity", "candidates", "listed")
-        }
+        return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelInfo:
+    """The registered model a list was scored with."""
+
+    name: str
+    version: str
+    alias: str | None
+    kind: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    """What a nightly list holds and what it cost: ``summary.json`` in the list's folder (:meth:`as_json`)."""
+
+    date: dt.date
+    created_at: str  # ISO timestamp, UTC
+    model: ModelInfo
+    lang: str
+    active: int  # subscribers scored
+    listed: int  # work orders
+    min_probability: float
+    orders_per_manager: int
+    tiers: tuple[TierCapacity, ...]
+    expected_loss_listed: float  # CNY a month
+    files: tuple[str, ...]
+    cpu_s: dict[str, float]  # per step, then "total": process CPU (all threads)
+    timings_s: dict[str, float]  # per step, then "total": wall time
+
+    @property
+    def total_seconds(self) -> float:
+        return self.timings_s["total"]
+
+    def as_json(self) -> dict:
+        """The ``summary.json`` document (keys and order as written since the first version)."""
+        out = asdict(self)
+        out["date"] = str(self.date)
+        out["tiers"], out["files"] = [t.as_dict() for t in self.tiers], list(self.files)
+        return out
+
+
+@dataclass(frozen=True)
 class WarnResult:
     date: dt.date
     folder: Path
-    summary: dict
+    summary: ListSummary
     warnings: pd.DataFrame = field(repr=False)
+
+
+class _Stopwatch:
+    """Wall and process-CPU seconds per step of the list (CPU: robust to a busy machine)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t_all = self._t0 = time.perf_counter()
+        self._c_all = self._c0 = time.process_time()
+
+    def lap(self, name: str, what: str | None = None) -> None:
+        """Close step ``name`` (logged as ``what``) and start the next."""
+        self.wall[name] = round(time.perf_counter() - self._t0, 3)
+        self.cpu[name] = round(time.process_time() - self._c0, 3)
+        if what is not None:
+            log.info("warn: %s in %.1fs (CPU %.1fs)", what, self.wall[name], self.cpu[name])
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+
+    def total(self) -> None:
+        self.wall["total"] = round(time.perf_counter() - self._t_all, 3)
+        self.cpu["total"] = round(time.process_time() - self._c_all, 3)
 
 
 # Dates ----------------------------------------------------------------------------------------------
 def ingested_days(settings: Settings) -> tuple[dt.date, dt.date]:
     """First and last ingested CDR day; a clear error before anything is ingested."""
-    from features.manifest import ingested_days as span
-
-    days = span(settings)
+    days = mf.ingested_days(settings)
     if days is None:
         raise WarnError(f"no ingested call records in {settings.raw_dir / 'cdr'}: run `churn ingest` first")
     return days
@@ -103,7 +173,7 @@ def resolve_date(settings: Settings, date: dt.date | str | None) -> dt.date:
             f"--date {date} is after the last ingested day {last}: the latest list is for "
             f"{last + dt.timedelta(days=1)} (features use events before the date)"
         )
-    lookback = _lookback(settings)
+    lookback = compute.lookback_days(settings)
     if date - dt.timedelta(days=lookback) < first:
         log.warning(
             "warn: the %d-day feature lookback before %s starts before the first ingested day %s: "
@@ -113,12 +183,6 @@ def resolve_date(settings: Settings, date: dt.date | str | None) -> dt.date:
             first,
         )
     return date
-
-
-def _lookback(settings: Settings) -> int:
-    from features.compute import lookback_days
-
-    return lookback_days(settings)
 
 
 # Capacity and ranking -------------------------------------------------------------------------------
@@ -158,8 +222,9 @@ def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list
     cap = cand["vip_tier"].map({t.tier: t.capacity for t in tiers}).fillna(0).to_numpy()
     listed = cand[within < cap]
     counts, n_cand = listed["vip_tier"].value_counts(), cand["vip_tier"].value_counts()
-    for t in tiers:
-        t.candidates, t.listed = int(n_cand.get(t.tier, 0)), int(counts.get(t.tier, 0))
+    tiers = [
+        replace(t, candidates=int(n_cand.get(t.tier, 0)), listed=int(counts.get(t.tier, 0))) for t in tiers
+    ]
     return listed, tiers
 
 
@@ -177,51 +242,77 @@ def nightly_list(
     :class:`WarnError` on a bad date, language or model, ``ValidationFailed`` on bad features; in
     either case nothing is written.
     """
-    from features.compute import compute_features
-    from models import stakes
+    # SHAP (see the note at the imports), imported before the clock starts so no step's time counts it
     from models.scoring import score_with_reasons
 
+    _check_request(settings, lang)
+    cfg = settings.warnings
+    date = resolve_date(settings, date)
+    clock = _Stopwatch()
+    loaded = _usable_model(settings, model)
+    clock.lap("load_model", f"model {loaded.name} v{loaded.version} ({loaded.model.kind}) loaded")
+    feats = active_features(settings, date)
+    clock.lap("features", f"features of {len(feats):,} subscribers active on {date} computed")
+    checked = _check_features(feats, settings, date)
+    clock.lap("validate", f"features checked (suite on {checked:,} rows; every row: unique, finite)")
+    proba = loaded.model.predict_proba(feats)
+    clock.lap("predict", f"{len(feats):,} subscribers scored")
+    scored = at_stake(feats, proba, cfg)
+    listed, tiers = choose(scored, cfg)
+    n_cand = int((proba >= cfg.list_min_probability).sum())
+    clock.lap(
+        "choose",
+        f"{len(listed):,} work orders chosen from {n_cand:,} candidates "
+        f"(P >= {cfg.list_min_probability:g}) within capacity "
+        + ", ".join(f"{t.tier} {t.listed}/{t.capacity}" for t in tiers),
+    )
+    rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
+    explained = score_with_reasons(
+        loaded.model, rows, settings, lang, proba=listed["churn_probability"].to_numpy()
+    )
+    clock.lap("explain", f"{len(listed):,} listed subscribers explained")
+    table = _table(listed, explained, settings, loaded, date, lang)
+    draft = _draft_summary(settings, date, loaded, lang, len(feats), table, tiers)
+    folder, summary = _write(settings, draft, table, scored, clock, out_root)
+    return WarnResult(date, folder, summary, table)
+
+
+def _check_request(settings: Settings, lang: str) -> None:
     if settings.features is None:
         raise WarnError(
             "`churn warn` works on operator records (features: in the config), not a customer table"
         )
     if lang not in LANGS:
         raise WarnError(f"--lang must be one of {LANGS}, got {lang!r}")
-    cfg = settings.warnings
-    date = resolve_date(settings, date)
-    timings: dict[str, float] = {}
-    cpu: dict[str, float] = {}  # process CPU (all threads): robust to a busy machine, unlike wall time
-    t_all = t0 = time.perf_counter()
-    c_all = c0 = time.process_time()
 
-    def lap(name: str, what: str) -> None:
-        nonlocal t0, c0
-        timings[name], cpu[name] = round(time.perf_counter() - t0, 3), round(time.process_time() - c0, 3)
-        log.info("warn: %s in %.1fs (CPU %.1fs)", what, timings[name], cpu[name])
-        t0, c0 = time.perf_counter(), time.process_time()
 
+def _usable_model(settings: Settings, model):
+    """``model`` or the registry's champion, refused when it needs columns these features lack."""
     loaded = model if model is not None else _load_champion(settings)
-    missing = [f for f in loaded.model.features if f not in _feature_names()]
+    missing = [f for f in loaded.model.features if f not in FEATURE_NAMES]
     if missing:
         raise WarnError(
             f"model {loaded.name} v{loaded.version} needs columns the operator-records features lack: "
             f"{missing} (trained on a customer table?)"
         )
-    lap("load_model", f"model {loaded.name} v{loaded.version} ({loaded.model.kind}) loaded")
+    return loaded
 
-    feats, _ = compute_features(settings.raw_dir, [date], settings)  # the training table's own code path
-    feats = feats.reset_index(drop=True)  # positions shared with the scores below
+
+def active_features(settings: Settings, date: dt.date) -> pd.DataFrame:
+    """Features of every subscriber active on ``date``, computed by the training table's own code path;
+    positions 0..n-1 (shared with the scores)."""
+    feats, _ = compute.compute_features(settings.raw_dir, [date], settings)
+    feats = feats.reset_index(drop=True)
     if feats.empty:
         raise WarnError(f"no subscriber is active on {date}")
-    lap("features", f"features of {len(feats):,} subscribers active on {date} computed")
-    checked = _check_features(feats, settings, date)
-    lap("validate", f"features checked (suite on {checked:,} rows; every row: unique, finite)")
+    return feats
 
-    proba = loaded.model.predict_proba(feats)
-    lap("predict", f"{len(feats):,} subscribers scored")
 
+def at_stake(feats: pd.DataFrame, proba: np.ndarray, cfg: WarningConfig) -> pd.DataFrame:
+    """What :func:`choose` ranks: one row per active subscriber (positions of ``feats``) with
+    subscriber_id, churn_probability, value_at_stake, expected_loss, vip_tier."""
     value = stakes.value_at_stake(feats, cfg)
-    scored = pd.DataFrame(
+    return pd.DataFrame(
         {
             "subscriber_id": feats["subscriber_id"].to_numpy(),
             "churn_probability": proba,
@@ -230,53 +321,39 @@ def nightly_list(
             "vip_tier": stakes.vip_tier(value, cfg),
         }
     )
-    listed, tiers = choose(scored, cfg)
-    lap(
-        "choose",
-        f"{len(listed):,} work orders chosen from {int((proba >= cfg.list_min_probability).sum()):,} "
-        f"candidates (P >= {cfg.list_min_probability:g}) within capacity "
-        + ", ".join(f"{t.tier} {t.listed}/{t.capacity}" for t in tiers),
-    )
 
-    rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
-    explained = score_with_reasons(
-        loaded.model, rows, settings, lang, proba=listed["churn_probability"].to_numpy()
-    )
-    lap("explain", f"{len(listed):,} listed subscribers explained")
 
-    table = _table(listed, explained, settings, loaded, date, lang)
-    summary = {
-        "date": str(date),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": loaded.name,
-            "version": loaded.version,
-            "alias": loaded.alias,
-            "kind": loaded.model.kind,
-            "run_id": loaded.run_id,
-        },
-        "lang": lang,
-        "active": len(feats),
-        "listed": len(table),
-        "min_probability": cfg.list_min_probability,
-        "orders_per_manager": cfg.orders_per_manager,
-        "tiers": [t.as_dict() for t in tiers],
-        "expected_loss_listed": float(np.nansum(table["expected_loss"])) if len(table) else 0.0,
-        "files": list(FILES),
-    }
-    summary["cpu_s"] = cpu
-    folder = _write(
-        settings, date, table, scored, tiers, summary, timings, (t0, c0), (t_all, c_all), out_root
+def _draft_summary(
+    settings: Settings,
+    date: dt.date,
+    loaded,
+    lang: str,
+    active: int,
+    table: pd.DataFrame,
+    tiers: list[TierCapacity],
+) -> ListSummary:
+    """The summary before the files are written (timings still open: :func:`_write` closes them)."""
+    cfg = settings.warnings
+    return ListSummary(
+        date=date,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        model=ModelInfo(loaded.name, loaded.version, loaded.alias, loaded.model.kind, loaded.run_id),
+        lang=lang,
+        active=active,
+        listed=len(table),
+        min_probability=cfg.list_min_probability,
+        orders_per_manager=cfg.orders_per_manager,
+        tiers=tuple(tiers),
+        expected_loss_listed=float(np.nansum(table["expected_loss"])) if len(table) else 0.0,
+        files=FILES,
+        cpu_s={},
+        timings_s={},
     )
-    return WarnResult(date, folder, summary, table)
 
 
 def _check_features(feats: pd.DataFrame, settings: Settings, date: dt.date) -> int:
     """The feature-table suite on a random sample (``warnings.validate_sample``), and on every row the two
     things scoring cannot survive: a subscriber twice (two work orders) and a missing or infinite input."""
-    from features.catalogue import FEATURE_NAMES
-    from pipelines.validate import validate_features
-
     n = settings.warnings.validate_sample
     sample = feats if n is None or len(feats) <= n else feats.sample(n=n, random_state=0)
     validate_features(sample, settings, file=f"features as of {date} (nightly list, not written)")
@@ -296,14 +373,8 @@ def _check_features(feats: pd.DataFrame, settings: Settings, date: dt.date) -> i
     return len(sample)
 
 
-def _feature_names() -> set[str]:
-    from features.catalogue import FEATURE_NAMES
-
-    return set(FEATURE_NAMES)
-
-
 def _load_champion(settings: Settings):
-    from models.registry import load_registered
+    from models.registry import load_registered  # MLflow: see the note at the imports
 
     try:
         return load_registered(settings)
@@ -347,19 +418,15 @@ def _table(
 
 def _write(
     settings: Settings,
-    date: dt.date,
+    draft: ListSummary,
     table: pd.DataFrame,
     scored: pd.DataFrame,
-    tiers: list[TierCapacity],
-    summary: dict,
-    timings: dict,
-    start: tuple[float, float],
-    start_all: tuple[float, float],
+    clock: _Stopwatch,
     out_root: Path | None,
-) -> Path:
-    """All four files into a hidden folder beside the final one, then one swap (``replace_dir_atomic``)."""
-    from core.io import replace_dir_atomic
-
+) -> tuple[Path, ListSummary]:
+    """All four files into a hidden folder beside the final one, then one swap (``replace_dir_atomic``);
+    the summary with its timings closed (``write`` and ``total``) as ``summary.json`` records it."""
+    date = draft.date
     root = out_root or settings.workdir / "warnings"
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(date)
@@ -368,14 +435,12 @@ def _write(
         table.to_parquet(tmp / "warnings.parquet", index=False)
         table.drop(columns="reasons").to_csv(tmp / "warnings.csv", index=False, date_format="%Y-%m-%d")
         (tmp / "summary.html").write_text(
-            summary_html(table, scored, tiers, summary, settings.warnings), encoding="utf-8"
+            summary_html(table, scored, list(draft.tiers), draft, settings.warnings), encoding="utf-8"
         )
-        timings["write"] = round(time.perf_counter() - start[0], 3)
-        timings["total"] = round(time.perf_counter() - start_all[0], 3)
-        summary["cpu_s"]["write"] = round(time.process_time() - start[1], 3)
-        summary["cpu_s"]["total"] = round(time.process_time() - start_all[1], 3)
-        summary["timings_s"] = timings
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        clock.lap("write")
+        clock.total()
+        summary = replace(draft, cpu_s=dict(clock.cpu), timings_s=dict(clock.wall))
+        (tmp / "summary.json").write_text(json.dumps(summary.as_json(), indent=2, default=str) + "\n")
         replace_dir_atomic(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -385,33 +450,47 @@ def _write(
         len(table),
         date,
         final,
-        timings["write"],
-        timings["total"],
+        summary.timings_s["write"],
+        summary.total_seconds,
     )
-    return final
+    return final, summary
 
 
 # Summary page ---------------------------------------------------------------------------------------
-def _png(fig) -> str:
+def _pyplot():
+    """matplotlib's pyplot on the file backend (drawing only: see the note at the imports)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
+    _pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure():
+    return _pyplot().subplots(figsize=(6.5, 3.6))
 
 
 def summary_plots(
     table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCapacity], cfg: WarningConfig
 ) -> dict[str, str]:
     """Three base64 PNGs: score distribution (all vs listed), reasons mix (listed), tier mix (capacity use)."""
-    import matplotlib
+    return {
+        "score distribution": _png(_score_plot(table, scored, cfg)),
+        "reasons mix": _png(_reasons_plot(table)),
+        "tier mix": _png(_tier_plot(tiers)),
+    }
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    plots = {}
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+def _score_plot(table: pd.DataFrame, scored: pd.DataFrame, cfg: WarningConfig):
+    fig, ax = _figure()
     bins = np.linspace(0, 1, 51)
     ax.hist(scored["churn_probability"], bins=bins, color="#9bb", label=f"all active ({len(scored):,})")
     ax.hist(table["churn_probability"], bins=bins, color="#c33", label=f"on the list ({len(table):,})")
@@ -421,9 +500,11 @@ def summary_plots(
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    plots["score distribution"] = _png(fig)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+
+def _reasons_plot(table: pd.DataFrame):
+    fig, ax = _figure()
     codes = [r["code"] for rs in table["reasons"] for r in rs if r["contribution"] > 0]
     first = table["reason_1_code"].dropna() if len(table) else pd.Series(dtype=str)
     mix = (
@@ -441,9 +522,11 @@ def summary_plots(
         ax.legend(fontsize=8)
     ax.set(xlabel="work orders", title="Reasons mix (risk-raising reasons on the list)")
     fig.tight_layout()
-    plots["reasons mix"] = _png(fig)
+    return fig
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+
+def _tier_plot(tiers: list[TierCapacity]):
+    fig, ax = _figure()
     x = np.arange(len(tiers))
     for off, key, color in ((-0.27, "candidates", "#9bb"), (0, "capacity", "#888"), (0.27, "listed", "#c33")):
         ax.bar(x + off, [getattr(t, key) for t in tiers], width=0.27, color=color, label=key)
@@ -451,21 +534,20 @@ def summary_plots(
     ax.set(ylabel="subscribers", title="Tier mix: candidates, capacity and work orders")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    plots["tier mix"] = _png(fig)
-    return plots
+    return fig
 
 
 def summary_html(
     table: pd.DataFrame,
     scored: pd.DataFrame,
     tiers: list[TierCapacity],
-    summary: dict,
+    summary: ListSummary,
     cfg: WarningConfig,
     top: int = 10,
 ) -> str:
     """A one-page summary for the retention lead: counts per tier, the three plots, the top work orders."""
     e = html.escape
-    m = summary["model"]
+    m = summary.model
     tier_rows = "".join(
         f"<tr><td>{e(t.tier)}</td><td>{t.active:,}</td><td>{'' if t.managers is None else f'{t.managers:,}'}</td>"
         f"<td>{t.capacity:,}</td><td>{t.candidates:,}</td><td>{t.listed:,}</td></tr>"
@@ -483,16 +565,17 @@ def summary_html(
         "</figcaption></figure>"
         for name, b64 in summary_plots(table, scored, tiers, cfg).items()
     )
+    date = e(str(summary.date))
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Churn warnings {e(summary["date"])}</title>
+<html><head><meta charset="utf-8"><title>Churn warnings {date}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}figure{{display:inline-block;margin:.5em}}</style>
 </head><body>
-<h1>Churn warnings as of {e(summary["date"])}</h1>
-<p>{summary["listed"]:,} work orders from {summary["active"]:,} active subscribers, ranked by expected loss
-(probability x monthly value; {summary["expected_loss_listed"]:,.0f} CNY a month on the list).
-Model {e(m["name"])} v{e(m["version"])} ({e(m["kind"])}); no work order below probability
-{summary["min_probability"]:g}; a customer manager takes {summary["orders_per_manager"]} work orders a list.</p>
+<h1>Churn warnings as of {date}</h1>
+<p>{summary.listed:,} work orders from {summary.active:,} active subscribers, ranked by expected loss
+(probability x monthly value; {summary.expected_loss_listed:,.0f} CNY a month on the list).
+Model {e(m.name)} v{e(m.version)} ({e(m.kind)}); no work order below probability
+{summary.min_probability:g}; a customer manager takes {summary.orders_per_manager} work orders a list.</p>
 <table><tr><th>tier</th><th>active</th><th>managers</th><th>capacity</th><th>candidates</th><th>listed</th></tr>
 {tier_rows}</table>
 {imgs}

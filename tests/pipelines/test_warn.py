@@ -116,7 +116,7 @@ def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, traine
         ["warnings.parquet", "warnings.csv", "summary.html", "summary.json"]
     )
     pq, csv = pd.read_parquet(folder / "warnings.parquet"), pd.read_csv(folder / "warnings.csv")
-    assert len(pq) == len(csv) == day_list.summary["listed"] > 0
+    assert len(pq) == len(csv) == day_list.summary.listed > 0
     assert pq["rank"].tolist() == list(range(1, len(pq) + 1))
     assert csv["subscriber_id"].tolist() == pq["subscriber_id"].tolist()
     el = pq["expected_loss"].to_numpy()
@@ -132,6 +132,12 @@ def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, traine
         assert (pq["vip_tier"] == t["tier"]).sum() == t["listed"]
     assert set(summary["timings_s"]) >= {"features", "predict", "choose", "explain", "write", "total"}
     assert set(summary["cpu_s"]) == set(summary["timings_s"])
+    assert summary == day_list.summary.as_json()  # the typed summary is what the file holds
+    assert list(summary) == [
+        *("date", "created_at", "model", "lang", "active", "listed", "min_probability"),
+        *("orders_per_manager", "tiers", "expected_loss_listed", "files", "cpu_s", "timings_s"),
+    ]
+    assert list(summary["model"]) == ["name", "version", "alias", "kind", "run_id"]
 
 
 def test_summary_page_holds_the_three_plots(day_list):
@@ -147,8 +153,8 @@ def test_everyone_active_is_scored_but_only_the_listed_are_explained(
     spy = _Spy(champion, monkeypatch)
     small = _with(trained, orders_per_manager=1, mass_capacity=3)
     result = nightly_list(small, last_snapshot, model=champion, out_root=tmp_path)
-    assert result.summary["active"] > 100 * result.summary["listed"] > 0
-    assert sum(spy.rows) == result.summary["listed"]
+    assert result.summary.active > 100 * result.summary.listed > 0
+    assert sum(spy.rows) == result.summary.listed
 
 
 def test_a_night_without_candidates_writes_an_empty_list_and_its_summary(
@@ -158,7 +164,7 @@ def test_a_night_without_candidates_writes_an_empty_list_and_its_summary(
     result = nightly_list(
         _with(trained, min_probability=1 - 1e-9), last_snapshot, model=champion, out_root=tmp_path
     )
-    assert result.summary["listed"] == 0 and result.summary["active"] > 0
+    assert result.summary.listed == 0 and result.summary.active > 0
     assert len(pd.read_parquet(result.folder / "warnings.parquet")) == 0
     assert (result.folder / "summary.html").read_text().count("data:image/png;base64,") == 3
 
