@@ -20,7 +20,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from core.config import Settings
 from models.candidates import EARLY_STOPPING_ROUNDS, FittedCandidate
@@ -105,13 +106,26 @@ def _conda_env() -> dict:
     }
 
 
-def _log_model(model: ChurnModel, data: TrainingSet) -> str:
-    """Log the model from code with the pickled ChurnModel as its artifact; returns the model URI.
+def _schema(frame: pd.DataFrame) -> Schema:
+    """The columns as the model takes them, declared from their dtypes rather than guessed from an
+    example: the features keep their own types, so rows scored later need no conversion."""
 
-    The signature declares integer columns as doubles: a missing value at inference reads as a float."""
+    def kind(dtype) -> str:
+        if pd.api.types.is_bool_dtype(dtype):
+            return "boolean"
+        if pd.api.types.is_integer_dtype(dtype):
+            return "long"
+        if pd.api.types.is_float_dtype(dtype):
+            return "double"
+        return "string"
+
+    return Schema([ColSpec(kind(dtype), name) for name, dtype in frame.dtypes.items()])
+
+
+def _log_model(model: ChurnModel, data: TrainingSet) -> str:
+    """Log the model from code with the pickled ChurnModel as its artifact; returns the model URI."""
     example = data.X_test[data.features].head(5)
-    schema_rows = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    proba = pd.DataFrame({"churn_probability": model.predict_proba(example)})
+    signature = ModelSignature(_schema(example), Schema([ColSpec("double", "churn_probability")]))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "churn_model.pkl"
         path.write_bytes(pickle.dumps(model))
@@ -119,8 +133,8 @@ def _log_model(model: ChurnModel, data: TrainingSet) -> str:
             name="model",
             python_model=str(PYFUNC_CODE),
             artifacts={MODEL_ARTIFACT: str(path)},
-            signature=infer_signature(schema_rows, proba),
-            input_example=schema_rows,
+            signature=signature,
+            input_example=example,
             conda_env=_conda_env(),
         )
     return info.model_uri

@@ -8,13 +8,15 @@ kept small); the other tests read what it left behind.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from core.config import REPO_ROOT, Settings, load_settings
 
@@ -36,14 +38,27 @@ def wa_config(workdir, **sections) -> str:
 
 
 @pytest.fixture(scope="session")
-def wa_trained(tmp_path_factory) -> Settings:
-    """Settings of a workdir where ``churn run`` trained wa_churn once."""
-    from pipelines.cli import app
-
+def wa_run(tmp_path_factory) -> tuple[Settings, str]:
+    """``churn run`` on wa_churn once, as a user runs it (its own process): the settings and what it printed."""
     path = wa_config(tmp_path_factory.mktemp("wa_churn"), training=SMALL_LGBM)
-    res = CliRunner().invoke(app, ["run", "--config", path])
-    assert res.exit_code == 0, res.output
-    return load_settings(path)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--config", path], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return load_settings(path), res.stdout + res.stderr
+
+
+@pytest.fixture(scope="session")
+def wa_trained(wa_run) -> Settings:
+    """Settings of a workdir where ``churn run`` trained wa_churn once."""
+    return wa_run[0]
+
+
+def test_the_run_prints_no_third_party_warning(wa_run):
+    _, printed = wa_run
+    assert "champion: lightgbm" in printed or "champion: logistic" in printed
+    noise = [line for line in printed.splitlines() if re.search(r"warning|\bhint\b", line, re.IGNORECASE)]
+    assert noise == []
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +227,8 @@ def test_unseen_category_scores_as_missing(wa_trained, wa_split):
 
 
 def test_churn_train_command_prints_the_champion_line(tmp_path):
+    from typer.testing import CliRunner
+
     from pipelines.cli import app
 
     tiny = {"lightgbm": {"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 50}}
