@@ -201,16 +201,7 @@ def warn(
                     f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}"
                 ) from exc
         result = nightly_list(settings, date, model=model, lang=lang)
-    s = result.summary
-    typer.echo(
-        f"{s.listed:,} work orders of {s.active:,} active subscribers as of {s.date} "
-        f"(model v{s.model.version}, {s.total_seconds:.1f}s): {result.folder}"
-    )
-    for t in s.tiers:
-        typer.echo(
-            f"  {t.tier:<10} active {t.active:>9,}  capacity {t.capacity:>7,}  "
-            f"candidates {t.candidates:>8,}  listed {t.listed:>7,}"
-        )
+    _echo_headline(result)
 
 
 @app.command()

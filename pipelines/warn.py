@@ -119,6 +119,20 @@ class WarnResult:
     summary: ListSummary
     warnings: pd.DataFrame = field(repr=False)
 
+    def headline(self) -> str:
+        """What the command line prints: the list's size, then each tier's capacity and use."""
+        s = self.summary
+        lines = [
+            f"{s.listed:,} work orders of {s.active:,} active subscribers as of {s.date} "
+            f"(model v{s.model.version}, {s.total_seconds:.1f}s): {self.folder}"
+        ]
+        lines += [
+            f"  {t.tier:<10} active {t.active:>9,}  capacity {t.capacity:>7,}  "
+            f"candidates {t.candidates:>8,}  listed {t.listed:>7,}"
+            for t in s.tiers
+        ]
+        return "\n".join(lines)
+
 
 class _Stopwatch:
     """Wall and process-CPU seconds per step of the list (CPU: robust to a busy machine)."""
