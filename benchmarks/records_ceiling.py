@@ -307,9 +307,9 @@ def main() -> None:
         __file__,
         "Records ceiling: what the raw records reveal",
         [
-            f"Held-out snapshot {pd.Timestamp(test_t).date()} of `{test.settings.workdir}`: "
-            f"{len(y_te):,} subscribers, {n_pos:,} churners; the learner trained on "
-            f"`{settings.workdir}`; {X_te.shape[1]} record-feature columns.",
+            f"Held-out snapshot {pd.Timestamp(test_t).date()} of the workdir of "
+            f"`{args.test_config or args.config}`: {len(y_te):,} subscribers, {n_pos:,} churners; the "
+            f"learner trained on the workdir of `{args.config}`; {X_te.shape[1]} record-feature columns.",
             md_table(["scorer", "trained on", "ROC-AUC (s.e.)", "PR-AUC"], lines, "llrr"),
             f"{time.perf_counter() - t0:.0f} s in all.",
         ],

@@ -175,6 +175,10 @@ def main() -> None:
     naive_total = tm["total"] - tm["explain"] + explain_all
     bare = tm["features"] + r["bare_predict_s"]
     predict_rate = n / r["bare_predict_s"]
+    if n >= 1_000_000:
+        verdict = "meets the target" if tm["total"] < 60 else "misses the target"
+    else:
+        verdict = f"not judged: {n:,} subscribers"
     rows = [
         (
             "data",
@@ -197,10 +201,9 @@ def main() -> None:
             for k in ("load_model", "features", "validate", "predict", "choose", "explain", "write")
         ],
         (
-            "**nightly list total** (target < 60 s)",
-            f"**{tm['total']:.1f} s** (CPU {cpu['total']:.1f} s on "
-            f"{os.cpu_count()} cores; {'meets' if tm['total'] < 60 else 'misses'} the target; child wall incl. "
-            f"imports {wall:.0f} s)",
+            "**nightly list total** (target for 10^6 subscribers: < 60 s)",
+            f"**{tm['total']:.1f} s** (CPU {cpu['total']:.1f} s on {os.cpu_count()} cores; {verdict}; "
+            f"child wall incl. imports {wall:.0f} s)",
         ),
         ("peak RSS", f"{r['peak_list']:.2f} GiB (list), {r['peak']:.2f} GiB (with the comparisons)"),
         ("bare LightGBM predict, all rows", f"{r['bare_predict_s']:.2f} s ({predict_rate:,.0f} rows/s)"),

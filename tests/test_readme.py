@@ -1,7 +1,9 @@
-"""The README's main command, run as a newcomer would: in a fresh clone, from nothing but the README.
+"""The README is a short manual whose commands work: its main command, run as a newcomer would (in a
+fresh clone, from nothing but the README), its test command is CI's, and it stays a manual (short,
+no dates in prose, links that resolve).
 
-Slow (it installs the locked environment into the clone and runs the whole pipeline), so marked
-``slow``; CI runs it like every other test.
+The main command is slow (it installs the locked environment into the clone and runs the whole
+pipeline), so marked ``slow``; CI runs it like every other test.
 """
 
 import os
@@ -22,6 +24,20 @@ def readme_command(marker: str) -> str:
     return m.group(1).strip()
 
 
+def prose(path: Path) -> str:
+    """A markdown file without its fenced code blocks (commands and printed output)."""
+    return re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+
+
+def readme_prose() -> str:
+    return prose(ROOT / "README.md")
+
+
+def local_links(text: str) -> list[str]:
+    """Relative link targets of markdown text, without their #anchors."""
+    return [link for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in link]
+
+
 def newcomer_env() -> dict[str, str]:
     """The environment of a plain shell: no active venv, no uv run state."""
     venv_bin = str(Path(sys.executable).parent)
@@ -37,6 +53,27 @@ def newcomer_env() -> dict[str, str]:
 def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert readme_command("test-command") in ci
+
+
+def test_readme_is_a_manual_of_at_most_200_lines():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README has {len(lines)} lines: move explanation into docs/"
+
+
+def test_readme_prose_has_no_dates():
+    dates = re.findall(r"\b\d{4}-\d{2}-\d{2}\b", readme_prose())
+    assert not dates, f"dates in README prose (results belong in docs/benchmarks/): {dates}"
+
+
+def test_readme_and_docs_links_resolve():
+    local = local_links(readme_prose())
+    assert any(link.startswith("docs/benchmarks/") for link in local), "README links no benchmark result"
+    missing = [link for link in local if not (ROOT / link).exists()]
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        missing += [
+            f"{doc.name}: {link}" for link in local_links(prose(doc)) if not (doc.parent / link).exists()
+        ]
+    assert not missing, f"links to missing files: {missing}"
 
 
 @pytest.mark.slow
