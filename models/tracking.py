@@ -14,7 +14,7 @@ import pickle
 import platform
 import tempfile
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -236,14 +236,16 @@ def record(
         ctx = _RunContext(exp_id, parent.info.run_id, tags, params, feature_list, data)
         runs = {kind: _log_candidate(ctx, fitted[kind], evals[kind]) for kind in fitted}
         _log_figures(data, fitted, evals, decision.winner)
+        version = _register(settings, client, decision, runs[decision.winner], invocation, data)
+        previous = incumbent.version if incumbent else None
         result = TrainResult(
             winner=decision.winner,
-            version=_register(settings, client, decision, runs[decision.winner], invocation, data),
+            version=version,
             alias=decision.alias,
             promoted=decision.promote,
             decision=decision.reason,
-            champion_version=None,
-            previous_champion_version=incumbent.version if incumbent else None,
+            champion_version=version if decision.promote else previous,
+            previous_champion_version=previous,
             previous_champion_score=decision.previous_score,
             selection_metric=settings.mlflow.selection_metric,
             winner_score=decision.winner_score,
@@ -260,9 +262,6 @@ def record(
             n_test=len(data.y_test),
             split=data.split,
             source=data.source,
-        )
-        result = replace(
-            result, champion_version=result.version if decision.promote else result.previous_champion_version
         )
         _log_decision(result)
         _move_alias(client, result)  # last: a failure before this line leaves the champion as it was
