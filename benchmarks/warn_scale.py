@@ -81,7 +81,10 @@ def _child(data_cfg: str, model_cfg: str, sample: int, queue) -> None:
     fc.compute_features = keep
     result = nightly_list(s, None, model=loaded, out_root=Path(data_cfg).parent / "warnings")
     fc.compute_features = original
-    out = {"summary": result.summary, "peak_list": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    out = {
+        "summary": result.summary.as_json(),
+        "peak_list": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
     feats = kept.pop("feats").reset_index(drop=True)
     model = loaded.model
