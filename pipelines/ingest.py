@@ -10,11 +10,15 @@ in the workdir (``data/.secrets/salt``): never from the repository.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
 import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -41,6 +45,16 @@ SMALL_TABLES = (
     "churn_events",
     "recharges",
 )  # no numbers: their schema columns copied
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What ingestion wrote: ``reports/ingest.json`` (a DVC metrics file) holds these fields."""
+
+    cdr_rows: int  # calls in data/raw
+    partitions: int  # CDR day partitions
+    callee_classes: dict[str, int]  # calls per class of number called, every class named
+    landing: dict[str, str]  # fingerprint of each landing table ingested (see ensure_ingested)
 
 
 def salt(settings: Settings) -> bytes:
@@ -86,8 +100,6 @@ def hash_sql(column: str = "other_party") -> str:
 
 def classify(numbers: pd.Series, settings: Settings) -> np.ndarray:
     """Classes of ``numbers`` through the same SQL ingestion runs."""
-    import duckdb
-
     con = duckdb.connect()
     try:
         con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
@@ -97,8 +109,6 @@ def classify(numbers: pd.Series, settings: Settings) -> np.ndarray:
 
 
 def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
-    import duckdb
-
     con = duckdb.connect()
     try:
         con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
@@ -109,15 +119,13 @@ def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
         con.close()
 
 
-def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
+def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummary:
     """Validate the landing export (unless already validated as is), then write ``data/raw``.
 
     One DuckDB statement streams every CDR partition through the number-plan classification and
     the salted hash and writes the result partitioned by day, using all cores. ``skip_validation``
     is for the scale benchmarks on freshly generated data only; the pipeline never sets it.
     """
-    import duckdb
-
     if not skip_validation:
         ensure_validated(settings)
     key = salt(settings)
@@ -125,16 +133,45 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    # data minimisation: only the columns the schema names pass (an extra column, say a phone number
-    # in a real export, stops here), and the subscriber's own number never does
+    _copy_tables(src, tmp)
+    counts = _ingest_cdr(settings, src / "cdr", tmp / "cdr", key)
+    replace_dir_atomic(tmp, dst)
+    classes = {c: 0 for c in CALLEE_CLASSES} | counts
+    summary = IngestSummary(
+        cdr_rows=sum(classes.values()),
+        partitions=len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
+        callee_classes=classes,
+        landing=_landing_fingerprint(settings),
+    )
+    write_json_atomic(asdict(summary), settings.reports_dir / "ingest.json")
+    log.info(
+        "ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
+        summary.cdr_rows,
+        summary.partitions,
+        dst,
+    )
+    return summary
+
+
+def _copy_tables(src: Path, dst: Path) -> None:
+    """Subscribers and the small tables, their schema's columns only.
+
+    Data minimisation: only the columns the schema names pass (an extra column, say a phone number in
+    a real export, stops here), and the subscriber's own number never does.
+    """
     keep = [c for c in SCHEMAS["subscribers"] if c not in PRIVATE_SUBSCRIBER_COLUMNS]
     pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(
-        tmp / "subscribers.parquet", index=False
+        dst / "subscribers.parquet", index=False
     )
     for name in SMALL_TABLES:
         pd.read_parquet(src / f"{name}.parquet", columns=SCHEMAS[name]).to_parquet(
-            tmp / f"{name}.parquet", index=False
+            dst / f"{name}.parquet", index=False
         )
+
+
+def _ingest_cdr(settings: Settings, src: Path, dst: Path, key: bytes) -> dict[str, int]:
+    """Every CDR partition of ``src`` classified and hashed into ``dst`` (partitioned by day); the calls
+    per class of number called."""
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")
@@ -143,32 +180,17 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> dict:
             COPY (
                 SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
                        start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
-                FROM read_parquet('{src / "cdr"}/{PARTITION}=*/*.parquet', hive_partitioning = true)
-            ) TO '{tmp / "cdr"}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')
+                FROM read_parquet('{src}/{PARTITION}=*/*.parquet', hive_partitioning = true)
+            ) TO '{dst}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')
         """,
             {"salt": key.decode()},
         )
         counts = con.execute(f"""
-            SELECT callee_class, count(*) FROM read_parquet('{tmp / "cdr"}/*/*.parquet') GROUP BY 1
+            SELECT callee_class, count(*) FROM read_parquet('{dst}/*/*.parquet') GROUP BY 1
         """).fetchall()
     finally:
         con.close()
-    replace_dir_atomic(tmp, dst)
-    classes = {c: 0 for c in CALLEE_CLASSES} | {c: int(k) for c, k in counts}
-    summary = {
-        "cdr_rows": sum(classes.values()),
-        "partitions": len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
-        "callee_classes": classes,
-        "landing": _landing_fingerprint(settings),
-    }
-    write_json_atomic(summary, settings.reports_dir / "ingest.json")
-    log.info(
-        "ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
-        summary["cdr_rows"],
-        summary["partitions"],
-        dst,
-    )
-    return summary
+    return {c: int(k) for c, k in counts}
 
 
 def _landing_fingerprint(settings: Settings) -> dict[str, str]:
@@ -180,8 +202,6 @@ def ensure_ingested(settings: Settings) -> None:
     """Ingest unless ``data/raw`` was written from exactly the landing files on disk now."""
     report = settings.reports_dir / "ingest.json"
     if settings.raw_dir.exists() and report.exists():
-        import json
-
         if json.loads(report.read_text()).get("landing") == _landing_fingerprint(settings):
             ensure_validated(settings)
             return

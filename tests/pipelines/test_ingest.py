@@ -1,5 +1,6 @@
 """Ingestion keeps no third-party phone number: only a class and a salted hash per call."""
 
+import json
 import re
 
 import pandas as pd
@@ -127,7 +128,11 @@ def test_columns_outside_the_schema_stop_at_ingestion(trained_copy):
     c.assign(caller_number="13912345678").to_parquet(land / "complaints.parquet", index=False)
     s = pd.read_parquet(land / "subscribers.parquet")
     s.assign(email="someone@example.com").to_parquet(land / "subscribers.parquet", index=False)
-    ingest(trained_copy)
+    summary = ingest(trained_copy)
+    report = json.loads((trained_copy.reports_dir / "ingest.json").read_text())  # the DVC metrics file
+    assert list(report) == ["cdr_rows", "partitions", "callee_classes", "landing"]
+    assert report["cdr_rows"] == summary.cdr_rows == sum(summary.callee_classes.values()) > 0
+    assert list(summary.callee_classes) == list(CALLEE_CLASSES)
     assert "caller_number" not in pd.read_parquet(trained_copy.raw_dir / "complaints.parquet").columns
     raw_subs = pd.read_parquet(trained_copy.raw_dir / "subscribers.parquet")
     assert not {"email", "msisdn"} & set(raw_subs.columns) and len(raw_subs) == len(s)
