@@ -22,6 +22,8 @@ from pathlib import Path
 
 from core.config import Settings
 from core.io import PARTITION, fingerprint
+from features import compute
+from features.catalogue import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,6 @@ def raw_fingerprint(settings: Settings) -> dict[str, str]:
 
 def definition_version(settings: Settings) -> dict:
     """The feature definitions: the computation's source, the catalogue names, the value-changing config."""
-    import features.compute as compute
-    from features.catalogue import FEATURE_NAMES
-
     compute_sha = file_sha256(Path(compute.__file__))
     cfg = settings.features.model_dump(mode="json", exclude=NOT_DEFINITION)
     parts = {"compute_sha256": compute_sha, "feature_names": list(FEATURE_NAMES), "features_config": cfg}

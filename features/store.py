@@ -15,6 +15,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+from feast.online_response import TIMESTAMP_POSTFIX
+from feast.repo_config import RepoConfig
+from feast.types import Float64
 
 from core.config import Settings
 from features.catalogue import CATALOGUE, FEATURE_NAMES
@@ -47,9 +52,6 @@ def repo_config_dict(settings: Settings) -> dict:
 
 def get_store(settings: Settings):
     """A FeatureStore for these settings; writes ``feature_store.yaml`` beside the registry."""
-    from feast import FeatureStore
-    from feast.repo_config import RepoConfig
-
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     cfg = repo_config_dict(settings)
     yaml_path = settings.feast_dir / "feature_store.yaml"
@@ -61,9 +63,6 @@ def get_store(settings: Settings):
 
 def definitions(settings: Settings) -> list:
     """Feast objects for the catalogue: defined from the same list the models and reasons use."""
-    from feast import Entity, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64
-
     subscriber = Entity(
         name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING, description="a mobile subscriber"
     )
@@ -133,8 +132,6 @@ def online_features(store, subscriber_ids: list[str], event_timestamps: bool = F
     values belong to, which the service judges staleness by. Feast returns it with the values, so it
     costs no second read.
     """
-    from feast.online_response import TIMESTAMP_POSTFIX
-
     resp = store.get_online_features(
         features=FEATURE_REFS, entity_rows=[{JOIN_KEY: i} for i in subscriber_ids]
     )
@@ -181,9 +178,6 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
     (no registry, no view, or no interval loaded). ``as_of`` defaults to today (UTC). Creates
     nothing when there is no registry yet.
     """
-    from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
-    from feast.online_response import TIMESTAMP_POSTFIX
-
     day = _as_date(as_of)
     bound = settings.features.max_staleness_days
     report: dict = {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import httpx
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from core.config import Settings
 
@@ -35,9 +37,6 @@ def request_all_warnings(settings: Settings, url: str, lang: str = "en") -> tupl
 
 
 def print_warnings(scored: list[dict], errors: list[dict], top: int = 5) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=160)
     if scored:
         m = scored[0]["model"]

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,11 @@ import pandas as pd
 from core.config import Settings
 from core.io import PARTITION, fingerprint, write_json_atomic
 from features.catalogue import CATALOGUE, FEATURE_NAMES
+
+# Great Expectations is imported inside the functions that build and run suites (_suite, _context,
+# run_suite), to keep the `churn` CLI fast to start: GX costs seconds to import, and the CLI imports
+# this module for ValidationFailed on every stage command, also those that never validate (generate,
+# train).
 
 log = logging.getLogger(__name__)
 
@@ -428,8 +434,6 @@ def partition_failures(settings: Settings, cdr_dir: Path) -> list[Failure]:
 
 def validate_landing(settings: Settings) -> dict:
     """Validate every landing table; raise :class:`ValidationFailed` on any error (warnings pass)."""
-    import shutil
-
     shutil.rmtree(settings.reports_dir / "data_docs", ignore_errors=True)  # the docs show this run only
     ctx = _context(settings)
     failures: list[Failure] = []
