@@ -21,6 +21,7 @@ import typer
 
 from core.config import REPO_ROOT, Settings, load_settings
 from core.logs import setup_logging
+from pipelines.errors import ValidationFailed, WarnError
 from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named
 
 app = typer.Typer(
@@ -69,11 +70,7 @@ def _refused(*errors: type[Exception]):
         raise typer.Exit(2) from None
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from pipelines.validate import ValidationFailed
-    from pipelines.warn import WarnError
-
-    return ValidationFailed, WarnError
+USER_ERRORS = (ValidationFailed, WarnError)
 
 
 def _echo_headline(result: object) -> None:
@@ -89,7 +86,7 @@ def _stage_command(name: str, help_text: str):
         stage = stage_named(settings, name)
         if stage is None:  # not a stage of the customer-table path: exits 2 saying which ones are
             _cdr_only(settings, name)
-        with _refused(*_user_errors()):
+        with _refused(*USER_ERRORS):
             _echo_headline(run_stage(stage, settings).result)
 
     command.__name__ = name
@@ -118,7 +115,7 @@ def run(config: ConfigOpt = None) -> None:
     """Every stage of the config's data path in this process: generate, validate, ingest, features, train,
     warn (a customer table: validate, train)."""
     settings = _setup(config)
-    with _refused(*_user_errors()):
+    with _refused(*USER_ERRORS):
         runs = run_all(settings)
     for r in runs:
         _echo_headline(r.result)
@@ -185,11 +182,10 @@ def warn(
     """Nightly work-order list: score every subscriber active on D, keep the top by expected loss within each
     VIP tier's capacity (warnings: in the config), explain them; writes warnings/<D>/ (parquet, CSV, HTML, JSON)
     atomically. Exit 2 on a bad date, missing model or invalid features (an existing list is kept)."""
-    from pipelines.validate import ValidationFailed
-    from pipelines.warn import WarnError, nightly_list
+    from pipelines.warn import nightly_list
 
     settings = _cdr_only(_setup(config), "warn")
-    with _refused(WarnError, ValidationFailed):
+    with _refused(*USER_ERRORS):
         model = None
         if model_version is not None:
             from models.registry import load_registered
@@ -319,7 +315,7 @@ def demo(
         if res.returncode:
             raise typer.Exit(res.returncode)
     else:
-        with _refused(*_user_errors()):
+        with _refused(*USER_ERRORS):
             run_all(settings)
     log.info("pipeline done in %.0fs; starting the BentoML server", time.monotonic() - t0)
     with running_server(settings) as url:

@@ -33,7 +33,8 @@ from core.config import CustomerTableConfig, Settings
 from core.io import write_json_atomic
 from features.customer_table import fingerprint, labels
 from models.train import TrainResult, train_customer_table
-from pipelines.validate import Failure, ValidationFailed, run_suite
+from pipelines.errors import Failure, ValidationFailed
+from pipelines.validate import run_suite
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,20 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+import great_expectations as gx
+import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.checkpoint import UpdateDataDocsAction
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.metadata_types import FailureSeverity
 
 from core.config import Settings
 from core.io import PARTITION, fingerprint, write_json_atomic
 from features.catalogue import CATALOGUE, FEATURE_NAMES
+from pipelines.errors import Failure, ValidationFailed
 
 # Great Expectations is imported inside the functions that build and run suites (_suite, _context,
 # run_suite), to keep the `churn` CLI fast to start: GX costs seconds to import, and the CLI imports
@@ -60,44 +66,12 @@ FEATURE_TABLE = "subscriber_features"
 _counter = itertools.count()
 
 
-class ValidationFailed(RuntimeError):
-    """Raised when a table breaks its expectations; nothing downstream has been touched."""
-
-    def __init__(self, failures: list[Failure]):
-        self.failures = failures
-        lines = [f"data failed validation ({len(failures)} problem(s)); nothing downstream was changed:"]
-        lines += [f"  - {f}" for f in failures]
-        super().__init__("\n".join(lines))
-
-
-@dataclass
-class Failure:
-    table: str
-    file: str
-    expectation: str
-    column: str | None
-    detail: str
-    examples: list = field(default_factory=list)
-    severity: str = "error"  # or "warning": reported, does not stop the pipeline
-    partitions: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        col = f" column '{self.column}'" if self.column else ""
-        part = f" in partition(s) {', '.join(self.partitions[:5])}" if self.partitions else ""
-        ex = f"; e.g. {self.examples[:5]}" if self.examples else ""
-        tag = "WARNING " if self.severity == "warning" else ""
-        return f"{tag}{self.file}: {self.expectation}{col}{part}: {self.detail}{ex}"
-
-
 def callee_regex(settings: Settings) -> str:
     """Numbers ingestion knows how to classify: mobile, landline, international, service numbers."""
     return r"^(?:1\d{10}|0[1-9]\d{9,10}|00\d{6,15}|1\d{4}|95\d{3})$"
 
 
 def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.expectations.metadata_types import FailureSeverity
 
     cfg = settings.data
     warn = set(settings.validation.warn)
@@ -207,8 +181,6 @@ def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
 
 
 def _context(settings: Settings | None = None):
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -250,8 +222,6 @@ def run_suite(
     here, so every failure reads the same way. When ``ctx`` has a Data Docs site, the run is added
     to it. A ``date`` column (the CDR partition) names the partitions of failing rows.
     """
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
 
     missing = [c for c in required if c not in df.columns]
     if missing:  # value checks on absent columns say nothing useful: report the schema problem alone

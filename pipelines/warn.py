@@ -39,21 +39,16 @@ from features import compute
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
 from models import stakes
+from models.plots import plt
+from models.registry import load_registered
+from models.scoring import score_with_reasons
+from pipelines.errors import WarnError
 from pipelines.validate import validate_features
-
-# Three imports stay inside functions, to keep the `churn` CLI fast to start: it imports this module for
-# WarnError on every stage command, and each of them costs seconds. models.scoring brings SHAP (only
-# :func:`nightly_list` needs it), models.registry brings MLflow (only :func:`_load_champion`), and
-# matplotlib.pyplot only draws the summary page.
 
 log = logging.getLogger(__name__)
 
 LANGS = ("en", "zh")
 FILES = ("warnings.parquet", "warnings.csv", "summary.html", "summary.json")
-
-
-class WarnError(ValueError):
-    """Bad input to the nightly list (date, model, language): the CLI prints it and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -256,9 +251,6 @@ def nightly_list(
     :class:`WarnError` on a bad date, language or model, ``ValidationFailed`` on bad features; in
     either case nothing is written.
     """
-    # SHAP (see the note at the imports), imported before the clock starts so no step's time counts it
-    from models.scoring import score_with_reasons
-
     _check_request(settings, lang)
     cfg = settings.warnings
     date = resolve_date(settings, date)
@@ -388,8 +380,6 @@ def _check_features(feats: pd.DataFrame, settings: Settings, date: dt.date) -> i
 
 
 def _load_champion(settings: Settings):
-    from models.registry import load_registered  # MLflow: see the note at the imports
-
     try:
         return load_registered(settings)
     except Exception as exc:  # mlflow raises its own types for a missing registry, model or alias
@@ -471,25 +461,15 @@ def _write(
 
 
 # Summary page ---------------------------------------------------------------------------------------
-def _pyplot():
-    """matplotlib's pyplot on the file backend (drawing only: see the note at the imports)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    _pyplot().close(fig)
+    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure():
-    return _pyplot().subplots(figsize=(6.5, 3.6))
+    return plt.subplots(figsize=(6.5, 3.6))
 
 
 def summary_plots(

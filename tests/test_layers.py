@@ -18,7 +18,10 @@ ALLOWED = {
 }
 # modules that import inside functions, and why (the one comment in each says so too)
 LAZY_IMPORTS_ALLOWED = {
-    "pipelines/cli.py",  # `churn --help` and each command import only what they use
+    "pipelines/cli.py": "`churn --help` and each command import only what they use",
+    "serving/deploy.py": "the CLI imports it for serve / deployments / rollback, which need no MLflow or BentoML",
+    "serving/middleware.py": "prometheus_client must be imported after the worker sets its multiprocess dir",
+    "serving/service.py": "the server's main process reads the service definition without loading MLflow",
 }
 
 
@@ -98,7 +101,7 @@ def test_imports_inside_functions_only_where_they_keep_the_cli_fast():
         if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
         and any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(fn))
     )
-    assert sorted(set(lazy) - LAZY_IMPORTS_ALLOWED) == []
+    assert sorted(set(lazy) - set(LAZY_IMPORTS_ALLOWED)) == []
 
 
 @pytest.mark.parametrize(

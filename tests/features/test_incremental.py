@@ -18,8 +18,8 @@ from features.compute import compute_features
 from features.manifest import manifest_path
 from features.store import VIEW, freshness, get_store, online_features
 from pipelines.cli import app
+from pipelines.errors import ValidationFailed
 from pipelines.feature_build import FeatureBuild, build_features
-from pipelines.validate import ValidationFailed
 
 NEW = dt.date(2026, 7, 1)  # the day after the simulated data ends: features complete, labels not
 

@@ -123,8 +123,8 @@ def _bad(df: pd.DataFrame, case: str) -> tuple[pd.DataFrame, str]:
 )
 def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_table, case):
     from pipelines.customer_table import train_stage
+    from pipelines.errors import ValidationFailed
     from pipelines.stages import run_all
-    from pipelines.validate import ValidationFailed
 
     bad, column = _bad(wa_table, case)
     table = tmp_path / "bad_table.csv"
@@ -145,7 +145,7 @@ def test_bad_table_stops_before_anything_is_tracked_or_registered(tmp_path, wa_t
 
 def test_missing_file_is_a_validation_failure(tmp_path):
     from pipelines.customer_table import train_stage
-    from pipelines.validate import ValidationFailed
+    from pipelines.errors import ValidationFailed
 
     s = load_settings(write_wa_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))
     with pytest.raises(ValidationFailed, match="nowhere.csv"):

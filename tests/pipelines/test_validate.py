@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.validate import ValidationFailed, validate_landing
+from pipelines.errors import ValidationFailed
+from pipelines.validate import validate_landing
 
 
 def _digest(path):

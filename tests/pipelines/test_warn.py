@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from core.config import VipTier, WarningConfig
-from pipelines.warn import WarnError, capacities, choose, nightly_list
+from pipelines.errors import WarnError
+from pipelines.warn import capacities, choose, nightly_list
 
 
 def _cfg(**kw) -> WarningConfig:
