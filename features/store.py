@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -168,7 +169,76 @@ def _table_snapshots(settings: Settings) -> tuple[list[dt.date], list[str]]:
     return snaps, sorted(df.loc[df["event_timestamp"] == newest, JOIN_KEY].astype(str))
 
 
-def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = None, sample: int = 20) -> dict:
+@dataclass(frozen=True)
+class OnlineSample:
+    """What the online store answered for a sample of the newest snapshot's subscribers."""
+
+    subscribers: int
+    found: int
+    at_table_latest: int
+    newest: dt.date | None  # the newest snapshot among the answers
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How fresh the served features are: ``fresh``, ``stale`` or ``never materialised``."""
+
+    view: str
+    online_store: str
+    as_of: dt.date
+    max_staleness_days: int
+    status: str = "never materialised"
+    message: str = ""
+    latest_snapshot: dt.date | None = None
+    age_days: int | None = None
+    source: str | None = None
+    materialised_until: pd.Timestamp | None = None
+    intervals: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
+    table_latest_snapshot: dt.date | None = None
+    online_sample: OnlineSample | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "fresh"
+
+    def format(self) -> str:
+        """A short table for the command line."""
+        age = self.age_days
+        rows = [
+            ("status", self.status),
+            (
+                "latest snapshot",
+                f"{self.latest_snapshot or '-'}" + (f" (from the {self.source})" if self.source else ""),
+            ),
+            ("age", f"{_days(age)} on {self.as_of}" if age is not None else f"- (on {self.as_of})"),
+            ("bound", f"{self.max_staleness_days} days (features.max_staleness_days)"),
+            (
+                "materialised until",
+                f"{self.materialised_until.isoformat() if self.materialised_until else 'never'}"
+                + (f" ({len(self.intervals)} interval(s))" if self.intervals else ""),
+            ),
+            ("feature table", f"newest snapshot {self.table_latest_snapshot or '-'}"),
+        ]
+        if (sample := self.online_sample) is not None:
+            rows.append(
+                (
+                    "online sample",
+                    f"{sample.found}/{sample.subscribers} subscribers found, "
+                    f"{sample.at_table_latest} at the table's newest snapshot",
+                )
+            )
+        width = max(len(k) for k, _ in rows)
+        head = f"feature freshness: {self.view} in the {self.online_store} online store"
+        return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows)])
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if abs(n) == 1 else 's'}"
+
+
+def freshness(
+    settings: Settings, as_of: dt.date | dt.datetime | str | None = None, sample: int = 20
+) -> Freshness:
     """How fresh the features the online store serves are, against ``features.max_staleness_days``.
 
     Reads the feature view's materialisation intervals from the Feast registry and asks the online
@@ -178,145 +248,99 @@ def freshness(settings: Settings, as_of: dt.date | dt.datetime | str | None = No
     (no registry, no view, or no interval loaded). ``as_of`` defaults to today (UTC). Creates
     nothing when there is no registry yet.
     """
-    day = _as_date(as_of)
-    bound = settings.features.max_staleness_days
-    report: dict = {
-        "view": VIEW,
-        "online_store": settings.feast.online_store.type,
-        "as_of": day.isoformat(),
-        "max_staleness_days": bound,
-        "status": "never materialised",
-        "ok": False,
-        "latest_snapshot": None,
-        "age_days": None,
-        "source": None,
-        "materialised_until": None,
-        "intervals": [],
-        "table_latest_snapshot": None,
-        "online_sample": None,
-        "message": "",
-    }
+    report = Freshness(
+        VIEW, settings.feast.online_store.type, _as_date(as_of), settings.features.max_staleness_days
+    )
+    store, intervals, why = _materialised(settings)
+    if why:
+        return replace(
+            report, message=f"the online store has never been materialised ({why}): run `churn features`"
+        )
+    until = max(b for _, b in intervals)
+    snaps, ids = _table_snapshots(settings)
+    covered = [s for s in snaps if any(a <= pd.Timestamp(s, tz="UTC") < b for a, b in intervals)]
+    latest, source = (covered[-1] if covered else None), "registry intervals x feature table"
+    if not snaps:  # no table to compare with: the newest instant the intervals cover
+        latest, source = (until - pd.Timedelta(seconds=1)).date(), "registry intervals"
+    online = _online_sample(store, ids, snaps, sample) if ids and sample > 0 else None
+    if online is not None:
+        latest, source = online.newest, "online store sample"
+    report = replace(
+        report,
+        materialised_until=until,
+        intervals=tuple(intervals),
+        table_latest_snapshot=snaps[-1] if snaps else None,
+        source=source,
+        online_sample=online,
+        latest_snapshot=latest,
+        age_days=(report.as_of - latest).days if latest is not None else None,
+    )
+    return _judge(report)
 
-    def never(why: str) -> dict:
-        report["message"] = f"the online store has never been materialised ({why}): run `churn features`"
-        return report
 
+def _materialised(settings: Settings) -> tuple[FeatureStore | None, list, str | None]:
+    """The store and the view's materialised intervals (sorted, UTC), or why there are none."""
     if not (settings.feast_dir / "registry.db").exists():
-        return never(f"no Feast registry in {settings.feast_dir}")
+        return None, [], f"no Feast registry in {settings.feast_dir}"
     store = get_store(settings)
     try:
         view = store.get_feature_view(VIEW)
     except (FeastObjectNotFoundException, ProjectNotFoundException):
-        return never(f"no feature view {VIEW} in project {settings.feast.project}")
+        return store, [], f"no feature view {VIEW} in project {settings.feast.project}"
     intervals = sorted(
         (pd.Timestamp(a).tz_convert("UTC"), pd.Timestamp(b).tz_convert("UTC"))
         for a, b in view.materialization_intervals
     )
-    if not intervals:
-        return never(f"feature view {VIEW} has no materialised interval")
-    until = max(b for _, b in intervals)
-    report["intervals"] = [[a.isoformat(), b.isoformat()] for a, b in intervals]
-    report["materialised_until"] = until.isoformat()
+    return store, intervals, None if intervals else f"feature view {VIEW} has no materialised interval"
 
-    snaps, ids = _table_snapshots(settings)
-    covered = [s for s in snaps if any(a <= pd.Timestamp(s, tz="UTC") < b for a, b in intervals)]
-    report["table_latest_snapshot"] = snaps[-1].isoformat() if snaps else None
-    latest = covered[-1] if covered else None
-    report["source"] = "registry intervals x feature table"
-    if not snaps:  # no table to compare with: the newest instant the intervals cover
-        latest, report["source"] = (until - pd.Timedelta(seconds=1)).date(), "registry intervals"
-    if ids and sample > 0:
-        picked = ids[:: max(1, len(ids) // sample)][:sample]
-        resp = store.get_online_features(
-            features=FEATURE_REFS[:1], entity_rows=[{JOIN_KEY: i} for i in picked]
-        )
-        stamps = [
-            s
-            for s in resp.to_dict(include_event_timestamps=True)[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]
-            if s > 0
-        ]
-        served = [dt.datetime.fromtimestamp(s, dt.UTC).date() for s in stamps]
-        at_newest = sum(d == snaps[-1] for d in served)
-        report["online_sample"] = {
-            "subscribers": len(picked),
-            "found": len(served),
-            "at_table_latest": at_newest,
-        }
-        latest, report["source"] = (max(served) if served else None), "online store sample"
 
+def _online_sample(store: FeatureStore, ids: list[str], snaps: list[dt.date], sample: int) -> OnlineSample:
+    """Ask the online store for up to ``sample`` of the newest snapshot's subscribers."""
+    picked = ids[:: max(1, len(ids) // sample)][:sample]
+    resp = store.get_online_features(features=FEATURE_REFS[:1], entity_rows=[{JOIN_KEY: i} for i in picked])
+    stamps = [
+        s for s in resp.to_dict(include_event_timestamps=True)[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX] if s > 0
+    ]
+    served = [dt.datetime.fromtimestamp(s, dt.UTC).date() for s in stamps]
+    return OnlineSample(
+        len(picked), len(served), sum(d == snaps[-1] for d in served), max(served) if served else None
+    )
+
+
+def _judge(r: Freshness) -> Freshness:
+    """Status and message from what is served, its age and the feature table's newest snapshot."""
+    latest, table, bound, day = r.latest_snapshot, r.table_latest_snapshot, r.max_staleness_days, r.as_of
     if latest is None:
-        report.update(
+        return replace(
+            r,
             status="stale",
-            message=f"the online store serves nothing for subscribers of the newest "
-            f"snapshot {report['table_latest_snapshot']} although the registry says materialised until "
-            f"{until}: run `churn features`",
+            message=f"the online store serves nothing for subscribers of the newest snapshot {table} "
+            f"although the registry says materialised until {r.materialised_until}: run `churn features`",
         )
-        return report
-    age = (day - latest).days
-    days = f"{age} day{'' if abs(age) == 1 else 's'}"
-    report.update(latest_snapshot=latest.isoformat(), age_days=age)
-    sampled = report["online_sample"]
-    partial = bool(sampled and sampled["at_table_latest"] < sampled["subscribers"])
-    lagging = bool(snaps) and (latest < snaps[-1] or partial)
-    if age > bound:
-        report.update(
+    sampled = r.online_sample
+    partial = bool(sampled and sampled.at_table_latest < sampled.subscribers)
+    if r.age_days > bound:
+        return replace(
+            r,
             status="stale",
             message=f"features are stale: the online store's newest snapshot {latest} is "
-            f"{days} old on {day} (bound features.max_staleness_days = {bound}): add a newer snapshot "
-            "(with data up to it) to features.snapshots and run `churn features`",
+            f"{_days(r.age_days)} old on {day} (bound features.max_staleness_days = {bound}): add a newer "
+            "snapshot (with data up to it) to features.snapshots and run `churn features`",
         )
-    elif lagging:
+    if table is not None and (latest < table or partial):
         got = (
-            f" ({sampled['at_table_latest']} of {sampled['subscribers']} sampled subscribers served)"
+            f" ({sampled.at_table_latest} of {sampled.subscribers} sampled subscribers served)"
             if sampled
             else ""
         )
-        report.update(
+        return replace(
+            r,
             status="stale",
             message=f"the online store lags the feature table: it serves {latest}, the "
-            f"feature table has {snaps[-1]}{got}: run `churn features` to load it",
+            f"feature table has {table}{got}: run `churn features` to load it",
         )
-    else:
-        report.update(
-            status="fresh",
-            ok=True,
-            message=f"features are fresh: newest snapshot {latest}, {days} old on {day} (bound {bound})",
-        )
-    return report
-
-
-def format_freshness(report: dict) -> str:
-    """A short table of :func:`freshness`'s report."""
-    sample = report.get("online_sample")
-    rows = [
-        ("status", report["status"]),
-        (
-            "latest snapshot",
-            f"{report['latest_snapshot'] or '-'}"
-            + (f" (from the {report['source']})" if report.get("source") else ""),
-        ),
-        (
-            "age",
-            f"{report['age_days']} day{'' if abs(report['age_days']) == 1 else 's'} on {report['as_of']}"
-            if report["age_days"] is not None
-            else f"- (on {report['as_of']})",
-        ),
-        ("bound", f"{report['max_staleness_days']} days (features.max_staleness_days)"),
-        (
-            "materialised until",
-            f"{report['materialised_until'] or 'never'}"
-            + (f" ({len(report['intervals'])} interval(s))" if report["intervals"] else ""),
-        ),
-        ("feature table", f"newest snapshot {report['table_latest_snapshot'] or '-'}"),
-    ]
-    if sample:
-        rows.append(
-            (
-                "online sample",
-                f"{sample['found']}/{sample['subscribers']} subscribers found, "
-                f"{sample['at_table_latest']} at the table's newest snapshot",
-            )
-        )
-    width = max(len(k) for k, _ in rows)
-    head = f"feature freshness: {report['view']} in the {report['online_store']} online store"
-    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows)])
+    return replace(
+        r,
+        status="fresh",
+        message=f"features are fresh: newest snapshot {latest}, {_days(r.age_days)} old on {day} (bound {bound})",
+    )

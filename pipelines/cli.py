@@ -151,16 +151,15 @@ def freshness(
     ] = None,
 ) -> None:
     """Check the online store's features are fresh; exit 1 when stale or never materialised."""
-    from features.store import format_freshness
     from features.store import freshness as check_freshness
 
     settings = _cdr_only(_setup(config), "freshness")
     report = check_freshness(settings, as_of.date() if as_of else None)
-    typer.echo(format_freshness(report))
-    if not report["ok"]:
-        typer.secho(report["message"], fg=typer.colors.RED, err=True)
+    typer.echo(report.format())
+    if not report.ok:
+        typer.secho(report.message, fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    log.info("%s", report["message"])
+    log.info("%s", report.message)
 
 
 @app.command()

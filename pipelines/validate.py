@@ -71,117 +71,131 @@ def callee_regex(settings: Settings) -> str:
     return r"^(?:1\d{10}|0[1-9]\d{9,10}|00\d{6,15}|1\d{4}|95\d{3})$"
 
 
-def _suite(table: str, settings: Settings, known_ids: list[str] | None = None):
-
+def _period(settings: Settings) -> tuple[dt.datetime, dt.datetime]:
+    """The batch period: timestamps before its start or after its end (or now) are export errors."""
     cfg = settings.data
-    warn = set(settings.validation.warn)
-    period = (
+    return (
         pd.Timestamp(cfg.start_date).to_pydatetime(),
         min(pd.Timestamp(cfg.end_date), pd.Timestamp(dt.datetime.now())).to_pydatetime(),
     )
+
+
+def _in_period(column: str, period, **kw) -> gxe.Expectation:
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=period[0], max_value=period[1], **kw)
+
+
+INSIDE_PERIOD = {"check": "timestamps inside the batch period, not in the future"}
+
+
+def _subscribers(settings: Settings, period) -> list:
+    return [
+        gxe.ExpectColumnValuesToBeUnique(column="subscriber_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="plan", value_set=["prepaid", "postpaid"]),
+        gxe.ExpectColumnValuesToBeInSet(column="vip_tier", value_set=["diamond", "gold", "silver", "none"]),
+        gxe.ExpectColumnValuesToBeBetween(column="monthly_fee", min_value=0, max_value=100_000),
+        gxe.ExpectColumnValuesToNotBeNull(column="activation_date"),
+        gxe.ExpectColumnValuesToBeBetween(column="activation_date", max_value=period[1]),
+    ]
+
+
+def _cdr(settings: Settings, period) -> list:
+    warn_only = "callee_format" in settings.validation.warn
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="start_time"),
+        gxe.ExpectColumnValuesToNotBeNull(column="other_party"),
+        _in_period("start_time", period, meta=INSIDE_PERIOD),
+        gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=86_400),
+        gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=["in", "out"]),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["subscriber_id", "start_time", "other_party"], meta={"check": "duplicate calls"}
+        ),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="other_party",
+            regex=callee_regex(settings),
+            mostly=settings.validation.callee_format_mostly,
+            severity=FailureSeverity.WARNING if warn_only else FailureSeverity.CRITICAL,
+            meta={"check": "callee_format"},
+        ),
+    ]
+
+
+def _billing(settings: Settings, period) -> list:
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="charge", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="arrears", min_value=0),
+        gxe.ExpectColumnValuesToNotBeNull(column="bill_date"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "bill_month"]),
+    ]
+
+
+def _complaints(settings: Settings, period) -> list:
+    return [gxe.ExpectColumnValuesToNotBeNull(column="complaint_time"), _in_period("complaint_time", period)]
+
+
+def _churn_events(settings: Settings, period) -> list:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="event_date"),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="event_type", value_set=["port_out", "cancellation", "inactivity"]
+        ),
+        _in_period("event_date", period),
+    ]
+
+
+def _recharges(settings: Settings, period) -> list:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="recharge_time"),
+        _in_period("recharge_time", period, meta=INSIDE_PERIOD),
+        gxe.ExpectColumnValuesToNotBeNull(column="amount"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="amount",
+            min_value=0,
+            max_value=MAX_RECHARGE,
+            strict_min=True,
+            meta={"check": f"recharge amount above 0 and at most {MAX_RECHARGE} CNY"},
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["subscriber_id", "recharge_time"], meta={"check": "duplicate recharges"}
+        ),
+    ]
+
+
+def _feature_table(settings: Settings, period) -> list:
+    out = [gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"])]
+    for f in CATALOGUE:  # not null, inside the range the catalogue states
+        out.append(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
+        if f.lo is not None or f.hi is not None:
+            out.append(gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.lo, max_value=f.hi))
+    return out
+
+
+# table -> its expectations (beyond a non-null subscriber id, and no orphans where ids are known)
+EXPECTATIONS = {
+    "subscribers": _subscribers,
+    "cdr": _cdr,
+    "billing": _billing,
+    "complaints": _complaints,
+    "churn_events": _churn_events,
+    "recharges": _recharges,
+    FEATURE_TABLE: _feature_table,
+}
+
+
+def _suite(table: str, settings: Settings, known_ids: list[str] | None = None) -> gx.ExpectationSuite:
     suite = gx.ExpectationSuite(name=f"{table}_{next(_counter)}")
-    add = suite.add_expectation
-    add(gxe.ExpectColumnValuesToNotBeNull(column="subscriber_id"))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="subscriber_id"))
     if known_ids is not None and table != "subscribers":
-        add(
+        suite.add_expectation(
             gxe.ExpectColumnValuesToBeInSet(
                 column="subscriber_id", value_set=known_ids, meta={"check": "orphans"}
             )
         )
-    if table == "subscribers":
-        add(gxe.ExpectColumnValuesToBeUnique(column="subscriber_id"))
-        add(gxe.ExpectColumnValuesToBeInSet(column="plan", value_set=["prepaid", "postpaid"]))
-        add(
-            gxe.ExpectColumnValuesToBeInSet(
-                column="vip_tier", value_set=["diamond", "gold", "silver", "none"]
-            )
-        )
-        add(gxe.ExpectColumnValuesToBeBetween(column="monthly_fee", min_value=0, max_value=100_000))
-        add(gxe.ExpectColumnValuesToNotBeNull(column="activation_date"))
-        add(gxe.ExpectColumnValuesToBeBetween(column="activation_date", max_value=period[1]))
-    elif table == "cdr":
-        add(gxe.ExpectColumnValuesToNotBeNull(column="start_time"))
-        add(gxe.ExpectColumnValuesToNotBeNull(column="other_party"))
-        add(
-            gxe.ExpectColumnValuesToBeBetween(
-                column="start_time",
-                min_value=period[0],
-                max_value=period[1],
-                meta={"check": "timestamps inside the batch period, not in the future"},
-            )
-        )
-        add(gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, max_value=86_400))
-        add(gxe.ExpectColumnValuesToBeInSet(column="direction", value_set=["in", "out"]))
-        add(
-            gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=["subscriber_id", "start_time", "other_party"], meta={"check": "duplicate calls"}
-            )
-        )
-        add(
-            gxe.ExpectColumnValuesToMatchRegex(
-                column="other_party",
-                regex=callee_regex(settings),
-                mostly=settings.validation.callee_format_mostly,
-                severity=FailureSeverity.WARNING if "callee_format" in warn else FailureSeverity.CRITICAL,
-                meta={"check": "callee_format"},
-            )
-        )
-    elif table == "billing":
-        add(gxe.ExpectColumnValuesToBeBetween(column="charge", min_value=0))
-        add(gxe.ExpectColumnValuesToBeBetween(column="arrears", min_value=0))
-        add(gxe.ExpectColumnValuesToNotBeNull(column="bill_date"))
-        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "bill_month"]))
-    elif table == "complaints":
-        add(gxe.ExpectColumnValuesToNotBeNull(column="complaint_time"))
-        add(
-            gxe.ExpectColumnValuesToBeBetween(
-                column="complaint_time", min_value=period[0], max_value=period[1]
-            )
-        )
-    elif table == "churn_events":
-        add(gxe.ExpectColumnValuesToNotBeNull(column="event_date"))
-        add(
-            gxe.ExpectColumnValuesToBeInSet(
-                column="event_type", value_set=["port_out", "cancellation", "inactivity"]
-            )
-        )
-        add(gxe.ExpectColumnValuesToBeBetween(column="event_date", min_value=period[0], max_value=period[1]))
-    elif table == "recharges":
-        add(gxe.ExpectColumnValuesToNotBeNull(column="recharge_time"))
-        add(
-            gxe.ExpectColumnValuesToBeBetween(
-                column="recharge_time",
-                min_value=period[0],
-                max_value=period[1],
-                meta={"check": "timestamps inside the batch period, not in the future"},
-            )
-        )
-        add(gxe.ExpectColumnValuesToNotBeNull(column="amount"))
-        add(
-            gxe.ExpectColumnValuesToBeBetween(
-                column="amount",
-                min_value=0,
-                max_value=MAX_RECHARGE,
-                strict_min=True,
-                meta={"check": f"recharge amount above 0 and at most {MAX_RECHARGE} CNY"},
-            )
-        )
-        add(
-            gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=["subscriber_id", "recharge_time"], meta={"check": "duplicate recharges"}
-            )
-        )
-    elif table == FEATURE_TABLE:
-        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "event_timestamp"]))
-        for f in CATALOGUE:  # not null, inside the range the catalogue states
-            add(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
-            if f.lo is not None or f.hi is not None:
-                add(gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.lo, max_value=f.hi))
+    for expectation in EXPECTATIONS[table](settings, _period(settings)) if table in EXPECTATIONS else []:
+        suite.add_expectation(expectation)
     return suite
 
 
 def _context(settings: Settings | None = None):
-
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     if settings is not None:
@@ -229,7 +243,12 @@ def run_suite(
             Failure(table, file, "expect_table_columns_to_include", c, "required column is missing")
             for c in missing
         ]
-    ctx = ctx or _context()
+    result = _run_checkpoint(ctx or _context(), df, make_suite, table)
+    return [f for r in result.results if (f := _failure(r, df, table, file)) is not None]
+
+
+def _run_checkpoint(ctx, df: pd.DataFrame, make_suite, table: str):
+    """Register the suite under a name unique in ``ctx`` and run it on ``df`` (updating Data Docs)."""
     used = ctx.__dict__.setdefault("_churnwarn_names", set())
     name = table if table not in used else f"{table}_{next(_counter)}"
     used.add(name)
@@ -253,53 +272,51 @@ def run_suite(
         )
     )
     run = checkpoint.run(batch_parameters={"dataframe": df})
-    result = next(iter(run.run_results.values()))
-    failures = []
-    for r in result.results:
-        cfg = r.expectation_config
-        res = r.result or {}
-        unexpected = res.get("unexpected_count")
-        severity = (
-            "warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error"
-        )
-        if r.success and not (severity == "warning" and unexpected):
-            continue
-        kw = cfg.kwargs
-        if unexpected is not None:
-            detail = f"{unexpected} of {res.get('element_count')} rows unexpected"
-            bounds = {
-                k: _short(kw[k])
-                for k in ("min_value", "max_value", "value_set", "regex", "mostly")
-                if kw.get(k) is not None
-            }
-            if bounds:
-                detail += f" (expected {bounds})"
-        else:
-            detail = str((r.exception_info or {}).get("exception_message") or "expectation failed")
-        check = (cfg.meta or {}).get("check")
-        if check:
-            detail = f"[{check}] {detail}"
-        examples = [
-            None if pd.isna(v) else (str(v) if isinstance(v, (pd.Timestamp, dt.datetime)) else v)
-            for v in (res.get("partial_unexpected_list") or [])
-        ]
-        partitions = []
-        idx = res.get("partial_unexpected_index_list") or []
-        if PARTITION in df.columns and idx and all(isinstance(i, (int,)) for i in idx):
-            partitions = sorted({str(df[PARTITION].iloc[i]) for i in idx if i < len(df)})
-        failures.append(
-            Failure(
-                table,
-                file,
-                cfg.type,
-                kw.get("column") or ",".join(kw.get("column_list") or []) or None,
-                detail,
-                examples,
-                severity if not r.success or severity == "warning" else "error",
-                partitions,
-            )
-        )
-    return failures
+    return next(iter(run.run_results.values()))
+
+
+def _failure(r, df: pd.DataFrame, table: str, file: str) -> Failure | None:
+    """One expectation's result as a Failure (None when it passed, or is a warning with no row off)."""
+    cfg = r.expectation_config
+    res = r.result or {}
+    unexpected = res.get("unexpected_count")
+    severity = "warning" if str(getattr(cfg, "severity", "critical")).lower().endswith("warning") else "error"
+    if r.success and not (severity == "warning" and unexpected):
+        return None
+    kw = cfg.kwargs
+    if unexpected is not None:
+        detail = f"{unexpected} of {res.get('element_count')} rows unexpected"
+        bounds = {
+            k: _short(kw[k])
+            for k in ("min_value", "max_value", "value_set", "regex", "mostly")
+            if kw.get(k) is not None
+        }
+        if bounds:
+            detail += f" (expected {bounds})"
+    else:
+        detail = str((r.exception_info or {}).get("exception_message") or "expectation failed")
+    check = (cfg.meta or {}).get("check")
+    if check:
+        detail = f"[{check}] {detail}"
+    examples = [
+        None if pd.isna(v) else (str(v) if isinstance(v, (pd.Timestamp, dt.datetime)) else v)
+        for v in (res.get("partial_unexpected_list") or [])
+    ]
+    partitions = []
+    idx = res.get("partial_unexpected_index_list") or []
+    if PARTITION in df.columns and idx and all(isinstance(i, (int,)) for i in idx):
+        partitions = sorted({str(df[PARTITION].iloc[i]) for i in idx if i < len(df)})
+    column = kw.get("column") or ",".join(kw.get("column_list") or []) or None
+    return Failure(
+        table,
+        file,
+        cfg.type,
+        column,
+        detail,
+        examples,
+        severity if not r.success or severity == "warning" else "error",
+        partitions,
+    )
 
 
 def cdr_batches(cdr_dir: Path, failures: list[Failure] | None = None, max_rows: int | None = None):

@@ -206,9 +206,9 @@ def test_failed_validation_of_new_rows_keeps_the_old_table(trained, copy_trained
 def test_freshness_right_after_a_build(trained):
     latest = trained.features.snapshots[-1]
     report = freshness(trained, as_of=latest + dt.timedelta(days=3))
-    assert report["status"] == "fresh" and report["ok"]
-    assert report["latest_snapshot"] == str(latest) and report["age_days"] == 3
-    assert report["online_sample"]["found"] == report["online_sample"]["at_table_latest"] > 0
+    assert report.status == "fresh" and report.ok
+    assert report.latest_snapshot == latest and report.age_days == 3
+    assert report.online_sample.found == report.online_sample.at_table_latest > 0
 
     result = CliRunner().invoke(
         app,
@@ -251,8 +251,8 @@ def test_freshness_when_the_online_store_lags_the_table(trained, copy_trained):
     feats.to_parquet(s.feature_table, index=False)
     labels.to_parquet(s.label_table, index=False)
     report = freshness(s, as_of=NEW)
-    assert report["status"] == "stale" and report["latest_snapshot"] == str(s.features.snapshots[-2])
-    assert f"the feature table has {NEW}" in report["message"]
+    assert report.status == "stale" and report.latest_snapshot == s.features.snapshots[-2]
+    assert f"the feature table has {NEW}" in report.message
     assert mf.plan(s, mf.read_manifest(s), mf.raw_fingerprint(s), mf.definition_version(s)).mode == "full"
     assert apply_and_materialize(s, incremental=True)["mode"] == "incremental"
-    assert freshness(s, as_of=NEW)["status"] == "fresh"
+    assert freshness(s, as_of=NEW).status == "fresh"
