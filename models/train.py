@@ -9,9 +9,11 @@ Two inputs share one sequence of steps (:func:`train_and_register`), each return
 4. decide (``models.champion.decide``, a pure rule);
 5. record: the only step that writes to MLflow (``models.tracking.record``).
 
-- The CDR path (:func:`train`): the rows come from Feast's point-in-time join, split out of time
-  (``models.training_data.split_out_of_time``). Candidates: the operator's rules baseline (scored,
-  never registered), logistic regression, LightGBM.
+- The CDR path (``pipelines.training.train``): the rows come from Feast's point-in-time join,
+  split out of time (``models.training_data.split_out_of_time``). Candidates: the operator's rules
+  baseline (scored, never registered), logistic regression, LightGBM. It lives with its stage so
+  that this module does not import Feast, whose import re-enables every DeprecationWarning
+  process-wide (``warnings.simplefilter("once", DeprecationWarning)``).
 - The customer-table path (:func:`train_customer_table`): one row per customer from a table
   described by the config's ``source:`` mapping (``features/customer_table.py``), held out by a
   stratified random split, and a stratified validation share of the rest (such a table has no time
@@ -32,16 +34,20 @@ from tqdm.auto import tqdm
 
 from core.config import Settings
 from features import customer_table as ct
-from features.catalogue import FEATURE_NAMES
-from features.store import historical_features
 from models.candidates import build_candidates, build_table_candidates, fit_candidate
 from models.champion import decide
 from models.evaluation import evaluate_candidate
 from models.registry import score_incumbent
 from models.tracking import TrainResult, record
-from models.training_data import TrainingSet, data_version, split_out_of_time
+from models.training_data import TrainingSet, split_out_of_time
 
-__all__ = ["TrainResult", "build_candidates", "split_out_of_time", "train", "train_customer_table"]
+__all__ = [
+    "TrainResult",
+    "build_candidates",
+    "split_out_of_time",
+    "train_and_register",
+    "train_customer_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,50 +79,6 @@ def train_and_register(
     incumbent = score_incumbent(settings, data)
     decision = decide({k: e.scores[metric] for k, e in evals.items()}, incumbent, baseline)
     return record(settings, data, fitted, evals, decision, incumbent, baseline)
-
-
-def train(settings: Settings) -> TrainResult:
-    """The CDR path: Feast features, out-of-time split, rules / logistic / LightGBM."""
-    labels = pd.read_parquet(settings.label_table)
-    frame = historical_features(settings, labels)
-    train_df, valid_df, test_df = split_out_of_time(frame, settings)
-    params = {
-        "split": "out-of-time: train / validation / test snapshots",
-        "train_snapshots": ",".join(sorted({str(t.date()) for t in train_df["event_timestamp"]})),
-        "valid_snapshot": str(valid_df["event_timestamp"].max().date()),
-        "test_snapshot": str(test_df["event_timestamp"].max().date()),
-        "label_horizon_days": settings.features.label_horizon_days,
-        "n_train": len(train_df),
-        "n_valid": len(valid_df),
-        "n_test": len(test_df),
-        "n_features": len(FEATURE_NAMES),
-    }
-    log.info(
-        "training on %d rows (%s), validating on %d (%s), testing on %d rows (%s)",
-        len(train_df),
-        params["train_snapshots"],
-        len(valid_df),
-        params["valid_snapshot"],
-        len(test_df),
-        params["test_snapshot"],
-    )
-    data = TrainingSet(
-        X_train=train_df[FEATURE_NAMES],
-        y_train=train_df["churned"].to_numpy(),
-        X_valid=valid_df[FEATURE_NAMES],
-        y_valid=valid_df["churned"].to_numpy(),
-        X_test=test_df[FEATURE_NAMES],
-        y_test=test_df["churned"].to_numpy(),
-        features=list(FEATURE_NAMES),
-        data_version=data_version(settings.feature_table, settings.label_table),
-        params=params,
-        held_out=f"held-out snapshot {params['test_snapshot']}",
-        split=f"out of time: train {params['train_snapshots']}, validation {params['valid_snapshot']}, "
-        f"test {params['test_snapshot']}",
-        value_test=test_df["arpu_3m"].to_numpy(dtype=float) if "arpu_3m" in test_df else None,
-        ids_test=test_df["subscriber_id"].to_numpy() if "subscriber_id" in test_df else None,
-    )
-    return train_and_register(settings, data, build_candidates(settings), baseline="rules")
 
 
 def train_customer_table(settings: Settings, df: pd.DataFrame) -> TrainResult:

@@ -1,12 +1,23 @@
-"""The ``train`` stage on operator records: train and register, write the report, and on simulated
-data log the simulator's ceilings and reason fidelity next to the run (``pipelines/truth.py``)."""
+"""The ``train`` stage on operator records: the training set from Feast's point-in-time join, split
+out of time; train and register (``models.train``), write the report, and on simulated data log the
+simulator's ceilings and reason fidelity next to the run (``pipelines/truth.py``)."""
 
 from __future__ import annotations
 
+import logging
+
+import pandas as pd
+
 from core.config import Settings
 from core.io import write_json_atomic
-from models.train import TrainResult, train
+from features.catalogue import FEATURE_NAMES
+from features.store import historical_features
+from models.candidates import build_candidates
+from models.train import TrainResult, train_and_register
+from models.training_data import TrainingSet, data_version, split_out_of_time
 from pipelines.truth import log_simulator_metrics
+
+log = logging.getLogger(__name__)
 
 
 def train_records(settings: Settings) -> TrainResult:
@@ -14,3 +25,47 @@ def train_records(settings: Settings) -> TrainResult:
     write_json_atomic(result.report(), settings.reports_dir / "train.json")
     log_simulator_metrics(settings, result)
     return result
+
+
+def train(settings: Settings) -> TrainResult:
+    """Feast features, out-of-time split, rules / logistic / LightGBM; registers the winner."""
+    labels = pd.read_parquet(settings.label_table)
+    frame = historical_features(settings, labels)
+    train_df, valid_df, test_df = split_out_of_time(frame, settings)
+    params = {
+        "split": "out-of-time: train / validation / test snapshots",
+        "train_snapshots": ",".join(sorted({str(t.date()) for t in train_df["event_timestamp"]})),
+        "valid_snapshot": str(valid_df["event_timestamp"].max().date()),
+        "test_snapshot": str(test_df["event_timestamp"].max().date()),
+        "label_horizon_days": settings.features.label_horizon_days,
+        "n_train": len(train_df),
+        "n_valid": len(valid_df),
+        "n_test": len(test_df),
+        "n_features": len(FEATURE_NAMES),
+    }
+    log.info(
+        "training on %d rows (%s), validating on %d (%s), testing on %d rows (%s)",
+        len(train_df),
+        params["train_snapshots"],
+        len(valid_df),
+        params["valid_snapshot"],
+        len(test_df),
+        params["test_snapshot"],
+    )
+    data = TrainingSet(
+        X_train=train_df[FEATURE_NAMES],
+        y_train=train_df["churned"].to_numpy(),
+        X_valid=valid_df[FEATURE_NAMES],
+        y_valid=valid_df["churned"].to_numpy(),
+        X_test=test_df[FEATURE_NAMES],
+        y_test=test_df["churned"].to_numpy(),
+        features=list(FEATURE_NAMES),
+        data_version=data_version(settings.feature_table, settings.label_table),
+        params=params,
+        held_out=f"held-out snapshot {params['test_snapshot']}",
+        split=f"out of time: train {params['train_snapshots']}, validation {params['valid_snapshot']}, "
+        f"test {params['test_snapshot']}",
+        value_test=test_df["arpu_3m"].to_numpy(dtype=float) if "arpu_3m" in test_df else None,
+        ids_test=test_df["subscriber_id"].to_numpy() if "subscriber_id" in test_df else None,
+    )
+    return train_and_register(settings, data, build_candidates(settings), baseline="rules")

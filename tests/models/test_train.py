@@ -11,7 +11,8 @@ from models.churn_model import ChurnModel
 from models.reasons import load_templates, suggested_action, top_reasons
 from models.registry import load_registered, use_tracking
 from models.scoring import score_with_reasons
-from models.train import build_candidates, split_out_of_time, train
+from models.train import build_candidates, split_out_of_time
+from pipelines.training import train
 
 
 def _ece(y, p, bins=10):
