@@ -78,3 +78,14 @@ def content_hash(*paths: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def partition_hashes(folder: Path) -> dict[str, str]:
+    """Per ``date=...`` partition of ``folder``, by partition value: the :func:`content_hash` of its
+    files in name order. Content, not modification time: a rewritten or touched file with the same
+    bytes is the same partition."""
+    return {
+        p.name.split("=", 1)[1]: content_hash(*sorted(f for f in p.rglob("*") if f.is_file()))
+        for p in sorted(Path(folder).glob(f"{PARTITION}=*"))
+        if p.is_dir()
+    }

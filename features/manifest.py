@@ -1,14 +1,16 @@
 """What the feature table was built from, so a rebuild computes only the snapshots it lacks.
 
 ``data/features/manifest.json`` sits beside the feature table and records the ingested data it was
-computed from (a fingerprint of every entry of ``data/raw``), the feature-definition version (a
+computed from (the content hash of every table of ``data/raw`` and of every CDR day partition),
+the feature-definition version (a
 hash of ``features/compute.py``, the catalogue names and the value-changing part of the
 ``features:`` config), the snapshots in the table with their row counts, the SHA-256 of the
 feature and label files, and whether the online store has been loaded since.
 
 Because every snapshot is computed independently from the same data and definitions, a table grown
-snapshot by snapshot equals one computed at once; any change of data, definitions or files makes
-:func:`plan` ask for a full rebuild.
+snapshot by snapshot equals one computed at once. A changed, added or removed CDR day recomputes
+only the snapshots whose feature window holds it (:func:`cdr_window`); any other change of data,
+definitions or files makes :func:`plan` ask for a full rebuild.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
-from core.io import PARTITION, fingerprint
+from core.io import PARTITION, content_hash, partition_hashes
 from features import compute
 from features.catalogue import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: content hashes, one per CDR day partition
 # features: keys that do not change any value in the tables (Feast serving and monitoring only)
 NOT_DEFINITION = {"snapshots", "ttl_days", "max_staleness_days"}
 
@@ -48,13 +50,17 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def raw_fingerprint(settings: Settings) -> dict[str, str]:
-    """Per entry of ``data/raw`` (tables and the CDR partition folder): a hash of the file names, sizes
-    and modification times, as ingestion and validation fingerprint their inputs."""
+def raw_fingerprint(settings: Settings) -> dict:
+    """The content of ``data/raw``: a hash of each table's bytes, and under ``cdr`` one per day
+    partition (by day), so a build sees which days changed. Modification times play no part."""
     raw = settings.raw_dir
     if not raw.is_dir():
         return {}
-    return {p.name: _sha(fingerprint(p)) for p in sorted(raw.iterdir()) if not p.name.startswith(".")}
+    return {
+        p.name: partition_hashes(p) if p.is_dir() else content_hash(p)
+        for p in sorted(raw.iterdir())
+        if not p.name.startswith(".")
+    }
 
 
 def definition_version(settings: Settings) -> dict:
@@ -93,9 +99,43 @@ def data_end(settings: Settings) -> dt.date | None:
     return span[1] + dt.timedelta(days=1) if span else None
 
 
+def cdr_window(settings: Settings, snapshot: dt.date) -> tuple[dt.date, dt.date]:
+    """First and last CDR day the snapshot's features read: the ``lookback_days`` before it (calls
+    strictly before the snapshot; a call's day is its partition). Labels read churn events only."""
+    return snapshot - dt.timedelta(days=compute.lookback_days(settings)), snapshot - dt.timedelta(days=1)
+
+
+def changed_days(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """CDR partitions (by day) whose content differs: "added", "removed" or "changed"."""
+    out = {}
+    for d in sorted(set(old) | set(new)):
+        if old.get(d) != new.get(d):
+            out[d] = "added" if d not in old else "removed" if d not in new else "changed"
+    return out
+
+
+def describe_days(days: dict[str, str], most: int = 5) -> str:
+    items = [f"{d} {how}" for d, how in sorted(days.items())]
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ("cdr day " if len(items) == 1 else "cdr days ") + ", ".join(items[:most]) + more
+
+
+def _day(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+SAME = "same data and definitions"
+
+
 @dataclass
 class Plan:
-    """What a feature build does: ``mode`` is "full" or "incremental"; snapshots as dates."""
+    """What a feature build does: ``mode`` is "full" or "incremental"; snapshots as dates.
+
+    ``compute`` holds the new snapshots and those in ``recompute`` (kept snapshots whose window
+    holds a changed CDR day, with why)."""
 
     mode: str
     reason: str
@@ -103,24 +143,33 @@ class Plan:
     keep: list[dt.date] = field(default_factory=list)
     drop: list[dt.date] = field(default_factory=list)
     materialise: str = "full"  # or "incremental"
+    recompute: dict[dt.date, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.mode == "full":
             return f"features: full build of {len(self.compute)} snapshots ({self.reason})"
-        n = len(self.compute)
+        added = [s for s in self.compute if s not in self.recompute]
+        n = len(added)
         new = (
-            f"{n} new snapshot{'s' if n > 1 else ''} " + ", ".join(map(str, self.compute))
+            f"{n} new snapshot{'s' if n > 1 else ''} " + ", ".join(map(str, added))
             if n
             else "no new snapshot"
         )
-        out = f"features: {new}, {len(self.keep)} kept"
+        out = f"features: {new}"
+        if self.recompute:
+            why = "; ".join(f"{s}: {r}" for s, r in sorted(self.recompute.items()))
+            out += f", {len(self.recompute)} recomputed ({why})"
+        out += f", {len(self.keep)} kept"
+        if self.reason != SAME and self.keep:
+            out += f" (no changed day in their windows: {self.reason})"
         if self.drop:
             out += f", {len(self.drop)} dropped ({', '.join(map(str, self.drop))}: no longer in features.snapshots)"
         return out
 
 
 def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: dict) -> Plan:
-    """Incremental when the existing tables were built from this data with these definitions, else full."""
+    """Incremental when the existing tables were built with these definitions from these tables, else
+    full; a snapshot whose CDR window holds a changed day is recomputed (:func:`cdr_window`)."""
     wanted = list(settings.features.snapshots)
 
     def full(reason: str) -> Plan:
@@ -130,36 +179,41 @@ def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: di
         return full("no manifest: first build" if not settings.feature_table.exists() else "no manifest")
     if manifest.get("format") != FORMAT:
         return full(f"manifest format {manifest.get('format')} != {FORMAT}")
-    if manifest.get("raw_fingerprint") != raw_fp:
-        changed = sorted(
-            k
-            for k in set(raw_fp) | set(manifest.get("raw_fingerprint") or {})
-            if raw_fp.get(k) != (manifest.get("raw_fingerprint") or {}).get(k)
-        )
-        return full(f"ingested data changed: {', '.join(changed)}")
+    old_fp = manifest.get("raw_fingerprint") or {}
+    tables = sorted(k for k in (set(raw_fp) | set(old_fp)) - {"cdr"} if raw_fp.get(k) != old_fp.get(k))
+    days = changed_days(old_fp.get("cdr") or {}, raw_fp.get("cdr") or {})
+    odd = [d for d in days if _day(d) is None]
+    if tables or odd:
+        return full(f"ingested data changed: {', '.join(tables + [f'cdr/{PARTITION}={d}' for d in odd])}")
     if (manifest.get("definition") or {}).get("sha256") != definition["sha256"]:
         old = manifest.get("definition") or {}
         what = [
             k for k in ("compute_sha256", "feature_names", "features_config") if old.get(k) != definition[k]
         ]
         return full(f"feature definitions changed: {', '.join(what) or 'version'}")
-    tables = manifest.get("tables") or {}
     for key, path in (("features", settings.feature_table), ("labels", settings.label_table)):
         if not path.exists():
             return full(f"{path.name} missing")
-        if (tables.get(key) or {}).get("sha256") != file_sha256(path):
+        if ((manifest.get("tables") or {}).get(key) or {}).get("sha256") != file_sha256(path):
             return full(f"{path.name} differs from the manifest")
     have = sorted(dt.date.fromisoformat(s) for s in manifest.get("snapshots") or {})
-    new = [s for s in wanted if s not in have]
-    keep = [s for s in wanted if s in have]
-    drop = [s for s in have if s not in wanted]
-    if not keep:
+    if not set(have) & set(wanted):
         return full("no snapshot in common with the existing table")
+    redo = {}
+    for s in (s for s in wanted if s in have):
+        first, last = cdr_window(settings, s)
+        inside = {d: how for d, how in days.items() if first <= _day(d) <= last}
+        if inside:
+            redo[s] = describe_days(inside)
+    new = [s for s in wanted if s not in have or s in redo]
+    keep = [s for s in wanted if s in have and s not in redo]
+    drop = [s for s in have if s not in wanted]
     # The online store holds the newest row per subscriber: growing the table only needs the new
-    # interval loaded; dropping snapshots or an unfinished earlier load needs a full one.
+    # interval loaded; dropped or recomputed snapshots or an unfinished earlier load need a full one.
     materialised = (manifest.get("online") or {}).get("status") == "done"
-    mat = "incremental" if materialised and not drop else "full"
-    return Plan("incremental", "same data and definitions", new, keep, drop, mat)
+    mat = "incremental" if materialised and not drop and not redo else "full"
+    reason = describe_days(days) if days else SAME
+    return Plan("incremental", reason, new, keep, drop, mat, redo)
 
 
 def snapshot_summary(labels, snapshots: list[dt.date], settings: Settings) -> dict:

@@ -1,10 +1,11 @@
 """The ``features`` stage: ingested tables -> point-in-time feature table -> Feast, incrementally.
 
-When ``data/features/manifest.json`` shows the tables were built from the ingested data on disk now
-and the same feature definitions, only the snapshots they lack are computed, validated and appended
-(snapshots no longer configured are dropped) and only the new interval is loaded into the online
-store; otherwise everything is recomputed and fully materialised (``features.manifest.plan`` says
-which and why).
+When ``data/features/manifest.json`` shows the tables were built from the same ingested tables and
+the same feature definitions, only the snapshots they lack, and those whose window holds a changed
+CDR day (a late partition), are computed, validated and put in (snapshots no longer configured are
+dropped); only the new interval is loaded into the online store when no existing snapshot changed.
+Otherwise everything is recomputed and fully materialised (``features.manifest.plan`` says which
+and why).
 
 Nothing is written unless the export passes validation (re-checked if it changed since) and the new
 rows pass the feature-table suite; labels, table and manifest are then each replaced atomically, the
@@ -104,8 +105,8 @@ def build_features(settings: Settings) -> FeatureBuild:
     if todo.changes_tables:
         new = compute_new(settings, todo.plan)
         written = write_tables(settings, todo, assemble(settings, todo.plan, new))
-    else:  # same data, definitions, files and snapshots: nothing to compute or record
-        written = Written(pd.read_parquet(settings.label_table), todo.previous, changed=False)
+    else:  # same definitions, files and snapshots, no changed day in a window: nothing to compute
+        written = _refresh_manifest(settings, todo)
     loaded = materialise(settings, todo.plan)
     _record_online(settings, written, loaded)
     result = FeatureBuild(
@@ -186,6 +187,7 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
             "computed": [str(s) for s in plan.compute],
             "kept": [str(s) for s in plan.keep],
             "dropped": [str(s) for s in plan.drop],
+            "recomputed": {str(s): why for s, why in plan.recompute.items()},
         },
         "raw_fingerprint": todo.raw_fingerprint,
         "definition": todo.definition,
@@ -196,6 +198,17 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
         },
         "online": {"status": "pending"},
     }
+
+
+def _refresh_manifest(settings: Settings, todo: BuildPlan) -> Written:
+    """The tables as they are. When CDR days changed outside every snapshot's window (a day after the
+    last snapshot, say) the manifest is rewritten to record the data the tables now stand for."""
+    labels = pd.read_parquet(settings.label_table)
+    if todo.raw_fingerprint == todo.previous.get("raw_fingerprint"):
+        return Written(labels, todo.previous, changed=False)
+    manifest = _manifest(settings, todo, labels) | {"online": todo.previous.get("online") or {}}
+    write_json_atomic(manifest, mf.manifest_path(settings))
+    return Written(labels, manifest, changed=False)
 
 
 def _note_incomplete_labels(settings: Settings, manifest: dict) -> None:

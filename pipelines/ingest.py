@@ -10,6 +10,7 @@ in the workdir (``data/.secrets/salt``): never from the repository.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Settings
-from core.io import PARTITION, fingerprint, replace_dir_atomic, write_json_atomic
+from core.io import PARTITION, fingerprint, partition_hashes, replace_dir_atomic, write_json_atomic
 from pipelines.validate import SCHEMAS, ensure_validated
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ SMALL_TABLES = (
     "churn_events",
     "recharges",
 )  # no numbers: their schema columns copied
+# in data/raw, beside the tables: each CDR partition's landing content hash and calls per class
+STATE = ".partitions.json"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,29 @@ class IngestSummary:
     partitions: int  # CDR day partitions
     callee_classes: dict[str, int]  # calls per class of number called, every class named
     landing: dict[str, str]  # fingerprint of each landing table ingested (see ensure_ingested)
+    partitions_ingested: int  # CDR partitions new or changed since the last run, ingested by this one
+    partitions_removed: int  # CDR partitions no longer in the landing export, removed
+
+
+@dataclass(frozen=True)
+class CdrIngest:
+    """What the CDR step did, by partition value (day): ingested anew, kept as they were, removed."""
+
+    ingested: tuple[str, ...]
+    kept: tuple[str, ...]
+    removed: tuple[str, ...]
+    classes: dict[str, dict[str, int]]  # calls per class of number called, per partition in data/raw
+    recipe: str  # the salt and number plan they were ingested with (see _recipe)
+    landing: dict[str, str]  # content hash of each landing partition
+
+    def state(self) -> dict:
+        """:data:`STATE`: what the next run compares the landing export with."""
+        return {
+            "recipe": self.recipe,
+            "partitions": {
+                d: {"landing": h, "classes": self.classes.get(d, {})} for d, h in self.landing.items()
+            },
+        }
 
 
 def salt(settings: Settings) -> bytes:
@@ -122,9 +148,12 @@ def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
 def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummary:
     """Validate the landing export (unless already validated as is), then write ``data/raw``.
 
-    One DuckDB statement streams every CDR partition through the number-plan classification and
-    the salted hash and writes the result partitioned by day, using all cores. ``skip_validation``
-    is for the scale benchmarks on freshly generated data only; the pipeline never sets it.
+    Per CDR day partition: only partitions new or changed since the last ingestion (by the SHA-256
+    of their files, :data:`STATE`) go through the number-plan classification and the salted hash,
+    in one DuckDB statement on all cores; unchanged ones are hard-linked as they are (same bytes,
+    same modification time) and partitions gone from the landing are gone from ``data/raw``. The
+    whole folder is written beside and swapped in, so a failed run leaves the previous one.
+    ``skip_validation`` is for the scale benchmarks on freshly generated data only.
     """
     if not skip_validation:
         ensure_validated(settings)
@@ -134,23 +163,40 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _copy_tables(src, tmp)
-    counts = _ingest_cdr(settings, src / "cdr", tmp / "cdr", key)
+    cdr = _ingest_cdr(settings, src / "cdr", dst, tmp, key)
+    write_json_atomic(cdr.state(), tmp / STATE)
     replace_dir_atomic(tmp, dst)
-    classes = {c: 0 for c in CALLEE_CLASSES} | counts
+    classes = {c: 0 for c in CALLEE_CLASSES}
+    for counts in cdr.classes.values():
+        for c, k in counts.items():
+            classes[c] = classes.get(c, 0) + k
     summary = IngestSummary(
         cdr_rows=sum(classes.values()),
         partitions=len(list((dst / "cdr").glob(f"{PARTITION}=*"))),
         callee_classes=classes,
         landing=_landing_fingerprint(settings),
+        partitions_ingested=len(cdr.ingested),
+        partitions_removed=len(cdr.removed),
     )
     write_json_atomic(asdict(summary), settings.reports_dir / "ingest.json")
     log.info(
-        "ingested %d calls in %d day partitions into %s; other-party numbers replaced by class + salted hash",
+        "ingested %d calls in %d day partitions into %s (%s; %d unchanged kept, %d removed%s); "
+        "other-party numbers replaced by class + salted hash",
         summary.cdr_rows,
         summary.partitions,
         dst,
+        f"{len(cdr.ingested)} new or changed: {_days(cdr.ingested)}"
+        if cdr.ingested
+        else "none new or changed",
+        len(cdr.kept),
+        len(cdr.removed),
+        f": {_days(cdr.removed)}" if cdr.removed else "",
     )
     return summary
+
+
+def _days(days: tuple[str, ...], most: int = 5) -> str:
+    return ", ".join(days[:most]) + (f" and {len(days) - most} more" if len(days) > most else "")
 
 
 def _copy_tables(src: Path, dst: Path) -> None:
@@ -169,28 +215,91 @@ def _copy_tables(src: Path, dst: Path) -> None:
         )
 
 
-def _ingest_cdr(settings: Settings, src: Path, dst: Path, key: bytes) -> dict[str, int]:
-    """Every CDR partition of ``src`` classified and hashed into ``dst`` (partitioned by day); the calls
-    per class of number called."""
+def _select_sql(settings: Settings, sources: list[str]) -> str:
+    """The calls of the landing files ``sources``, classified and hashed (the ``$salt`` parameter)."""
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in sources)
+    return f"""
+        SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
+               start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
+        FROM read_parquet([{files}], hive_partitioning = true, hive_types_autocast = false)"""
+
+
+def _recipe(settings: Settings, key: bytes) -> str:
+    """What makes an ingested partition from a landing one: the salt and the number plan's SQL."""
+    return hashlib.sha256(key + b"\0" + _select_sql(settings, []).encode()).hexdigest()
+
+
+def _previous_state(raw: Path) -> dict:
+    try:
+        return json.loads((raw / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _ingest_cdr(settings: Settings, src: Path, raw: Path, tmp: Path, key: bytes) -> CdrIngest:
+    """The CDR partitions of ``src`` into ``tmp/cdr``: new or changed ones (content hash, or another
+    salt or number plan) classified and hashed, unchanged ones linked from ``raw/cdr``."""
+    recipe = _recipe(settings, key)
+    landing = partition_hashes(src)
+    before = _previous_state(raw)
+    old = before.get("partitions", {}) if before.get("recipe") == recipe else {}
+    kept = tuple(
+        d
+        for d, h in landing.items()
+        if (old.get(d) or {}).get("landing") == h and (raw / "cdr" / f"{PARTITION}={d}").is_dir()
+    )
+    todo = tuple(d for d in landing if d not in kept)
+    classes = _classify_partitions(settings, src, tmp / "cdr", key, todo) if todo else {}
+    for d in kept:
+        _link_tree(raw / "cdr" / f"{PARTITION}={d}", tmp / "cdr" / f"{PARTITION}={d}")
+        classes[d] = old[d]["classes"]
+    (tmp / "cdr").mkdir(exist_ok=True)
+    removed = tuple(sorted(set(before.get("partitions", {})) - set(landing)))
+    return CdrIngest(todo, kept, removed, classes, recipe, landing)
+
+
+def _classify_partitions(
+    settings: Settings, src: Path, dst: Path, key: bytes, days: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    """The landing partitions ``days`` classified and hashed into ``dst`` (partitioned by day); the
+    calls per class of number called, per day."""
+    sources = [
+        f"{src}/{PARTITION}={d}/*.parquet" for d in days if any(src.glob(f"{PARTITION}={d}/*.parquet"))
+    ]
+    if not sources:
+        return {d: {} for d in days}
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")
         con.execute(
-            f"""
-            COPY (
-                SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
-                       start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
-                FROM read_parquet('{src}/{PARTITION}=*/*.parquet', hive_partitioning = true)
-            ) TO '{dst}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')
-        """,
+            f"""COPY ({_select_sql(settings, sources)})
+            TO '{dst}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')""",
             {"salt": key.decode()},
         )
         counts = con.execute(f"""
-            SELECT callee_class, count(*) FROM read_parquet('{dst}/*/*.parquet') GROUP BY 1
+            SELECT {PARTITION}, callee_class, count(*)
+            FROM read_parquet('{dst}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
+            GROUP BY 1, 2
         """).fetchall()
     finally:
         con.close()
-    return {c: int(k) for c, k in counts}
+    out: dict[str, dict[str, int]] = {d: {} for d in days}
+    for d, c, k in counts:
+        out.setdefault(str(d), {})[c] = int(k)
+    return out
+
+
+def _link_tree(old: Path, new: Path) -> None:
+    """``old``'s files under ``new`` as hard links: the same bytes and modification time, no copy
+    (a copy keeping the time where the file system has no links)."""
+    for f in sorted(old.rglob("*")):
+        if f.is_file():
+            target = new / f.relative_to(old)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
 
 
 def _landing_fingerprint(settings: Settings) -> dict[str, str]:

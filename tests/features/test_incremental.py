@@ -7,6 +7,7 @@ Each test works on a private copy of the session's trained workdir, whose featur
 import datetime as dt
 import json
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,7 @@ def test_a_new_snapshot_is_computed_alone_appended_and_served(trained, copy_trai
         "computed": [str(NEW)],
         "kept": _snapshots(trained),
         "dropped": [],
+        "recomputed": {},
     }
     assert isinstance(summary, FeatureBuild)
     assert summary.computed == 1 and summary.kept == 4 and summary.materialised == "incremental"
@@ -256,3 +258,105 @@ def test_freshness_when_the_online_store_lags_the_table(trained, copy_trained):
     assert mf.plan(s, mf.read_manifest(s), mf.raw_fingerprint(s), mf.definition_version(s)).mode == "full"
     assert apply_and_materialize(s, incremental=True)["mode"] == "incremental"
     assert freshness(s, as_of=NEW).status == "fresh"
+
+
+def _late_calls(settings, day: str, n: int = 200) -> pd.DataFrame:
+    """``n`` more calls of ``day`` (some of its calls again, 7 s later), as a late delivery brings."""
+    part = settings.landing_dir / "cdr" / f"date={day}"
+    calls = pd.concat([pd.read_parquet(f) for f in sorted(part.glob("*.parquet"))], ignore_index=True)
+    calls = calls.assign(start_time=calls["start_time"] + pd.Timedelta(seconds=7))
+    return calls[calls["start_time"].dt.date.astype(str) == day].head(n)
+
+
+def test_windows_of_the_snapshots(trained):
+    """A CDR day recomputes the snapshots T with T - lookback_days <= day < T, no other."""
+    from features import manifest as mf
+
+    m, fp = mf.read_manifest(trained), mf.raw_fingerprint(trained)
+    definition = mf.definition_version(trained)
+    assert mf.plan(trained, m, fp, definition).compute == []
+    expect = {  # lookback 90 days: 2026-06-01 reads 2026-03-03 .. 2026-05-31
+        "2026-02-28": ["2026-03-01", "2026-04-01", "2026-05-01"],
+        "2026-03-01": ["2026-04-01", "2026-05-01"],
+        "2026-03-02": ["2026-04-01", "2026-05-01"],
+        "2026-03-03": ["2026-04-01", "2026-05-01", "2026-06-01"],
+        "2026-05-15": ["2026-06-01"],
+        "2026-05-31": ["2026-06-01"],
+        "2026-06-01": [],
+        "2025-12-01": ["2026-03-01"],
+    }
+    for day, snapshots in expect.items():
+        changed = fp | {"cdr": fp["cdr"] | {day: "other"}}
+        p = mf.plan(trained, m, changed, definition)
+        assert p.mode == "incremental" and [str(s) for s in p.compute] == snapshots, day
+        assert [str(s) for s in p.recompute] == snapshots
+        assert all(why == f"cdr day {day} changed" for why in p.recompute.values())
+        assert p.materialise == ("full" if snapshots else "incremental")
+    added = fp | {"cdr": fp["cdr"] | {"2026-07-01": "new"}}
+    assert mf.plan(trained, m, added, definition).describe() == (
+        "features: no new snapshot, 4 kept (no changed day in their windows: cdr day 2026-07-01 added)"
+    )
+    table = fp | {"billing.parquet": "other"}
+    assert mf.plan(trained, m, table, definition).describe() == (
+        "features: full build of 4 snapshots (ingested data changed: billing.parquet)"
+    )
+
+
+def test_a_late_partition_recomputes_only_the_snapshots_reading_it(copy_trained, caplog):
+    s = copy_trained()
+    old_feats, old_labels = pd.read_parquet(s.feature_table), pd.read_parquet(s.label_table)
+    late = _late_calls(s, "2026-05-15")
+    late.to_parquet(s.landing_dir / "cdr" / "date=2026-05-15" / "late.parquet", index=False)
+
+    with caplog.at_level(logging.INFO):
+        summary = build_features(s)  # ingests the changed partition alone, then the features
+
+    assert "(1 new or changed: 2026-05-15; 211 unchanged kept, 0 removed)" in caplog.text
+    assert (
+        "features: no new snapshot, 1 recomputed (2026-06-01: cdr day 2026-05-15 changed), 3 kept "
+        "(no changed day in their windows: cdr day 2026-05-15 changed)" in caplog.text
+    )
+    assert summary.build == "incremental" and summary.computed == 1 and summary.kept == 3
+    m = json.loads(manifest_path(s).read_text())
+    assert m["build"]["computed"] == ["2026-06-01"]
+    assert m["build"]["recomputed"] == {"2026-06-01": "cdr day 2026-05-15 changed"}
+    assert summary.materialised == "full"  # an existing snapshot's rows changed
+
+    feats, labels = pd.read_parquet(s.feature_table), pd.read_parquet(s.label_table)
+    june = pd.Timestamp("2026-06-01", tz="UTC")
+    assert _row_hashes(feats[feats["event_timestamp"] < june]) == _row_hashes(
+        old_feats[old_feats["event_timestamp"] < june]
+    )  # the other snapshots' rows as they were
+    callers = set(late["subscriber_id"])
+    now = feats[(feats["event_timestamp"] == june) & feats["subscriber_id"].isin(callers)]
+    was = old_feats[(old_feats["event_timestamp"] == june) & old_feats["subscriber_id"].isin(callers)]
+    assert (now["minutes_baseline_per_day"].to_numpy() > was["minutes_baseline_per_day"].to_numpy()).any()
+
+    # row for row what a full rebuild from the new data gives
+    full_feats, full_labels = compute_features(s.raw_dir, s.features.snapshots, s)
+    keys = ["subscriber_id", "event_timestamp"]
+    pd.testing.assert_frame_equal(feats[keys], full_feats[keys], check_exact=True)
+    np.testing.assert_allclose(feats[FEATURE_NAMES], full_feats[FEATURE_NAMES], rtol=1e-12)
+    pd.testing.assert_frame_equal(labels, full_labels, check_exact=True)
+    pd.testing.assert_frame_equal(labels, old_labels, check_exact=True)  # labels read no calls
+
+
+def test_touched_files_with_the_same_bytes_recompute_nothing(copy_trained, caplog):
+    s = copy_trained()
+    files = _files(s)
+    later = (2_000_000_000, 2_000_000_000)
+    for f in (
+        sorted((s.landing_dir / "cdr" / "date=2026-05-15").glob("*.parquet"))[0],
+        sorted((s.raw_dir / "cdr" / "date=2026-04-15").glob("*.parquet"))[0],
+        s.raw_dir / "subscribers.parquet",
+        s.landing_dir / "billing.parquet",
+    ):
+        os.utime(f, later)
+
+    with caplog.at_level(logging.INFO):
+        summary = build_features(s)
+
+    assert "none new or changed; 212 unchanged kept" in caplog.text  # re-ingestion found nothing new
+    assert "features: no new snapshot, 4 kept" in caplog.text
+    assert summary.computed == 0 and summary.materialised == "up to date"
+    assert _files(s) == files  # feature table, labels and manifest byte-identical

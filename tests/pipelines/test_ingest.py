@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -130,9 +131,90 @@ def test_columns_outside_the_schema_stop_at_ingestion(trained_copy):
     s.assign(email="someone@example.com").to_parquet(land / "subscribers.parquet", index=False)
     summary = ingest(trained_copy)
     report = json.loads((trained_copy.reports_dir / "ingest.json").read_text())  # the DVC metrics file
-    assert list(report) == ["cdr_rows", "partitions", "callee_classes", "landing"]
+    assert list(report) == [
+        "cdr_rows",
+        "partitions",
+        "callee_classes",
+        "landing",
+        "partitions_ingested",
+        "partitions_removed",
+    ]
+    assert report["partitions_ingested"] == report["partitions_removed"] == 0  # only small tables changed
     assert report["cdr_rows"] == summary.cdr_rows == sum(summary.callee_classes.values()) > 0
     assert list(summary.callee_classes) == list(CALLEE_CLASSES)
     assert "caller_number" not in pd.read_parquet(trained_copy.raw_dir / "complaints.parquet").columns
     raw_subs = pd.read_parquet(trained_copy.raw_dir / "subscribers.parquet")
     assert not {"email", "msisdn"} & set(raw_subs.columns) and len(raw_subs) == len(s)
+
+
+def _raw_files(settings) -> dict:
+    """Each raw CDR file: its inode and modification time (the same file, untouched)."""
+    raw = settings.raw_dir / "cdr"
+    return {str(f.relative_to(raw)): (f.stat().st_ino, f.stat().st_mtime_ns) for f in raw.rglob("*.parquet")}
+
+
+def _late_calls(settings, day: str, n: int = 20) -> pd.DataFrame:
+    """``n`` more calls of ``day`` (some of its calls again, 7 s later), as a late delivery would bring."""
+    part = settings.landing_dir / "cdr" / f"date={day}"
+    calls = pd.read_parquet(sorted(part.glob("*.parquet"))[0])
+    calls = calls.assign(start_time=calls["start_time"] + pd.Timedelta(seconds=7))
+    return calls[calls["start_time"].dt.date.astype(str) == day].head(n)
+
+
+def test_ingest_redoes_only_new_or_changed_partitions(copy_trained):
+    from pipelines.ingest import ingest
+
+    s = copy_trained(data={"end_date": "2026-07-02"})  # one more day in the batch period
+    land = s.landing_dir / "cdr"
+    before, rows = _raw_files(s), len(pd.read_parquet(s.raw_dir / "cdr"))
+    _late_calls(s, "2026-05-15").to_parquet(land / "date=2026-05-15" / "late.parquet", index=False)
+    (land / "date=2026-07-01").mkdir()
+    for f in (land / "date=2026-06-30").glob("*.parquet"):  # a new day: the day before, a day later
+        day = pd.read_parquet(f)
+        day.assign(start_time=day["start_time"] + pd.Timedelta(days=1)).to_parquet(
+            land / "date=2026-07-01" / f.name, index=False
+        )
+
+    summary = ingest(s)
+
+    assert summary.partitions_ingested == 2 and summary.partitions_removed == 0
+    after = _raw_files(s)
+    redone = {"date=2026-05-15", "date=2026-07-01"}
+    assert {k: v for k, v in after.items() if k.split("/")[0] not in redone} == {
+        k: v for k, v in before.items() if k.split("/")[0] not in redone
+    }  # every other partition's files untouched
+    raw = pd.read_parquet(s.raw_dir / "cdr")
+    added = len(pd.read_parquet(land / "date=2026-07-01"))
+    assert len(raw) == summary.cdr_rows == rows + 20 + added
+    # the same as ingesting everything anew (the state file gone: nothing is known as ingested)
+    (s.raw_dir / ".partitions.json").unlink()
+    assert ingest(s).partitions_ingested == summary.partitions
+    keys = ["date", "subscriber_id", "start_time", "callee_hash"]
+    pd.testing.assert_frame_equal(
+        raw.astype({"date": str}).sort_values(keys, ignore_index=True),
+        pd.read_parquet(s.raw_dir / "cdr").astype({"date": str}).sort_values(keys, ignore_index=True),
+    )
+
+    # a partition gone from the landing export is gone from data/raw
+    shutil.rmtree(land / "date=2026-07-01")
+    gone = ingest(s, skip_validation=True)
+    assert gone.partitions_removed == 1 and gone.partitions_ingested == 0
+    assert not (s.raw_dir / "cdr" / "date=2026-07-01").exists() and gone.cdr_rows == rows + 20
+
+
+def test_a_failed_ingest_leaves_data_raw_as_it_was(trained_copy, monkeypatch):
+    import pipelines.ingest
+
+    s = trained_copy
+    _late_calls(s, "2026-05-15").to_parquet(
+        s.landing_dir / "cdr" / "date=2026-05-15" / "late.parquet", index=False
+    )
+    before, state = _raw_files(s), (s.raw_dir / ".partitions.json").read_bytes()
+
+    def broken(*args, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipelines.ingest, "_classify_partitions", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipelines.ingest.ingest(s, skip_validation=True)
+    assert _raw_files(s) == before and (s.raw_dir / ".partitions.json").read_bytes() == state
