@@ -16,11 +16,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import yaml
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
-from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
-from feast.online_response import TIMESTAMP_POSTFIX
-from feast.repo_config import RepoConfig
-from feast.types import Float64
+
+# Feast's modules run warnings.simplefilter("once", DeprecationWarning) when imported, turning every
+# deprecation warning of every library back on for the whole process; the import keeps its filters
+# to itself.
+with warnings.catch_warnings():
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+    from feast.online_response import TIMESTAMP_POSTFIX
+    from feast.repo_config import RepoConfig
+    from feast.types import Float64
 
 from core.config import Settings
 from features.catalogue import CATALOGUE, FEATURE_NAMES

@@ -52,3 +52,17 @@ def test_online_features_can_carry_their_event_timestamps(trained):
     assert pd.isna(online["event_timestamp"].iloc[3])
     plain = online_features(get_store(trained), ids)
     assert "event_timestamp" not in plain and plain.equals(online.drop(columns="event_timestamp")[:3])
+
+
+def test_importing_the_store_leaves_the_process_warning_filters_alone():
+    """Feast's import turns every DeprecationWarning back on process-wide; features.store keeps it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; before = list(warnings.filters); import features.store; "
+        "new = [f for f in warnings.filters if f not in before]; "
+        "assert not [f for f in new if f[2] is DeprecationWarning and f[0] != 'ignore'], new"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
