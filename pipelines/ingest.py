@@ -150,7 +150,7 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
 
     Per CDR day partition: only partitions new or changed since the last ingestion (by the SHA-256
     of their files, :data:`STATE`) go through the number-plan classification and the salted hash,
-    in one DuckDB statement on all cores; unchanged ones are hard-linked as they are (same bytes,
+    a DuckDB statement on all cores per day; unchanged ones are hard-linked as they are (same bytes,
     same modification time) and partitions gone from the landing are gone from ``data/raw``. The
     whole folder is written beside and swapped in, so a failed run leaves the previous one.
     ``skip_validation`` is for the scale benchmarks on freshly generated data only.
@@ -216,12 +216,13 @@ def _copy_tables(src: Path, dst: Path) -> None:
 
 
 def _select_sql(settings: Settings, sources: list[str]) -> str:
-    """The calls of the landing files ``sources``, classified and hashed (the ``$salt`` parameter)."""
+    """The calls of the landing files ``sources``, classified and hashed (the ``$salt`` parameter), in
+    one order: the same calls give the same bytes, so a re-ingested day changes no feature."""
     files = ", ".join("'" + f.replace("'", "''") + "'" for f in sources)
     return f"""
         SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
-               start_time, CAST(duration_s AS INTEGER) AS duration_s, direction, {PARTITION}
-        FROM read_parquet([{files}], hive_partitioning = true, hive_types_autocast = false)"""
+               start_time, CAST(duration_s AS INTEGER) AS duration_s, direction
+        FROM read_parquet([{files}], hive_partitioning = false) ORDER BY ALL"""
 
 
 def _recipe(settings: Settings, key: bytes) -> str:
@@ -261,31 +262,27 @@ def _ingest_cdr(settings: Settings, src: Path, raw: Path, tmp: Path, key: bytes)
 def _classify_partitions(
     settings: Settings, src: Path, dst: Path, key: bytes, days: tuple[str, ...]
 ) -> dict[str, dict[str, int]]:
-    """The landing partitions ``days`` classified and hashed into ``dst`` (partitioned by day); the
-    calls per class of number called, per day."""
-    sources = [
-        f"{src}/{PARTITION}={d}/*.parquet" for d in days if any(src.glob(f"{PARTITION}={d}/*.parquet"))
-    ]
-    if not sources:
-        return {d: {} for d in days}
+    """The landing partitions ``days`` classified and hashed into ``dst``, one file per day (each
+    statement on all cores); the calls per class of number called, per day."""
+    out: dict[str, dict[str, int]] = {}
     con = duckdb.connect()
     try:
-        con.execute("SET preserve_insertion_order = false")
-        con.execute(
-            f"""COPY ({_select_sql(settings, sources)})
-            TO '{dst}' (FORMAT parquet, PARTITION_BY ({PARTITION}), FILENAME_PATTERN 'part-{{i}}')""",
-            {"salt": key.decode()},
-        )
-        counts = con.execute(f"""
-            SELECT {PARTITION}, callee_class, count(*)
-            FROM read_parquet('{dst}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)
-            GROUP BY 1, 2
-        """).fetchall()
+        con.execute("SET preserve_insertion_order = true")  # the order of ORDER BY ALL, in the file
+        for d in days:
+            files = sorted(str(f) for f in src.glob(f"{PARTITION}={d}/*.parquet"))
+            out[d] = {}
+            if not files:
+                continue
+            target = dst / f"{PARTITION}={d}" / "part-0.parquet"
+            target.parent.mkdir(parents=True)
+            con.execute(
+                f"COPY ({_select_sql(settings, files)}) TO '{target}' (FORMAT parquet)",
+                {"salt": key.decode()},
+            )
+            counts = con.execute(f"SELECT callee_class, count(*) FROM '{target}' GROUP BY 1").fetchall()
+            out[d] = {c: int(k) for c, k in counts}
     finally:
         con.close()
-    out: dict[str, dict[str, int]] = {d: {} for d in days}
-    for d, c, k in counts:
-        out.setdefault(str(d), {})[c] = int(k)
     return out
 
 
