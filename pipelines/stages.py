@@ -68,16 +68,21 @@ RECORD_STAGES: tuple[Stage, ...] = (
     Stage(
         "ingest",
         "pipelines.ingest:ingest",
-        "Pseudonymise the validated export into data/raw: call classes and salted hashes, no numbers.",
+        "Pseudonymise the validated export into data/raw: call classes and salted hashes, no numbers; "
+        "only new or changed CDR days are re-ingested.",
         deps=("data/landing", "reports/validation.json"),
-        outs=(Out("data/raw"), Out("reports/ingest.json", cache=False, metric=True)),
+        outs=(
+            Out("data/raw", persist=True),  # kept between runs: only new or changed CDR days are ingested
+            Out("reports/ingest.json", cache=False, metric=True),
+        ),
         params=("privacy",),
     ),
     Stage(
         "features",
         "pipelines.feature_build:build_features",
-        "Compute point-in-time features (only new snapshots when the inputs are unchanged), register "
-        "them in Feast and materialise the online store.",
+        "Compute point-in-time features (new snapshots, and those whose window holds a changed CDR "
+        "day; everything when definitions or other tables change), register them in Feast and "
+        "materialise the online store.",
         deps=("data/raw",),
         outs=(
             Out("data/features", persist=True),
