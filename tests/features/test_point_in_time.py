@@ -26,7 +26,7 @@ def _rewrite_future(tables, rng):
     t = {k: v.copy() for k, v in tables.items()}
     cdr = t["cdr"]
     future = cdr["start_time"] >= T
-    cdr.loc[future, "duration_s"] = rng.integers(0, 5000, future.sum())
+    cdr.loc[future, "duration_s"] = rng.integers(0, 5000, future.sum()).astype(cdr["duration_s"].dtype)
     cdr.loc[future, "callee_class"] = "competitor_hotline"
     ids = t["subscribers"]["subscriber_id"].sample(200, random_state=1).to_numpy()
     extra = pd.DataFrame(
