@@ -70,14 +70,19 @@ def fingerprint(path: Path) -> str:
     )
 
 
-def content_hash(*paths: Path) -> str:
-    """First 16 hex digits of the SHA-256 of the files' bytes, in order: a data version."""
+def sha256_files(*paths: Path) -> str:
+    """SHA-256 (hex) of the files' bytes, in order, read in 1 MiB blocks."""
     h = hashlib.sha256()
     for p in paths:
         with open(p, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def content_hash(*paths: Path) -> str:
+    """First 16 hex digits of :func:`sha256_files`: a data version."""
+    return sha256_files(*paths)[:16]
 
 
 def partition_hashes(folder: Path) -> dict[str, str]:

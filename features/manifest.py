@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
-from core.io import PARTITION, content_hash, partition_hashes
+from core.io import PARTITION, content_hash, partition_hashes, sha256_files
 from features import compute
 from features.catalogue import FEATURE_NAMES
 
@@ -36,14 +36,6 @@ NOT_DEFINITION = {"snapshots", "ttl_days", "max_staleness_days"}
 
 def manifest_path(settings: Settings) -> Path:
     return settings.features_dir / "manifest.json"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha(text: str) -> str:
@@ -65,7 +57,7 @@ def raw_fingerprint(settings: Settings) -> dict:
 
 def definition_version(settings: Settings) -> dict:
     """The feature definitions: the computation's source, the catalogue names, the value-changing config."""
-    compute_sha = file_sha256(Path(compute.__file__))
+    compute_sha = sha256_files(Path(compute.__file__))
     cfg = settings.features.model_dump(mode="json", exclude=NOT_DEFINITION)
     parts = {"compute_sha256": compute_sha, "feature_names": list(FEATURE_NAMES), "features_config": cfg}
     return {"sha256": _sha(json.dumps(parts, sort_keys=True)), **parts}
@@ -194,7 +186,7 @@ def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: di
     for key, path in (("features", settings.feature_table), ("labels", settings.label_table)):
         if not path.exists():
             return full(f"{path.name} missing")
-        if ((manifest.get("tables") or {}).get(key) or {}).get("sha256") != file_sha256(path):
+        if ((manifest.get("tables") or {}).get(key) or {}).get("sha256") != sha256_files(path):
             return full(f"{path.name} differs from the manifest")
     have = sorted(dt.date.fromisoformat(s) for s in manifest.get("snapshots") or {})
     if not set(have) & set(wanted):

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from core.config import Settings
-from core.io import write_json_atomic, write_parquet_atomic
+from core.io import sha256_files, write_json_atomic, write_parquet_atomic
 from features import compute
 from features import manifest as mf
 from features.store import apply_and_materialize
@@ -193,7 +193,7 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
         "definition": todo.definition,
         "snapshots": mf.snapshot_summary(labels, list(settings.features.snapshots), settings),
         "tables": {
-            key: {"file": path.name, "sha256": mf.file_sha256(path)}
+            key: {"file": path.name, "sha256": sha256_files(path)}
             for key, path in (("features", settings.feature_table), ("labels", settings.label_table))
         },
         "online": {"status": "pending"},
