@@ -115,6 +115,11 @@ class ValidationConfig(_Strict):
 
 class FeatureConfig(_Strict):
     snapshots: list[dt.date]
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="where the feature query, ingestion and the nightly scoring run: the embedded "
+        "DuckDB, or Apache Spark (`spark:` settings; the `spark` extra) for operator scale",
+    )
     recent_days: int = Field(14, gt=0)
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
@@ -139,6 +144,17 @@ class FeatureConfig(_Strict):
         if sorted(set(self.snapshots)) != self.snapshots:
             raise ValueError("features.snapshots must be strictly increasing")
         return self
+
+
+class SparkConfig(_Strict):
+    """The Spark session of ``features.engine: spark`` (docs/scale-out.md). Under ``spark-submit`` the
+    submitted master and resources win: these only fill what the launcher did not set."""
+
+    master: str = Field("local[2]", description="local[N], spark://host:7077, yarn or k8s://...")
+    app_name: str = "churnwarn"
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="any other Spark setting, e.g. spark.executor.memory"
+    )
 
 
 class OnlineStoreConfig(_Strict):
@@ -380,6 +396,7 @@ class Settings(_Strict):
     features: FeatureConfig | None = (
         None  # required by the CDR path; a customer table (source) has no snapshots
     )
+    spark: SparkConfig = SparkConfig()
     feast: FeastConfig = FeastConfig()
     mlflow: MlflowConfig = MlflowConfig()
     training: TrainingConfig = TrainingConfig()

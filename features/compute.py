@@ -38,7 +38,7 @@ calls AS (  -- every call in the lookback before each snapshot, never one at or 
            c.duration_s, c.direction, c.callee_class
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
-     AND c.start_time >= CAST(n.snapshot_date - to_days(CAST($lookback AS INTEGER)) AS TIMESTAMP)
+     AND c.start_time >= CAST(n.snapshot_date - CAST($lookback AS INTEGER) AS TIMESTAMP)
 ),
 usage AS (  -- one pass, one row per subscriber and snapshot; "last N days" is ago <= N (T-N .. T-1)
     SELECT subscriber_id, snapshot_date,  -- integer sums: the same result in whatever order the engine adds
@@ -87,7 +87,7 @@ contacts AS (  -- distinct other parties (salted hashes) in the recent window an
                    date_diff('day', CAST(c.start_time AS DATE), n.snapshot_date) AS ago
             FROM cdr c JOIN snaps n
               ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
-             AND c.start_time >= CAST(n.snapshot_date - to_days(CAST(2 * $recent AS INTEGER)) AS TIMESTAMP)
+             AND c.start_time >= CAST(n.snapshot_date - CAST(2 * $recent AS INTEGER) AS TIMESTAMP)
         ) r GROUP BY 1, 2, 3
     ) h GROUP BY 1, 2
 ),
@@ -96,12 +96,12 @@ streaks AS (  -- the zero-call days of the last 30 (2^30 - 1 minus the call-day 
 ),
 compl AS (
     SELECT c.subscriber_id, n.snapshot_date,
-           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - to_days(7) AS TIMESTAMP)) AS complaints_7d,
-           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - to_days(30) AS TIMESTAMP)) AS complaints_30d,
+           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - 7 AS TIMESTAMP)) AS complaints_7d,
+           count(*) FILTER (WHERE c.complaint_time >= CAST(n.snapshot_date - 30 AS TIMESTAMP)) AS complaints_30d,
            count(*) AS complaints_90d
     FROM complaints c JOIN snaps n
       ON c.complaint_time < CAST(n.snapshot_date AS TIMESTAMP)
-     AND c.complaint_time >= CAST(n.snapshot_date - to_days(90) AS TIMESTAMP)
+     AND c.complaint_time >= CAST(n.snapshot_date - 90 AS TIMESTAMP)
     GROUP BY 1, 2
 ),
 bills AS (
@@ -122,7 +122,7 @@ topups AS (
            min(date_diff('day', CAST(r.recharge_time AS DATE), n.snapshot_date)) AS days_since_recharge
     FROM recharges r JOIN snaps n
       ON r.recharge_time < CAST(n.snapshot_date AS TIMESTAMP)
-     AND r.recharge_time >= CAST(n.snapshot_date - to_days(90) AS TIMESTAMP)
+     AND r.recharge_time >= CAST(n.snapshot_date - 90 AS TIMESTAMP)
     GROUP BY 1, 2
 )
 SELECT
@@ -189,7 +189,7 @@ SELECT
     CASE WHEN coalesce(u.on_r, 0) + coalesce(u.off_r, 0) > 0 AND coalesce(u.on_b, 0) + coalesce(u.off_b, 0) > 0
          THEN 100.0 * u.off_r / (u.on_r + u.off_r) - 100.0 * u.off_b / (u.on_b + u.off_b) ELSE 0 END
         AS offnet_share_change,
-    CAST(a.churn_date IS NOT NULL AND a.churn_date < a.snapshot_date + to_days(CAST($horizon AS INTEGER)) AS INTEGER)
+    CAST(a.churn_date IS NOT NULL AND a.churn_date < a.snapshot_date + CAST($horizon AS INTEGER) AS INTEGER)
         AS churned_within_horizon
 FROM active a
 LEFT JOIN usage u USING (subscriber_id, snapshot_date)
@@ -241,17 +241,30 @@ def lookback_days(settings: Settings) -> int:
 RAW_TABLES = ("subscribers", "cdr", "billing", "complaints", "churn_events", "recharges")
 
 
+def feature_params(settings: Settings, snapshots: list[dt.date]) -> dict:
+    """The query's named parameters (``$name`` in DuckDB, ``:name`` in Spark): the same on both engines."""
+    fc = settings.features
+    return {
+        "snapshots": [d.isoformat() for d in snapshots],
+        "recent": fc.recent_days,
+        "baseline": fc.baseline_days,
+        "lookback": lookback_days(settings),
+        "horizon": fc.label_horizon_days,
+        "renewal": fc.renewal_window_days,
+    }
+
+
 def compute_features(
     raw_dir: Path, snapshots: list[dt.date], settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (features, labels) for every subscriber active at each snapshot.
+    """Return (features, labels) for every subscriber active at each snapshot, on DuckDB.
 
     ``features`` has ``subscriber_id``, ``event_timestamp`` (the snapshot, UTC) and the catalogue
     columns; ``labels`` has ``subscriber_id``, ``event_timestamp`` and ``churned`` (1 if a churn
     event falls in the ``label_horizon_days`` from the snapshot on). Labels are kept apart: they
-    look ahead by design and must never reach the online store.
+    look ahead by design and must never reach the online store. ``features.engine`` picks this or
+    the same query on Spark (``features/engine.py``).
     """
-    fc = settings.features
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -261,28 +274,21 @@ def compute_features(
             con.execute(
                 f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})"
             )
-        df = con.execute(
-            feature_sql(settings),
-            {
-                "snapshots": [d.isoformat() for d in snapshots],
-                "recent": fc.recent_days,
-                "baseline": fc.baseline_days,
-                "lookback": lookback_days(settings),
-                "horizon": fc.label_horizon_days,
-                "renewal": fc.renewal_window_days,
-            },
-        ).df()
+        df = con.execute(feature_sql(settings), feature_params(settings, snapshots)).df()
     finally:
         con.close()
-    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    return split_labels(df, len(snapshots))
+
+
+def split_labels(df: pd.DataFrame, n_snapshots: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The query's rows as (features, labels), in the catalogue's order and dtypes (either engine)."""
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
     df[FEATURE_NAMES] = df[FEATURE_NAMES].astype("float64")
     labels = df[["subscriber_id", "event_timestamp", "churned_within_horizon"]].rename(
         columns={"churned_within_horizon": "churned"}
     )
+    labels["churned"] = labels["churned"].astype("int32")
     log.info(
-        "features: %d rows over %d snapshots, churn rate %.3f",
-        len(df),
-        len(snapshots),
-        labels["churned"].mean(),
+        "features: %d rows over %d snapshots, churn rate %.3f", len(df), n_snapshots, labels["churned"].mean()
     )
     return df[["subscriber_id", "event_timestamp", *FEATURE_NAMES]], labels

@@ -28,7 +28,7 @@ import pandas as pd
 
 from core.config import Settings
 from core.io import sha256_files, write_json_atomic, write_parquet_atomic
-from features import compute
+from features import engine
 from features import manifest as mf
 from features.store import apply_and_materialize
 from pipelines.ingest import ensure_ingested
@@ -137,7 +137,7 @@ def compute_new(settings: Settings, plan: mf.Plan) -> Tables | None:
     is written (raises ``ValidationFailed``); None when no snapshot is computed."""
     if not plan.compute:
         return None
-    feats, labels = compute.compute_features(settings.raw_dir, plan.compute, settings)
+    feats, labels = engine.compute_features(settings.raw_dir, plan.compute, settings)
     what = "new" if plan.mode == "full" else f"new rows for {', '.join(map(str, plan.compute))}"
     validate_features(feats, settings, file=f"{settings.feature_table} ({what}, not yet written)")
     return Tables(feats, labels)

@@ -46,6 +46,9 @@ SMALL_TABLES = (
     "churn_events",
     "recharges",
 )  # no numbers: their schema columns copied
+# microsecond timestamps, which every engine reads (Spark refuses pandas' default nanoseconds);
+# a value that would lose precision raises instead of being truncated
+PORTABLE_PARQUET = {"coerce_timestamps": "us", "allow_truncated_timestamps": False}
 # in data/raw, beside the tables: each CDR partition's landing content hash and calls per class
 STATE = ".partitions.json"
 
@@ -111,11 +114,11 @@ def classify_sql(settings: Settings, column: str = "other_party") -> str:
     return f"""CASE
         WHEN {n} IN ({_sql_list(cfg.competitor_hotlines)}) THEN 'competitor_hotline'
         WHEN {n} IN ({_sql_list(cfg.own_service_numbers)}) THEN 'own_service'
-        WHEN regexp_full_match({n}, '1[0-9]{{10}}') AND substr({n}, 1, 3) IN ({_sql_list(cfg.on_net_prefixes)}) THEN 'on_net'
-        WHEN regexp_full_match({n}, '1[0-9]{{10}}') THEN 'off_net'
-        WHEN regexp_full_match({n}, '0[1-9][0-9]{{9,10}}') THEN 'landline'
-        WHEN regexp_full_match({n}, '00[0-9]{{6,15}}') THEN 'international'
-        WHEN regexp_full_match({n}, '1[0-9]{{4}}|95[0-9]{{3}}') THEN 'service'
+        WHEN regexp_matches({n}, '^1[0-9]{{10}}$') AND substr({n}, 1, 3) IN ({_sql_list(cfg.on_net_prefixes)}) THEN 'on_net'
+        WHEN regexp_matches({n}, '^1[0-9]{{10}}$') THEN 'off_net'
+        WHEN regexp_matches({n}, '^0[1-9][0-9]{{9,10}}$') THEN 'landline'
+        WHEN regexp_matches({n}, '^00[0-9]{{6,15}}$') THEN 'international'
+        WHEN regexp_matches({n}, '^(?:1[0-9]{{4}}|95[0-9]{{3}})$') THEN 'service'
         ELSE 'unknown' END"""
 
 
@@ -207,11 +210,11 @@ def _copy_tables(src: Path, dst: Path) -> None:
     """
     keep = [c for c in SCHEMAS["subscribers"] if c not in PRIVATE_SUBSCRIBER_COLUMNS]
     pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(
-        dst / "subscribers.parquet", index=False
+        dst / "subscribers.parquet", index=False, **PORTABLE_PARQUET
     )
     for name in SMALL_TABLES:
         pd.read_parquet(src / f"{name}.parquet", columns=SCHEMAS[name]).to_parquet(
-            dst / f"{name}.parquet", index=False
+            dst / f"{name}.parquet", index=False, **PORTABLE_PARQUET
         )
 
 

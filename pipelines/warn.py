@@ -35,7 +35,7 @@ import pandas as pd
 
 from core.config import Settings, WarningConfig
 from core.io import replace_dir_atomic
-from features import compute
+from features import compute, engine
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
 from models import stakes
@@ -307,7 +307,7 @@ def _usable_model(settings: Settings, model):
 def active_features(settings: Settings, date: dt.date) -> pd.DataFrame:
     """Features of every subscriber active on ``date``, computed by the training table's own code path;
     positions 0..n-1 (shared with the scores)."""
-    feats, _ = compute.compute_features(settings.raw_dir, [date], settings)
+    feats, _ = engine.compute_features(settings.raw_dir, [date], settings)
     feats = feats.reset_index(drop=True)
     if feats.empty:
         raise WarnError(f"no subscriber is active on {date}")
