@@ -93,3 +93,18 @@ def write_tables(folder: Path, tables: dict) -> Path:
 def save_tables():
     """``save_tables(folder, {"cdr": df, ...})`` (see :func:`write_tables`)."""
     return write_tables
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (local[2]) for every Spark test of the run: a JVM start costs ~6 s.
+
+    Tests that need another master (the standalone cluster) run their job in a subprocess, so this
+    session is never replaced under other tests.
+    """
+    from core.config import SparkConfig
+    from features.spark_engine import spark_session
+
+    session = spark_session(SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"}))
+    yield session
+    session.stop()
