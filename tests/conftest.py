@@ -76,6 +76,9 @@ def make_config():
     return write_config
 
 
+US = {"coerce_timestamps": "us", "allow_truncated_timestamps": False}  # as ingestion writes: Spark reads it
+
+
 def write_tables(folder: Path, tables: dict) -> Path:
     """Write tables the way the pipeline lays them out: ``cdr`` as one partition, the rest as files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,9 +86,9 @@ def write_tables(folder: Path, tables: dict) -> Path:
         if name == "cdr":
             part = folder / "cdr" / "date=all"
             part.mkdir(parents=True, exist_ok=True)
-            df.drop(columns=["date"], errors="ignore").to_parquet(part / "part-0.parquet", index=False)
+            df.drop(columns=["date"], errors="ignore").to_parquet(part / "part-0.parquet", index=False, **US)
         else:
-            df.to_parquet(folder / f"{name}.parquet", index=False)
+            df.to_parquet(folder / f"{name}.parquet", index=False, **US)
     return folder
 
 
