@@ -218,14 +218,26 @@ def _copy_tables(src: Path, dst: Path) -> None:
         )
 
 
-def _select_sql(settings: Settings, sources: list[str]) -> str:
-    """The calls of the landing files ``sources``, classified and hashed (the ``$salt`` parameter), in
-    one order: the same calls give the same bytes, so a re-ingested day changes no feature."""
-    files = ", ".join("'" + f.replace("'", "''") + "'" for f in sources)
+# the columns of an ingested call, in the order of the file and of its sort (``ORDER BY ALL``)
+CDR_COLUMNS = ("subscriber_id", "callee_class", "callee_hash", "start_time", "duration_s", "direction")
+
+
+def select_calls_sql(settings: Settings, source: str, carry: str = "") -> str:
+    """The calls of ``source`` classified and hashed (the ``$salt`` parameter): the one definition
+    both engines run (Spark its SQLGlot translation, ``pipelines/ingest_spark.py``). ``carry``: a
+    column of ``source`` passed through first (Spark keeps the day partition that way)."""
     return f"""
-        SELECT subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
+        SELECT {carry + ", " if carry else ""}subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
                start_time, CAST(duration_s AS INTEGER) AS duration_s, direction
-        FROM read_parquet([{files}], hive_partitioning = false) ORDER BY ALL"""
+        FROM {source}"""
+
+
+def _select_sql(settings: Settings, sources: list[str]) -> str:
+    """The calls of the landing files ``sources``, classified and hashed, in one order: the same calls
+    give the same bytes, so a re-ingested day changes no feature."""
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in sources)
+    source = f"read_parquet([{files}], hive_partitioning = false)"
+    return select_calls_sql(settings, source) + " ORDER BY ALL"
 
 
 def _recipe(settings: Settings, key: bytes) -> str:
@@ -253,7 +265,12 @@ def _ingest_cdr(settings: Settings, src: Path, raw: Path, tmp: Path, key: bytes)
         if (old.get(d) or {}).get("landing") == h and (raw / "cdr" / f"{PARTITION}={d}").is_dir()
     )
     todo = tuple(d for d in landing if d not in kept)
-    classes = _classify_partitions(settings, src, tmp / "cdr", key, todo) if todo else {}
+    classify = _classify_partitions
+    if todo and settings.features is not None and settings.features.engine == "spark":
+        from pipelines import ingest_spark  # the optional `spark` extra
+
+        classify = ingest_spark.classify_partitions
+    classes = classify(settings, src, tmp / "cdr", key, todo) if todo else {}
     for d in kept:
         _link_tree(raw / "cdr" / f"{PARTITION}={d}", tmp / "cdr" / f"{PARTITION}={d}")
         classes[d] = old[d]["classes"]

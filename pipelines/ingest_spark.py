@@ -1,0 +1,55 @@
+"""CDR ingestion on Spark (``features.engine: spark``): the same number plan and salted hash.
+
+The select is ``pipelines.ingest.select_calls_sql``, DuckDB's text, translated by SQLGlot
+(``features/spark_sql.py``); the salt is bound as a named parameter, never written into the query.
+All the changed days are read and written in one job: the executors write one file per day partition
+(``date=YYYY-MM-DD``), its rows in the order DuckDB's ``ORDER BY ALL`` gives, so either engine's
+partition holds the same calls in the same order. Only the calls per class and day reach the driver.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from core.config import Settings
+from core.io import PARTITION
+from features.spark_engine import spark_session
+from features.spark_sql import to_spark
+from pipelines.ingest import CDR_COLUMNS, select_calls_sql
+
+LANDING_VIEW = "landing_calls"
+
+
+def classify_partitions(
+    settings: Settings, src: Path, dst: Path, key: bytes, days: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    """The landing partitions ``days`` classified and hashed into ``dst`` on Spark; the calls per class
+    of number called, per day (``pipelines.ingest._classify_partitions`` on DuckDB)."""
+    spark = spark_session(settings.spark)
+    out: dict[str, dict[str, int]] = {d: {} for d in days}
+    folders = [Path(src) / f"{PARTITION}={d}" for d in days]
+    folders = [str(f) for f in folders if any(f.glob("*.parquet"))]
+    if not folders:
+        return out
+    landing = spark.read.option("basePath", str(Path(src).resolve())).parquet(*folders)
+    day = (
+        F.date_format(F.col(PARTITION), "yyyy-MM-dd")
+        if dict(landing.dtypes)[PARTITION] == "date"
+        else F.col(PARTITION)
+    )
+    landing.withColumn(PARTITION, day.cast("string")).createOrReplaceTempView(LANDING_VIEW)
+    calls = spark.sql(
+        to_spark(select_calls_sql(settings, LANDING_VIEW, carry=PARTITION)), args={"salt": key.decode()}
+    )
+    calls.repartition(PARTITION).sortWithinPartitions(
+        PARTITION,  # first: the writer then keeps this order instead of sorting by day alone
+        *[F.col(c).asc_nulls_last() for c in CDR_COLUMNS],
+    ).write.mode("append").partitionBy(PARTITION).parquet(str(dst))
+    written = spark.read.option("basePath", str(dst)).parquet(
+        *[str(Path(dst) / f"{PARTITION}={d}") for d in out if (Path(dst) / f"{PARTITION}={d}").is_dir()]
+    )
+    for row in written.groupBy(F.col(PARTITION).cast("string").alias("d"), "callee_class").count().collect():
+        out[row["d"]][row["callee_class"]] = int(row["count"])
+    return out
