@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -29,15 +31,25 @@ REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # what DuckDB and pandas write
 }
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
 
 
 def spark_session(cfg: SparkConfig) -> SparkSession:
-    """The active session, or a new one from ``cfg`` (under ``spark-submit`` the launcher's master and
-    resources win: ``getOrCreate`` keeps a master already set)."""
-    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-    for key, value in {**QUIET_CONF, **cfg.conf, **REQUIRED_CONF}.items():
+    """The active session, or a new one from ``cfg``. Under ``spark-submit`` what the launcher set
+    (master, executor resources, any ``--conf``) wins and ``cfg`` only fills the rest; the settings
+    the queries rely on (:data:`REQUIRED_CONF`) are always applied."""
+    submitted = None
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit: read what it set
+        SparkContext._ensure_initialized()
+        submitted = SparkConf()
+    wanted = {"spark.master": cfg.master, "spark.app.name": cfg.app_name, **QUIET_CONF, **cfg.conf}
+    builder = SparkSession.builder
+    for key, value in wanted.items():
+        if submitted is None or not submitted.contains(key):
+            builder = builder.config(key, value)
+    for key, value in REQUIRED_CONF.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     for key, value in REQUIRED_CONF.items():  # an existing session: set what the queries need
