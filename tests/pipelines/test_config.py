@@ -28,3 +28,14 @@ def test_snapshots_must_increase(tmp_path, make_config):
     path = make_config(tmp_path, features={"snapshots": ["2026-04-01", "2026-03-01"]})
     with pytest.raises(ValidationError, match="strictly increasing"):
         load_settings(path)
+
+
+def test_the_production_example_names_spark_redis_and_postgres():
+    s = load_settings(REPO_ROOT / "configs" / "production.example.yaml")
+    assert s.features.engine == "spark" and s.spark.master.startswith("spark://")
+    assert s.feast.online_store.type == "redis" and s.tracking_uri.startswith("postgresql")
+    assert s.serving.as_of is None
+
+
+def test_the_embedded_default_engine_is_duckdb():
+    assert load_settings().features.engine == "duckdb"
