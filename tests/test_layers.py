@@ -19,6 +19,7 @@ ALLOWED = {
 # modules that import inside functions, and why (the one comment in each says so too)
 LAZY_IMPORTS_ALLOWED = {
     "features/engine.py": "PySpark is an optional extra, imported only when features.engine is spark",
+    "features/store.py": "PySpark is an optional extra: Feast's Spark path only when features.engine is spark",
     "pipelines/ingest.py": "PySpark is an optional extra, imported only when features.engine is spark",
     "pipelines/cli.py": "`churn --help` and each command import only what they use",
     "pipelines/warn.py": "PySpark is an optional extra, imported only when features.engine is spark",
@@ -126,3 +127,30 @@ def test_the_check_catches_a_cycle(tmp_path):
     (tmp_path / "models" / "a.py").write_text("import models.b\n")
     (tmp_path / "models" / "b.py").write_text("from models.a import x\n")
     assert module_level_cycles(tmp_path) == [["models.a", "models.b", "models.a"]]
+
+
+def test_only_spark_modules_import_pyspark():
+    """PySpark is the optional `spark` extra: only modules named for Spark import it, and the DuckDB
+    path reaches those only through the lazy imports listed above (no JVM starts on the default path:
+    the README's main command runs with no Java in tests/test_readme.py)."""
+    offenders = [
+        rel
+        for rel, tree in _parsed()
+        if "spark" not in Path(rel).name
+        and any(name.split(".")[0] in ("pyspark", "py4j") for name in _imported_names(tree))
+    ]
+    assert offenders == []
+
+
+def _parsed():
+    for layer in ("core", "features", "models", "serving", "pipelines"):
+        for path in sorted((ROOT / layer).glob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text())
+
+
+def _imported_names(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module

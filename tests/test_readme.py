@@ -84,7 +84,8 @@ def test_main_command_from_a_fresh_clone(tmp_path):
     res = subprocess.run(
         ["bash", "-c", cmd],
         cwd=clone,
-        env=newcomer_env(),
+        # no Java for Spark: the embedded default must never start a Spark JVM
+        env={**newcomer_env(), "JAVA_HOME": "/nonexistent/no-spark-here"},
         capture_output=True,
         text=True,
         timeout=900,
