@@ -1,0 +1,338 @@
+"""The feature table on three engines: DuckDB, Spark local[2] and a 2-worker Spark standalone cluster.
+
+    uv run python benchmarks/features_engines.py [--data /work/bench-engines] [--rows 1e6,1e7,1e8]
+                                                 [--engines duckdb,local,cluster] [--days 90]
+
+For each size (CDR rows; about 100 a subscriber: ``features_scale.py``'s data at one call a day for
+90 days, so subscribers grow with rows) it generates and ingests a data set into
+``<data>/s<subscribers>`` (reused when present), then on each engine, each in a fresh process:
+- the scan-only floor: the sum of one column over every CDR row, nothing else;
+- the feature table of the last day as snapshot, written as parquet (DuckDB: ``compute_features``
+  then the parquet file; Spark: ``write_features``, executors write, nothing reaches the driver).
+Wall time excludes starting the process and the Spark session. While a step runs, this process
+samples the resident memory (psutil, every 0.2 s) of the child (DuckDB; Spark's Python driver), the
+driver JVM and each executor JVM, and reports their peaks. The cluster (``features.spark_cluster``)
+is started once and serves every Spark-cluster step. The report is rewritten after every size, so
+an interrupted run leaves the sizes that finished. Writes docs/benchmarks/features_engines.md and
+features_engines.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import matplotlib
+import psutil
+from _report import RESULTS, md_table, write_report
+from features_scale import _settings
+from pyspark.sql import functions as F
+
+from core.config import SparkConfig, load_settings
+from features.compute import compute_features
+from features.spark_cluster import StandaloneCluster, standalone_cluster
+from features.spark_engine import spark_session, write_features
+from pipelines.generate import generate
+from pipelines.ingest import ingest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROWS_PER_SUBSCRIBER = 100  # ~1.07 calls a day over 90 days at a median of one
+ENGINES = ("duckdb", "local", "cluster")
+LABELS = {"duckdb": "DuckDB", "local": "Spark local[2]", "cluster": "Spark cluster (2 workers x 1 core)"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured step: wall time and peak RSS (GiB) of each process role."""
+
+    engine: str
+    kind: str  # "floor" | "features"
+    rows: int
+    subscribers: int
+    seconds: float
+    child_gib: float  # the measuring Python process (DuckDB runs in it)
+    driver_jvm_gib: float  # Spark's driver JVM (local[2]: also the executor)
+    executor_gib: tuple[float, ...] = field(default=())  # each executor JVM (cluster)
+
+
+def spark_conf(engine: str, args) -> SparkConfig:
+    """local[2] gets the memory the two executors get on the cluster, so both have the same heap."""
+    base = {"spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "64"}
+    if engine == "local":
+        return SparkConfig(master="local[2]", conf={**base, "spark.driver.memory": args.local_memory})
+    conf = {
+        **base,
+        "spark.driver.memory": args.driver_memory,
+        "spark.executor.memory": args.executor_memory,
+        "spark.executor.cores": "1",
+        "spark.cores.max": "2",
+    }
+    return SparkConfig(master=args.master, conf=conf)
+
+
+def child_step(engine: str, kind: str, config: str, out: str, spark_json: str) -> float:
+    """Run one step in this fresh process and return its wall seconds (setup not timed)."""
+    s = load_settings(Path(config))
+    cdr, snap = s.raw_dir / "cdr", s.features.snapshots[-1]
+    if engine == "duckdb":
+        t0 = time.perf_counter()
+        if kind == "floor":
+            duckdb.sql(f"SELECT sum(duration_s) FROM read_parquet('{cdr}/*/*.parquet')").fetchall()
+        else:
+            feats, _ = compute_features(s.raw_dir, [snap], s)
+            Path(out).mkdir(parents=True, exist_ok=True)
+            feats.to_parquet(Path(out) / "features.parquet", index=False)
+        return time.perf_counter() - t0
+    spark = spark_session(SparkConfig.model_validate_json(spark_json))
+    t0 = time.perf_counter()
+    if kind == "floor":
+        spark.read.parquet(str(cdr)).agg(F.sum("duration_s")).collect()
+    else:
+        write_features(spark, s.raw_dir, [snap], s, Path(out))
+    seconds = time.perf_counter() - t0
+    spark.stop()
+    return seconds
+
+
+def _rss(p: psutil.Process) -> float:
+    try:
+        return p.memory_info().rss / 2**30
+    except psutil.Error:
+        return 0.0
+
+
+def _sample(child: psutil.Process, workers: tuple[int, ...], peaks: dict, stop: threading.Event) -> None:
+    """Peak RSS by role until ``stop``: the child, its driver JVM, each executor JVM under a worker."""
+    while not stop.is_set():
+        roles = [("child", child)]
+        try:
+            roles += [("driver", c) for c in child.children(recursive=True) if c.name() == "java"]
+            for w in workers:
+                roles += [
+                    (f"executor {c.pid}", c) for c in psutil.Process(w).children() if c.name() == "java"
+                ]
+        except psutil.Error:
+            pass
+        for role, p in roles:
+            peaks[role] = max(peaks.get(role, 0.0), _rss(p))
+        stop.wait(0.2)
+
+
+def measure(engine: str, kind: str, config: Path, args, cluster: StandaloneCluster | None) -> Step:
+    """One step in a fresh process (this script with ``--child``; a plain script, so PySpark sees a
+    ``__main__`` file), its memory sampled from here."""
+    out = args.data / "out" / engine
+    shutil.rmtree(out, ignore_errors=True)
+    spark_json = "{}" if engine == "duckdb" else spark_conf(engine, args).model_dump_json()
+    cmd = [sys.executable, __file__, "--child", engine, kind, str(config), str(out), spark_json]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    peaks: dict[str, float] = {}
+    stop = threading.Event()
+    workers = cluster.worker_pids if (cluster and engine == "cluster") else ()
+    sampler = threading.Thread(
+        target=_sample, args=(psutil.Process(p.pid), workers, peaks, stop), daemon=True
+    )
+    sampler.start()
+    try:
+        stdout, _ = p.communicate()
+    finally:
+        stop.set()
+        sampler.join()
+        if p.poll() is None:  # interrupted: the child and its driver JVM go too
+            p.terminate()
+            p.wait()
+    if p.returncode:
+        raise RuntimeError(f"{engine} {kind} on {config} failed ({p.returncode}): {stdout[-2000:]}")
+    seconds = float(stdout.strip().splitlines()[-1])
+    shutil.rmtree(out, ignore_errors=True)
+    s = load_settings(config)
+    rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{s.raw_dir / 'cdr'}/*/*.parquet')").fetchall()[0][
+        0
+    ]
+    execs = tuple(v for k, v in sorted(peaks.items()) if k.startswith("executor"))
+    step = Step(
+        engine,
+        kind,
+        rows,
+        s.data.n_subscribers,
+        seconds,
+        peaks.get("child", 0),
+        peaks.get("driver", 0),
+        execs,
+    )
+    print(step, flush=True)
+    return step
+
+
+def ensure_data(root: Path, rows: int, days: int) -> Path:
+    """``<root>/s<subscribers>/config.yaml`` over ingested data of about ``rows`` CDR rows."""
+    work = root / f"s{rows // ROWS_PER_SUBSCRIBER}"
+    if not (work / "data" / "raw" / "cdr").exists():
+        s = _settings(work, rows // ROWS_PER_SUBSCRIBER, days, 1.0)
+        generate(s)
+        ingest(s, skip_validation=True)  # freshly generated; validation is not measured here
+        shutil.rmtree(s.landing_dir)
+    return work / "config.yaml"
+
+
+def _gib(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def per_1e8_table(steps: list[Step]) -> str:
+    """At the largest size every engine finished: features and floor per 10^8 rows, and ratios."""
+    by = {(s.engine, s.kind, s.rows): s for s in steps}
+    sizes = [r for r in sorted({s.rows for s in steps}) if all((e, "features", r) in by for e in ENGINES_RUN)]
+    if not sizes:
+        return "No size finished on every engine yet."
+    r = sizes[-1]
+    duck = by[("duckdb", "features", r)].seconds
+    rows = []
+    for e in ENGINES_RUN:
+        f, fl = by[(e, "features", r)], by.get((e, "floor", r))
+        floor = fl.seconds if fl else float("nan")
+        rows.append(
+            (
+                LABELS[e],
+                f"{f.seconds * 1e8 / r:.1f}",
+                f"{floor * 1e8 / r:.1f}",
+                f"{f.seconds / floor:.1f}x",
+                f"{f.seconds / duck:.1f}x",
+            )
+        )
+    head = [
+        "engine",
+        "features s / 10^8 rows",
+        "scan floor s / 10^8 rows",
+        "features / own floor",
+        "vs DuckDB",
+    ]
+    return f"At {r:,} CDR rows (the largest size every engine finished), one snapshot:\n\n" + md_table(
+        head, rows, "lrrrr"
+    )
+
+
+def scaling_table(steps: list[Step]) -> str:
+    rows = []
+    for s in sorted(steps, key=lambda s: (s.rows, ENGINES.index(s.engine), s.kind)):
+        driver = _gib(s.driver_jvm_gib) if s.engine != "duckdb" else "-"
+        execs = " / ".join(map(_gib, s.executor_gib)) or ("in the driver" if s.engine == "local" else "-")
+        rows.append(
+            (
+                f"{s.rows:,}",
+                f"{s.subscribers:,}",
+                LABELS[s.engine],
+                s.kind,
+                f"{s.seconds:.1f}",
+                f"{s.rows / s.seconds:,.0f}",
+                _gib(s.child_gib),
+                driver,
+                execs,
+            )
+        )
+    head = ["CDR rows", "subscribers", "engine", "step", "wall s", "rows/s", "Python GiB", "driver JVM GiB"]
+    return md_table([*head, "each executor JVM GiB"], rows, "rrllrrrrl")
+
+
+def plot(steps: list[Step], path: Path) -> None:
+    """Rows/s and peak memory of the feature step against size, one line per engine and role."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for e in ENGINES_RUN:
+        f = sorted((s for s in steps if s.engine == e and s.kind == "features"), key=lambda s: s.rows)
+        if not f:
+            continue
+        x = [s.rows for s in f]
+        ax1.plot(x, [s.rows / s.seconds for s in f], marker="o", label=LABELS[e])
+        if e == "duckdb":
+            ax2.plot(x, [s.child_gib for s in f], marker="o", label="DuckDB process")
+        else:
+            ax2.plot(x, [s.driver_jvm_gib for s in f], marker="o", label=f"{LABELS[e]}: driver JVM")
+        if e == "cluster":
+            ax2.plot(
+                x, [max(s.executor_gib, default=0) for s in f], marker="s", ls="--", label="cluster: executor"
+            )
+    for ax, y in ((ax1, "rows/s (features)"), (ax2, "peak RSS, GiB")):
+        ax.set_xscale("log")
+        ax.set_xlabel("CDR rows (subscribers = rows / 100)")
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+ENGINES_RUN: tuple[str, ...] = ENGINES
+
+
+def report(steps: list[Step], sizes: list[int], args) -> None:
+    done = sorted({s.rows for s in steps})
+    png = Path(os.environ.get("CHURNWARN_BENCH_RESULTS", RESULTS)) / "features_engines.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(steps, png)
+    notes = [
+        per_1e8_table(steps),
+        "## Scaling\n\n" + scaling_table(steps),
+        "![rows/s and peak memory against size](features_engines.png)",
+        f"Sizes asked: {', '.join(f'{r:.0e}' for r in sizes)} CDR rows; measured: "
+        f"{', '.join(f'{r:,}' for r in done) or 'none'}. Spark memory: local[2] driver "
+        f"{args.local_memory}; cluster driver {args.driver_memory}, executors {args.executor_memory} each "
+        f"(workers {args.worker_memory}, 1 core). The floor sums one column over every CDR row; the "
+        "features step writes one snapshot's table as parquet. Wall times exclude process and session "
+        "start (a Spark session takes ~5-10 s more).",
+    ]
+    write_report(__file__, "Feature engines: DuckDB, Spark local and a standalone cluster", notes)
+
+
+def main() -> None:
+    global ENGINES_RUN
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(child_step(*sys.argv[2:7]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/work/bench-engines"))
+    ap.add_argument(
+        "--rows", default="1e6,1e7,1e8", help="CDR row counts, comma-separated (3e8 if disk allows)"
+    )
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--local-memory", default="6g", help="local[2] driver heap")
+    ap.add_argument("--driver-memory", default="2g", help="cluster driver heap")
+    ap.add_argument("--executor-memory", default="3g", help="heap of each cluster executor")
+    ap.add_argument("--worker-memory", default="4g", help="what each worker may give its executors")
+    args = ap.parse_args()
+    sizes = [int(float(r)) for r in args.rows.split(",")]
+    ENGINES_RUN = tuple(e for e in ENGINES if e in args.engines.split(","))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the cluster too
+    configs = {r: ensure_data(args.data, r, args.days) for r in sizes}
+    steps: list[Step] = []
+    with ExitStack() as stack:
+        cluster = None
+        if "cluster" in ENGINES_RUN:
+            cluster = stack.enter_context(
+                standalone_cluster(2, 1, args.worker_memory, base_dir=args.data / "cluster")
+            )
+            args.master = cluster.url
+        # DuckDB at every size first (minutes), then Spark by size: an interrupted run still has them
+        order = [(r, "duckdb") for r in sizes if "duckdb" in ENGINES_RUN]
+        order += [(r, e) for r in sizes for e in ENGINES_RUN if e != "duckdb"]
+        for r, e in order:
+            for kind in ("floor", "features"):
+                steps.append(measure(e, kind, configs[r], args, cluster))
+            report(steps, sizes, args)
+
+
+if __name__ == "__main__":
+    main()
