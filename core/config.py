@@ -187,6 +187,13 @@ class LogisticConfig(_Strict):
 
 class TrainingConfig(_Strict):
     seed: int = 7
+    sample_rows: int | None = Field(
+        None,
+        gt=0,
+        description="train on a stratified sample of this many training rows (per snapshot and label, "
+        "seeded by `seed`; the out-of-time validation and test rows are never sampled); None: all rows. "
+        "docs/benchmarks/learning_curve.md shows how many rows reach the full set's PR-AUC",
+    )
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic: LogisticConfig = LogisticConfig()
 

@@ -8,12 +8,14 @@ moves last: a failure before that leaves the registry's champion as it was.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import pickle
 import platform
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -167,6 +169,7 @@ def _log_candidate(ctx: _RunContext, fitted: FittedCandidate, ev: CandidateEvalu
             else {}
         )
         mlflow.log_params({**ctx.params, "model_kind": fitted.kind, **model.params} | searched)
+        _log_training_rows(ctx.data)
         mlflow.log_metrics(ev.scores | ev.extra)
         mlflow.log_dict(ctx.feature_list, "feature_list.json")
         if search is not None:
@@ -176,6 +179,19 @@ def _log_candidate(ctx: _RunContext, fitted: FittedCandidate, ev: CandidateEvalu
         model_uri = _log_model(model, ctx.data)
     mlflow.log_metrics({f"{fitted.kind}_{k}": v for k, v in ev.scores.items()})  # on the parent
     return CandidateRun(run.info.run_id, model_uri, ev.scores | ev.extra, fitted.calibration)
+
+
+def _log_training_rows(data: TrainingSet) -> None:
+    """The training rows the models were fitted on (the sample, if any) as the run's MLflow dataset
+    input: their keys and labels, with a digest of every row (MLflow's own reads only the first 10,000)."""
+    if data.keys_train is None:
+        return
+    keys = data.keys_train.assign(churned=data.y_train)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes()).hexdigest()
+    with warnings.catch_warnings():  # MLflow's hint that integer columns cannot hold missing values
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        dataset = mlflow.data.from_pandas(keys, name="train_sample", targets="churned", digest=digest[:16])
+    mlflow.log_input(dataset, context="training", tags={"data_version": data.data_version})
 
 
 def _log_figures(data: TrainingSet, fitted: dict[str, FittedCandidate], evals: dict, winner: str) -> None:
@@ -227,12 +243,15 @@ def record(
     exp_id = _experiment_id(client, settings)
     invocation = uuid.uuid4().hex[:12]
     tags = {"data_version": data.data_version, "churnwarn.invocation": invocation, **data.tags}
-    params = {**data.params, "data_version": data.data_version}
+    params = {**data.params, "data_version": data.data_version} | (
+        data.sample.params() if data.sample else {}
+    )
     feature_list = {"features": data.features} | ({"categorical": data.categories} if data.categories else {})
     with mlflow.start_run(experiment_id=exp_id, run_name="train") as parent:
         mlflow.set_tags({**tags, "stage": "train"})
         mlflow.log_params(params | {"features": ",".join(data.features)[:6000]})
         mlflow.log_dict(feature_list, "feature_list.json")
+        _log_training_rows(data)
         ctx = _RunContext(exp_id, parent.info.run_id, tags, params, feature_list, data)
         runs = {kind: _log_candidate(ctx, fitted[kind], evals[kind]) for kind in fitted}
         _log_figures(data, fitted, evals, decision.winner)

@@ -39,7 +39,7 @@ from models.champion import decide
 from models.evaluation import evaluate_candidate
 from models.registry import score_incumbent
 from models.tracking import TrainResult, record
-from models.training_data import TrainingSet, split_out_of_time
+from models.training_data import TrainingSet, sample_training_set, split_out_of_time
 
 __all__ = [
     "TrainResult",
@@ -55,8 +55,22 @@ log = logging.getLogger(__name__)
 def train_and_register(
     settings: Settings, data: TrainingSet, candidates: dict[str, object], baseline: str | None = None
 ) -> TrainResult:
-    """Fit, evaluate, score the champion, decide, record. The alias moves only at the very end of
-    recording: a failure anywhere before leaves the current champion as it was."""
+    """Sample the training rows (``training.sample_rows``), fit, evaluate, score the champion, decide,
+    record. The alias moves only at the very end of recording: a failure anywhere before leaves the
+    current champion as it was."""
+    data = sample_training_set(data, settings.training.sample_rows, settings.training.seed)
+    if data.sample.requested is not None:
+        s = data.sample
+        log.info(
+            "training on a stratified sample of %d of %d training rows (by %s, seed %d): churn rate %.4f "
+            "(all rows %.4f)",
+            s.rows_sampled,
+            s.rows_total,
+            " and ".join(s.strata),
+            s.seed,
+            s.churn_rate_sampled,
+            s.churn_rate_total,
+        )
     background = data.X_train.sample(
         min(200, len(data.X_train)), random_state=settings.training.seed
     ).reset_index(drop=True)

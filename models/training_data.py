@@ -1,12 +1,15 @@
 """What training reads: the rows split into train / validation / test, and how they are described.
 
 Two paths fill a :class:`TrainingSet`: the CDR path splits Feast's point-in-time rows out of time
-(:func:`split_out_of_time`), the customer-table path holds out a stratified random share.
+(:func:`split_out_of_time`), the customer-table path holds out a stratified random share. At operator
+scale the training rows are then cut to ``training.sample_rows`` by :func:`sample_training_set`, a
+stratified sample (per snapshot and label) that leaves the validation and test rows whole.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +94,117 @@ class TrainingSet:
     source: str | None = None  # the customer table's name; None on the CDR path
     value_test: np.ndarray | None = None  # per test row: what losing it costs (monthly revenue), if known
     ids_test: np.ndarray | None = None  # subscriber ids of the test rows, if known
+    # per training row, aligned with X_train: subscriber_id and event_timestamp (its snapshot), if known;
+    # the snapshot stratifies the sample, the keys name the sampled rows on the MLflow run
+    keys_train: pd.DataFrame | None = None
+    sample: TrainingSample | None = None  # how X_train was sampled (sample_training_set), once it was
 
     @property
     def title(self) -> str:
         return f"{self.held_out} ({len(self.y_test)} {self.population}, {int(self.y_test.sum())} churners)"
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """A stratified sample of the training rows, as recorded on the MLflow run."""
+
+    requested: int | None  # training.sample_rows; None: all rows
+    seed: int
+    strata: tuple[str, ...]  # the columns the rows were stratified by
+    n_strata: int
+    rows_total: int
+    rows_sampled: int
+    churn_rate_total: float
+    churn_rate_sampled: float
+
+    @property
+    def fraction(self) -> float:
+        return self.rows_sampled / self.rows_total if self.rows_total else 1.0
+
+    def params(self) -> dict:
+        """The MLflow params of the sample (logged on the parent run and every candidate's run)."""
+        return {
+            "sample_rows": "all" if self.requested is None else self.requested,
+            "sample_seed": self.seed,
+            "sample_strata": ",".join(self.strata),
+            "train_rows_total": self.rows_total,
+            "train_rows_sampled": self.rows_sampled,
+            "train_sample_fraction": round(self.fraction, 6),
+            "train_churn_rate_total": round(self.churn_rate_total, 6),
+            "train_churn_rate_sampled": round(self.churn_rate_sampled, 6),
+        }
+
+
+def stratified_positions(strata: pd.DataFrame, n_rows: int | None, seed: int) -> np.ndarray:
+    """Positions (sorted) of ``n_rows`` rows drawn without replacement so that every stratum (a distinct
+    row of ``strata``) keeps its share: its count is its proportional quota rounded by largest
+    remainder, so within one row of it and summing to ``n_rows`` exactly. Seeded: the same strata,
+    size and seed give the same rows. ``None`` or at least every row: all positions."""
+    total = len(strata)
+    if n_rows is None or n_rows >= total:
+        return np.arange(total)
+    if n_rows <= 0:
+        raise ValueError(f"a sample needs a positive number of rows, got {n_rows}")
+    codes = strata.groupby(list(strata.columns), sort=True, dropna=False).ngroup().to_numpy()
+    sizes = np.bincount(codes)
+    quota = n_rows * sizes / total
+    alloc = np.floor(quota).astype(np.int64)
+    short = n_rows - int(alloc.sum())
+    alloc[np.argsort(-(quota - alloc), kind="stable")[:short]] += 1
+    # a random key per row; each stratum keeps its `alloc` smallest keys
+    order = np.lexsort((np.random.default_rng(seed).random(total), codes))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.arange(total) - starts[codes[order]]
+    return np.sort(order[rank < alloc[codes[order]]])
+
+
+def _described(
+    strata: pd.DataFrame, label: str, pos: np.ndarray, n_rows: int | None, seed: int
+) -> TrainingSample:
+    y = strata[label].to_numpy()
+    return TrainingSample(
+        requested=n_rows,
+        seed=seed,
+        strata=tuple(strata.columns),
+        n_strata=len(strata.drop_duplicates()),
+        rows_total=len(strata),
+        rows_sampled=len(pos),
+        churn_rate_total=float(y.mean()) if len(y) else 0.0,
+        churn_rate_sampled=float(y[pos].mean()) if len(pos) else 0.0,
+    )
+
+
+def stratified_sample(
+    frame: pd.DataFrame,
+    n_rows: int | None,
+    seed: int,
+    label: str = "churned",
+    by: Sequence[str] = ("event_timestamp",),
+) -> tuple[pd.DataFrame, TrainingSample]:
+    """``n_rows`` rows of ``frame`` stratified by ``by`` and ``label`` (see :func:`stratified_positions`);
+    every snapshot keeps its share of churners and non-churners. Returns the rows and how they were drawn."""
+    strata = frame[[*by, label]]
+    pos = stratified_positions(strata, n_rows, seed)
+    return frame.iloc[pos].reset_index(drop=True), _described(strata, label, pos, n_rows, seed)
+
+
+def sample_training_set(data: TrainingSet, n_rows: int | None, seed: int) -> TrainingSet:
+    """``data`` with its training rows cut to a stratified sample of ``n_rows`` (label, and snapshot when
+    ``keys_train`` has it); the validation and test rows stay whole, so every size is judged on the
+    same held-out rows. ``None`` keeps every row (and still records the sample, as all of them)."""
+    strata = pd.DataFrame({"churned": np.asarray(data.y_train)})
+    if data.keys_train is not None and "event_timestamp" in data.keys_train:
+        strata.insert(0, "event_timestamp", data.keys_train["event_timestamp"].to_numpy())
+    pos = stratified_positions(strata, n_rows, seed)
+    sample = _described(strata, "churned", pos, n_rows, seed)
+    if len(pos) == len(strata):  # every row: no copy
+        return replace(data, sample=sample)
+    keys = data.keys_train.iloc[pos].reset_index(drop=True) if data.keys_train is not None else None
+    return replace(
+        data,
+        X_train=data.X_train.iloc[pos].reset_index(drop=True),
+        y_train=np.asarray(data.y_train)[pos],
+        keys_train=keys,
+        sample=sample,
+        params=data.params | {"n_train": len(pos)},
+    )

@@ -67,5 +67,7 @@ def train(settings: Settings) -> TrainResult:
         f"test {params['test_snapshot']}",
         value_test=test_df["arpu_3m"].to_numpy(dtype=float) if "arpu_3m" in test_df else None,
         ids_test=test_df["subscriber_id"].to_numpy() if "subscriber_id" in test_df else None,
+        # the snapshot stratifies training.sample_rows' sample; the keys name the rows on the MLflow run
+        keys_train=train_df[["subscriber_id", "event_timestamp"]],
     )
     return train_and_register(settings, data, build_candidates(settings), baseline="rules")
