@@ -3,7 +3,9 @@
 The store is built from the typed settings (no hand-edited YAML to drift), and a matching
 ``feature_store.yaml`` is written into the repo folder so the ``feast`` CLI and UI work on it too.
 Training reads ``get_historical_features`` (point-in-time join); serving reads
-``get_online_features`` after ``materialize``; both see the same table.
+``get_online_features`` after ``materialize``; both see the same table. On ``features.engine:
+spark`` Feast runs on Spark (``features/spark_store.py``): its Spark offline store joins, and with a
+Redis online store its Spark compute engine loads Redis from the executors' partitions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,6 +27,7 @@ import yaml
 with warnings.catch_warnings():
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource  # no PySpark
     from feast.online_response import TIMESTAMP_POSTFIX
     from feast.repo_config import RepoConfig
     from feast.types import Float64
@@ -45,15 +50,47 @@ def _online_config(settings: Settings) -> dict:
     return {"type": "sqlite", "path": str(settings.feast_dir / "online_store.db")}
 
 
+def _on_spark(settings: Settings) -> bool:
+    return settings.features.engine == "spark"
+
+
+def _offline_config(settings: Settings) -> dict:
+    """The file store, or Feast's Spark store; its ``spark_conf`` serves the ``feast`` CLI, which starts
+    its own session (in-process, Feast takes the project's active one)."""
+    if not _on_spark(settings):
+        return {"type": "file"}
+    sc = settings.spark
+    conf = {"spark.master": sc.master, "spark.app.name": sc.app_name, **sc.conf}
+    return {"type": "spark", "spark_conf": {**conf, "spark.sql.session.timeZone": "UTC"}}
+
+
 def repo_config_dict(settings: Settings) -> dict:
-    return {
+    """Spark with Redis materialises through Feast's Spark engine (each executor writes its partition);
+    a SQLite online store keeps the local engine: one file on the driver's disk, which executors
+    elsewhere cannot reach and parallel writers would lock."""
+    cfg = {
         "project": settings.feast.project,
         "provider": "local",
         "registry": str(settings.feast_dir / "registry.db"),
         "online_store": _online_config(settings),
-        "offline_store": {"type": "file"},
+        "offline_store": _offline_config(settings),
         "entity_key_serialization_version": 3,
     }
+    if _on_spark(settings) and settings.feast.online_store.type == "redis":
+        cfg["batch_engine"] = {"type": "spark.engine"}
+    return cfg
+
+
+@contextmanager
+def _engine_session(settings: Settings) -> Iterator[None]:
+    """On Spark, the project's session active around Feast's calls (Feast takes the active one)."""
+    if not _on_spark(settings):
+        yield
+        return
+    from features import spark_store  # PySpark is an optional extra, loaded only on the spark engine
+
+    with spark_store.feast_session(settings):
+        yield
 
 
 def get_store(settings: Settings):
@@ -72,11 +109,11 @@ def definitions(settings: Settings) -> list:
     subscriber = Entity(
         name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING, description="a mobile subscriber"
     )
-    source = FileSource(
-        name="subscriber_features_source",
-        path=str(settings.feature_table.resolve()),
-        timestamp_field="event_timestamp",
-    )
+    where = {"name": "subscriber_features_source", "path": str(settings.feature_table.resolve())}
+    if _on_spark(settings):
+        source = SparkSource(**where, file_format="parquet", timestamp_field="event_timestamp")
+    else:
+        source = FileSource(**where, timestamp_field="event_timestamp")
     view = FeatureView(
         name=VIEW,
         entities=[subscriber],
@@ -101,7 +138,9 @@ def apply_and_materialize(
     "up to date", "start": ..., "end": ...}`` (ISO timestamps).
     """
     store = get_store(settings)
-    store.apply(definitions(settings))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Spark source is "experimental", said on every definition
+        store.apply(definitions(settings))
     snaps = snapshots or settings.features.snapshots
     start = pd.Timestamp(min(snaps), tz="UTC") - pd.Timedelta(days=1)
     end = pd.Timestamp(max(snaps), tz="UTC") + pd.Timedelta(seconds=1)
@@ -111,7 +150,7 @@ def apply_and_materialize(
     if last is not None and end <= last:
         log.info("feast: applied %s; online store already holds everything up to %s", VIEW, last)
         return {"mode": "up to date", "start": None, "end": last.isoformat()}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _engine_session(settings):
         warnings.simplefilter("ignore")
         if last is not None:
             store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[VIEW])
@@ -123,8 +162,15 @@ def apply_and_materialize(
 
 
 def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join of the feature view onto ``entity_df`` (subscriber_id, event_timestamp, ...)."""
+    """Point-in-time join of the feature view onto ``entity_df`` (subscriber_id, event_timestamp, ...);
+    on Spark the join runs there and the result is collected (``spark_store.training_frame`` keeps
+    it on the executors)."""
     store = get_store(settings)
+    if _on_spark(settings):
+        from features import spark_store  # PySpark is an optional extra, loaded only on the spark engine
+
+        df = spark_store.historical_features(store, settings, entity_df, FEATURE_REFS)
+        return df.sort_values(["event_timestamp", JOIN_KEY], ignore_index=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         df = store.get_historical_features(entity_df=entity_df, features=FEATURE_REFS).to_df()
