@@ -1,14 +1,19 @@
 """Feast on Spark: the training frame from its Spark offline store equals the file store's, and the
-Redis load from Spark partitions is what Feast's own materialise writes, key for key."""
+Redis load from Spark partitions is what Feast's own materialise writes, key for key (in local mode,
+and on a standalone cluster whose executors are JVMs and Python workers of their own)."""
 
+import json
 import shutil
+import subprocess
+import sys
 import uuid
 
 import pandas as pd
 import pytest
 import redis
 
-from core.config import load_settings
+from core.config import REPO_ROOT, load_settings
+from features.spark_cluster import standalone_cluster
 from features.spark_store import FEAST_PARSER_CONF, training_frame
 from features.store import (
     FEATURE_REFS,
@@ -105,3 +110,64 @@ def test_redis_load_from_spark_partitions_equals_feast_materialize(
     finally:
         for store in stores:
             store.teardown()
+
+
+# argv: config, master url. Prints one JSON line: tasks per executor id of the load's application.
+JOB = """
+import json, sys
+from urllib.request import urlopen
+from core.config import SparkConfig, load_settings
+from features.spark_engine import spark_session
+from features.store import apply_and_materialize
+
+s = load_settings(sys.argv[1])
+conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
+        "spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "4",
+        "spark.pyspark.python": sys.executable}
+spark = spark_session(SparkConfig(master=sys.argv[2], app_name="feast-load-test", conf=conf))
+apply_and_materialize(s)
+sc = spark.sparkContext
+tasks = {e["id"]: e["totalTasks"] for e in
+         json.load(urlopen(f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"))}
+print(json.dumps({"master": sc.master, "tasks": tasks}))
+spark.stop()
+"""
+
+
+@pytest.mark.slow  # three JVMs for the cluster, one for the driver of the load
+def test_redis_load_on_a_two_worker_cluster_equals_feast_materialize(
+    trained, copy_trained, make_config, tmp_path, redis_projects
+):
+    on_cluster = copy_trained(
+        features={"engine": "spark"}, feast={"project": redis_projects("cluster"), "online_store": REDIS}
+    )
+    shutil.copytree(trained.workdir, tmp_path / "local")
+    local = load_settings(
+        make_config(tmp_path / "local", feast={"project": redis_projects("local"), "online_store": REDIS})
+    )
+    try:
+        with standalone_cluster(workers=2, cores_per_worker=1, memory_per_worker="1g") as cluster:
+            job = subprocess.run(
+                [sys.executable, "-c", JOB, str(on_cluster.workdir / "config.yaml"), cluster.url],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        assert job.returncode == 0, job.stderr[-3000:]
+        seen = json.loads(job.stdout.strip().splitlines()[-1])
+        assert seen["master"] == cluster.url
+        executors = {e: n for e, n in seen["tasks"].items() if e != "driver"}
+        assert len(executors) == 2 and all(n > 0 for n in executors.values())  # both ran tasks of the load
+
+        apply_and_materialize(local)  # Feast's local engine, on the driver: the reference
+        ids = pd.read_parquet(trained.feature_table)["subscriber_id"].unique().tolist()
+        hashes = _hashes(on_cluster.feast.project)
+        assert len(hashes) == len(ids) and hashes == _hashes(local.feast.project)
+        pd.testing.assert_frame_equal(
+            online_features(get_store(on_cluster), ids, event_timestamps=True),
+            online_features(get_store(local), ids, event_timestamps=True),
+            check_exact=True,
+        )
+    finally:
+        get_store(local).teardown()
