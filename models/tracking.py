@@ -191,7 +191,7 @@ def _log_training_rows(data: TrainingSet) -> None:
     with warnings.catch_warnings():  # MLflow's hint that integer columns cannot hold missing values
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
         dataset = mlflow.data.from_pandas(keys, name="train_sample", targets="churned", digest=digest[:16])
-    mlflow.log_input(dataset, context="training", tags={"data_version": data.data_version})
+        mlflow.log_input(dataset, context="training", tags={"data_version": data.data_version})
 
 
 def _log_figures(data: TrainingSet, fitted: dict[str, FittedCandidate], evals: dict, winner: str) -> None:
