@@ -85,12 +85,92 @@ def content_hash(*paths: Path) -> str:
     return sha256_files(*paths)[:16]
 
 
-def partition_hashes(folder: Path) -> dict[str, str]:
+def _stat_key(files: list[Path]) -> list[list]:
+    """What says a file is as it was when hashed: name, size, modification time (ns) and inode."""
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append([str(f), st.st_size, st.st_mtime_ns, st.st_ino])
+    return out
+
+
+class HashCache:
+    """Content hashes remembered by the files' (path, size, mtime_ns, inode), in a small JSON file.
+
+    The content hash stays the truth: a file whose stat no longer matches (rewritten, touched,
+    replaced) is read and hashed again, and a touched file with the same bytes hashes the same. What
+    the cache saves is reading unchanged files on every run, the whole export at operator scale.
+    ``path=None``: no cache (every file read). Use as a context manager to save on exit.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path is not None else None
+        self.entries: dict[str, dict] = {}
+        self.seen: set[str] = set()
+        self.changed = False
+        if self.path is not None and self.path.exists():
+            try:
+                self.entries = json.loads(self.path.read_text()).get("entries", {})
+            except (OSError, ValueError, AttributeError):
+                self.entries = {}
+
+    def sha256(self, key: Path, files: list[Path]) -> str:
+        """:func:`sha256_files` of ``files`` (in order), recorded under ``key`` (a file or folder)."""
+        stat = _stat_key(files)
+        self.seen.add(str(key))
+        entry = self.entries.get(str(key))
+        if entry is not None and entry.get("stat") == stat:
+            return entry["sha256"]
+        h = sha256_files(*files)
+        self.entries[str(key)] = {"stat": stat, "sha256": h}
+        self.changed = True
+        return h
+
+    def hash(self, key: Path, files: list[Path]) -> str:
+        """:func:`content_hash` of ``files``: the first 16 hex digits of :meth:`sha256`."""
+        return self.sha256(key, files)[:16]
+
+    def forget_unseen(self, under: Path) -> None:
+        """Drop entries below ``under`` not asked for since loading (partitions gone from the folder)."""
+        prefix = str(under).rstrip("/") + "/"
+        for k in [k for k in self.entries if k.startswith(prefix) and k not in self.seen]:
+            del self.entries[k]
+            self.changed = True
+
+    def save(self) -> None:
+        if self.path is not None and self.changed:
+            write_json_atomic({"format": 1, "entries": self.entries}, self.path)
+            self.changed = False
+
+    def __enter__(self) -> HashCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.save()
+
+
+def cached_sha256(path: Path, cache: Path | None = None) -> str:
+    """:func:`sha256_files` of one file, read only when its stat differs from the cached one."""
+    with HashCache(cache) as c:
+        return c.sha256(Path(path), [Path(path)])
+
+
+def cached_content_hash(path: Path, cache: Path | None = None) -> str:
+    """:func:`content_hash` of one file, read only when its stat differs from the cached one."""
+    return cached_sha256(path, cache)[:16]
+
+
+def partition_hashes(folder: Path, cache: Path | None = None) -> dict[str, str]:
     """Per ``date=...`` partition of ``folder``, by partition value: the :func:`content_hash` of its
     files in name order. Content, not modification time: a rewritten or touched file with the same
-    bytes is the same partition."""
-    return {
-        p.name.split("=", 1)[1]: content_hash(*sorted(f for f in p.rglob("*") if f.is_file()))
-        for p in sorted(Path(folder).glob(f"{PARTITION}=*"))
-        if p.is_dir()
-    }
+    bytes is the same partition. With ``cache`` (a :class:`HashCache` file) a partition whose files'
+    stats are as when last hashed is not read again."""
+    with HashCache(cache) as c:
+        out = {
+            p.name.split("=", 1)[1]: c.hash(p, sorted(f for f in p.rglob("*") if f.is_file()))
+            for p in sorted(Path(folder).glob(f"{PARTITION}=*"))
+            if p.is_dir()
+        }
+        c.forget_unseen(Path(folder))
+    return out

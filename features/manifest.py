@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Settings
-from core.io import PARTITION, content_hash, partition_hashes, sha256_files
+from core.io import PARTITION, HashCache, cached_sha256, partition_hashes, sha256_files
 from features import compute
 from features.catalogue import FEATURE_NAMES
 
@@ -42,17 +42,29 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def hash_cache(settings: Settings) -> Path:
+    """The workdir's :class:`core.io.HashCache` file: content hashes of landing and ingested files,
+    so unchanged files (all days but the new one) are not read again to learn they are unchanged."""
+    return settings.workdir / "data" / ".content_hashes.json"
+
+
 def raw_fingerprint(settings: Settings) -> dict:
     """The content of ``data/raw``: a hash of each table's bytes, and under ``cdr`` one per day
-    partition (by day), so a build sees which days changed. Modification times play no part."""
+    partition (by day), so a build sees which days changed. Content decides: a file is read again
+    whenever its size, modification time or inode differ from when it was last hashed."""
     raw = settings.raw_dir
     if not raw.is_dir():
         return {}
-    return {
-        p.name: partition_hashes(p) if p.is_dir() else content_hash(p)
-        for p in sorted(raw.iterdir())
-        if not p.name.startswith(".")
-    }
+    out = {}
+    for p in sorted(raw.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            out[p.name] = partition_hashes(p, hash_cache(settings))
+        else:
+            with HashCache(hash_cache(settings)) as cache:
+                out[p.name] = cache.hash(p, [p])
+    return out
 
 
 def definition_version(settings: Settings) -> dict:
@@ -186,7 +198,8 @@ def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: di
     for key, path in (("features", settings.feature_table), ("labels", settings.label_table)):
         if not path.exists():
             return full(f"{path.name} missing")
-        if ((manifest.get("tables") or {}).get(key) or {}).get("sha256") != sha256_files(path):
+        recorded = ((manifest.get("tables") or {}).get(key) or {}).get("sha256")
+        if recorded != cached_sha256(path, hash_cache(settings)):
             return full(f"{path.name} differs from the manifest")
     have = sorted(dt.date.fromisoformat(s) for s in manifest.get("snapshots") or {})
     if not set(have) & set(wanted):

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 from core.config import Settings
-from core.io import sha256_files, write_json_atomic, write_parquet_atomic
+from core.io import cached_sha256, write_json_atomic, write_parquet_atomic
 from features import engine
 from features import manifest as mf
-from features.store import apply_and_materialize
+from features.catalogue import FEATURE_NAMES
+from features.store import VIEW, apply_and_materialize, get_store
 from pipelines.ingest import ensure_ingested
 from pipelines.validate import validate_features
 
@@ -48,7 +51,7 @@ class FeatureBuild:
     computed: int  # snapshots computed by this build
     kept: int  # snapshots kept from the previous table
     dropped: int  # snapshots no longer configured, removed
-    materialised: str  # the online store's load: "full", "incremental" or "up to date"
+    materialised: str  # the online store's load: "full", "incremental", "changed rows" or "up to date"
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Written:
 
 @dataclass(frozen=True)
 class Materialised:
-    """The online store's load: ``mode`` is "full", "incremental" or "up to date"."""
+    """The online store's load: ``mode`` is "full", "incremental", "changed rows" or "up to date"."""
 
     mode: str
     end: str | None
@@ -102,12 +105,14 @@ def build_features(settings: Settings) -> FeatureBuild:
     """
     ensure_ingested(settings)
     todo = plan_build(settings)
+    delta = None
     if todo.changes_tables:
         new = compute_new(settings, todo.plan)
+        delta = online_delta(settings, todo, new)  # before the old table is replaced
         written = write_tables(settings, todo, assemble(settings, todo.plan, new))
     else:  # same definitions, files and snapshots, no changed day in a window: nothing to compute
         written = _refresh_manifest(settings, todo)
-    loaded = materialise(settings, todo.plan)
+    loaded = materialise(settings, todo.plan, delta)
     _record_online(settings, written, loaded)
     result = FeatureBuild(
         rows=sum(v["rows"] for v in written.manifest["snapshots"].values()),
@@ -193,7 +198,7 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
         "definition": todo.definition,
         "snapshots": mf.snapshot_summary(labels, list(settings.features.snapshots), settings),
         "tables": {
-            key: {"file": path.name, "sha256": sha256_files(path)}
+            key: {"file": path.name, "sha256": cached_sha256(path, mf.hash_cache(settings))}
             for key, path in (("features", settings.feature_table), ("labels", settings.label_table))
         },
         "online": {"status": "pending"},
@@ -222,12 +227,64 @@ def _note_incomplete_labels(settings: Settings, manifest: dict) -> None:
         )
 
 
-def materialise(settings: Settings, plan: mf.Plan) -> Materialised:
-    """Register the definitions in Feast and load the online store (only the new interval when the
-    plan allows)."""
-    loaded = apply_and_materialize(
-        settings, list(settings.features.snapshots), incremental=plan.materialise == "incremental"
+@dataclass(frozen=True)
+class OnlineDelta:
+    """The recomputed newest snapshot's rows whose values differ from the online store's (or are new)."""
+
+    rows: pd.DataFrame  # subscriber_id, event_timestamp and the features
+    snapshot_rows: int  # rows of the recomputed snapshot
+
+
+def online_delta(settings: Settings, todo: BuildPlan, new: Tables | None) -> OnlineDelta | None:
+    """The rows the online store lacks when the build recomputes only the newest snapshot.
+
+    The online store holds each subscriber's newest row: when the one recomputed snapshot is the newest
+    and the store was loaded with the old rows, writing the rows that changed (a day's calls change the
+    features of who called that day) leaves it as a full reload would. None (reload in full) in every
+    other case: new or dropped snapshots, an unfinished load, a subscriber gone from the snapshot (their
+    old row would stay), or the Spark engine (whose load runs on the executors, not through here).
+    """
+    plan, online = todo.plan, ((todo.previous or {}).get("online") or {})
+    if new is None or plan.mode != "incremental" or plan.drop or online.get("status") != "done":
+        return None
+    if settings.features.engine != "duckdb" or list(plan.recompute) != plan.compute or len(plan.compute) != 1:
+        return None
+    snap = plan.compute[0]
+    if snap != max(settings.features.snapshots):
+        return None
+    old = pd.read_parquet(
+        settings.feature_table, columns=["subscriber_id", "event_timestamp", *FEATURE_NAMES]
     )
+    was = old[old["event_timestamp"].dt.date == snap].set_index("subscriber_id")[FEATURE_NAMES]
+    now = new.features.set_index("subscriber_id")
+    if not was.index.isin(now.index).all():
+        return None
+    both = was.reindex(now.index)  # a subscriber new to the snapshot: all NaN, so changed
+    a, b = now[FEATURE_NAMES].to_numpy(dtype="float64"), both.to_numpy(dtype="float64")
+    same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1) & now.index.isin(was.index)
+    rows = now.loc[~same].reset_index()[["subscriber_id", "event_timestamp", *FEATURE_NAMES]]
+    return OnlineDelta(rows, len(now))
+
+
+def materialise(settings: Settings, plan: mf.Plan, delta: OnlineDelta | None = None) -> Materialised:
+    """Register the definitions in Feast and load the online store: only the new interval when the plan
+    allows, only the changed rows of a recomputed newest snapshot when :func:`online_delta` found them,
+    else everything."""
+    snapshots = list(settings.features.snapshots)
+    if delta is not None:
+        loaded = apply_and_materialize(settings, snapshots, incremental=True)  # the store holds the span
+        if loaded["mode"] == "up to date":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "cannot write empty dataframe": nothing changed
+                get_store(settings).write_to_online_store(VIEW, df=delta.rows)
+            log.info(
+                "feast: wrote the %d of %d rows of %s whose values changed into the online store",
+                len(delta.rows),
+                delta.snapshot_rows,
+                max(snapshots),
+            )
+            return Materialised("changed rows", loaded["end"], _now())
+    loaded = apply_and_materialize(settings, snapshots, incremental=plan.materialise == "incremental")
     return Materialised(loaded["mode"], loaded["end"], _now())
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from core.config import Settings
 from core.io import PARTITION, fingerprint, partition_hashes, replace_dir_atomic, write_json_atomic
+from features.manifest import hash_cache
 from pipelines.validate import SCHEMAS, ensure_validated
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ def _ingest_cdr(settings: Settings, src: Path, raw: Path, tmp: Path, key: bytes)
     """The CDR partitions of ``src`` into ``tmp/cdr``: new or changed ones (content hash, or another
     salt or number plan) classified and hashed, unchanged ones linked from ``raw/cdr``."""
     recipe = _recipe(settings, key)
-    landing = partition_hashes(src)
+    landing = partition_hashes(src, hash_cache(settings))  # unchanged days' files are not read
     before = _previous_state(raw)
     old = before.get("partitions", {}) if before.get("recipe") == recipe else {}
     kept = tuple(

@@ -8,17 +8,26 @@ Checks listed in ``validation.warn`` only warn. A failing batch raises :class:`V
 whose message names each failed expectation, the table, the file or partition and example bad
 values; the full result goes to ``reports/validation.json`` and GX Data Docs HTML to
 ``reports/data_docs/index.html``.
+
+Incremental: the passing report records, per CDR day partition and per small table, the content hash
+it passed with, the checks' version (:func:`suite_key`: this module, the validation settings and,
+for every table but subscribers, the subscribers table the orphan check reads) and the span of its
+timestamps. The next run re-checks only units whose bytes or checks changed, or whose span left
+the batch period; a new day is read and checked alone, and a changed subscribers table re-checks
+everything. Presence of the day partitions is checked every run (it reads no data).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 import logging
 import os
 import shutil
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import great_expectations as gx
@@ -29,8 +38,16 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from core.config import Settings
-from core.io import PARTITION, fingerprint, write_json_atomic
+from core.io import (
+    PARTITION,
+    cached_content_hash,
+    fingerprint,
+    partition_hashes,
+    sha256_files,
+    write_json_atomic,
+)
 from features.catalogue import CATALOGUE, FEATURE_NAMES
+from features.manifest import hash_cache
 from pipelines.errors import Failure, ValidationFailed
 
 # Great Expectations is imported inside the functions that build and run suites (_suite, _context,
@@ -63,6 +80,16 @@ SCHEMAS: dict[str, list[str]] = {
 }
 MAX_RECHARGE = 10_000  # CNY: a larger single prepaid top-up is an export error
 FEATURE_TABLE = "subscriber_features"
+# table -> the column its suite checks against the batch period, and whether its start is checked
+# too (an activation date only must not lie in the future): a passing unit's recorded span of it
+# still passes while it lies inside the period
+PERIOD_COLUMN = {
+    "subscribers": ("activation_date", False),
+    "cdr": ("start_time", True),
+    "complaints": ("complaint_time", True),
+    "churn_events": ("event_date", True),
+    "recharges": ("recharge_time", True),
+}
 _counter = itertools.count()
 
 
@@ -319,15 +346,24 @@ def _failure(r, df: pd.DataFrame, table: str, file: str) -> Failure | None:
     )
 
 
-def cdr_batches(cdr_dir: Path, failures: list[Failure] | None = None, max_rows: int | None = None):
+def cdr_batches(
+    cdr_dir: Path,
+    failures: list[Failure] | None = None,
+    max_rows: int | None = None,
+    days: Iterable[str] | None = None,
+):
     """CDR day partitions as frames of whole days, about ``max_rows`` rows each (all in one if None).
 
     Each frame has the ``date`` partition column (categoricals as text). Each file's schema is
     checked on the way: a file missing a required column is named in ``failures`` (when given) and
     left out. Whole days per batch keep the duplicate check exact: a call's day is its partition.
+    ``days``: only these partitions (by value), the others not read.
     """
     frames, rows = [], 0
+    wanted = None if days is None else set(days)
     for day in sorted(Path(cdr_dir).glob(f"{PARTITION}=*")):
+        if wanted is not None and day.name.split("=", 1)[1] not in wanted:
+            continue
         for f in sorted(day.glob("*.parquet")):
             part = pd.read_parquet(f)
             missing = [c for c in SCHEMAS["cdr"] if c not in part.columns]
@@ -419,48 +455,170 @@ def partition_failures(settings: Settings, cdr_dir: Path) -> list[Failure]:
     return out
 
 
-def validate_landing(settings: Settings) -> dict:
-    """Validate every landing table; raise :class:`ValidationFailed` on any error (warnings pass)."""
-    shutil.rmtree(settings.reports_dir / "data_docs", ignore_errors=True)  # the docs show this run only
-    ctx = _context(settings)
-    failures: list[Failure] = []
-    summary = {}
-    src = settings.landing_dir
-    subs_path = src / "subscribers.parquet"
-    known = (
-        pd.read_parquet(subs_path, columns=["subscriber_id"])["subscriber_id"].astype(str).tolist()
-        if subs_path.exists()
-        else None
+@dataclass(frozen=True)
+class TableCheck:
+    """One landing table's validation in this run: its report entry and what it found."""
+
+    summary: dict  # reports/validation.json's entry: file, rows, fingerprint, failures, units
+    failures: list[Failure]
+    checked: int  # units (CDR partitions, or the table file) read and checked by this run
+    reused: int  # units unchanged since they passed: not read
+
+
+def suite_key(table: str, settings: Settings, subscribers: str | None) -> str:
+    """The version of ``table``'s checks apart from the batch period (see :data:`PERIOD_COLUMN`): this
+    module's source, the validation settings, and the subscribers table (content hash) that the
+    orphan check of every other table reads."""
+    parts = {
+        "table": table,
+        "validate_py": sha256_files(Path(__file__)),
+        "great_expectations": gx.__version__,
+        "validation": settings.validation.model_dump(mode="json", exclude={"cdr_batch_rows"}),
+        "callee_regex": callee_regex(settings),
+        "subscribers": subscribers if table != "subscribers" else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _passed_units(settings: Settings) -> dict[str, dict]:
+    """Per table, the units the last passing report recorded (nothing after a failed or no run)."""
+    try:
+        report = json.loads((settings.reports_dir / "validation.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not report.get("success"):
+        return {}
+    return {t: v.get("units") or {} for t, v in (report.get("tables") or {}).items()}
+
+
+def _still_passes(record: dict | None, content: str, suite: str, table: str, period) -> bool:
+    """A unit passed before with these bytes and checks, and its timestamps lie in this period."""
+    if not record or record.get("hash") != content or record.get("suite") != suite:
+        return False
+    span = record.get("span")
+    if table not in PERIOD_COLUMN or span is None:
+        return True
+    lo, hi = (pd.Timestamp(v) for v in span)
+    inside_start = not PERIOD_COLUMN[table][1] or lo >= pd.Timestamp(period[0])
+    return inside_start and hi <= pd.Timestamp(period[1])
+
+
+def _records(df: pd.DataFrame, table: str, found: list[Failure], hashes: dict, suite: str) -> dict:
+    """The units of a checked batch as the report records them (none when the batch has an error).
+
+    A warning is kept with the partitions its examples name (the batch's first day when none), so a
+    later run that reuses them reports it again."""
+    if any(f.severity == "error" for f in found):
+        return {}
+    col = PERIOD_COLUMN.get(table, (None,))[0]
+    groups = df.groupby(PARTITION, sort=True) if table == "cdr" else [(next(iter(hashes)), df)]
+    out = {}
+    for unit, part in groups:
+        ts = pd.to_datetime(part[col]) if col in part.columns and len(part) else None
+        out[unit] = {
+            "hash": hashes[unit],
+            "suite": suite,
+            "rows": int(len(part)),
+            "span": None if ts is None else [str(ts.min()), str(ts.max())],
+            "warnings": [],
+        }
+    first = next(iter(out), None)
+    for w in (f for f in found if f.severity == "warning"):
+        for unit in [p for p in w.partitions if p in out] or [first]:
+            out[unit]["warnings"].append(asdict(w))
+    return out
+
+
+def _check_table(settings: Settings, table: str, ctx, previous: dict, known: Callable) -> TableCheck:
+    """Check the units of ``table`` that are new or changed; the rest keep their passing record."""
+    path = settings.landing_dir / ("cdr" if table == "cdr" else f"{table}.parquet")
+    if not path.exists():
+        return TableCheck(
+            {}, [Failure(table, str(path), "file_exists", None, "table not found in the export")], 0, 0
+        )
+    cache, period = hash_cache(settings), _period(settings)
+    found = partition_failures(settings, path) if table == "cdr" else []
+    hashes = (
+        partition_hashes(path, cache) if table == "cdr" else {path.name: cached_content_hash(path, cache)}
     )
-    for table in SCHEMAS:
-        path = src / "cdr" if table == "cdr" else src / f"{table}.parquet"
-        if not path.exists():
-            failures.append(Failure(table, str(path), "file_exists", None, "table not found in the export"))
-            continue
-        found = partition_failures(settings, path) if table == "cdr" else []
+    subs = settings.landing_dir / "subscribers.parquet"
+    suite = suite_key(table, settings, cached_content_hash(subs, cache) if subs.exists() else None)
+    old = previous.get(table) or {}
+    records = {u: old[u] for u, h in hashes.items() if _still_passes(old.get(u), h, suite, table, period)}
+    todo = [u for u in hashes if u not in records]
+    if todo:
         batches = (
-            cdr_batches(path, found, settings.validation.cdr_batch_rows)
+            cdr_batches(path, found, settings.validation.cdr_batch_rows, days=todo)
             if table == "cdr"
             else [pd.read_parquet(path)]
         )
-        rows = 0
         for df in batches:  # bounded memory: one batch of whole days at a time
-            found += validate_table(df, table, str(path), settings, ctx, known_ids=known)
-            rows += len(df)
-        summary[table] = {
-            "file": str(path),
-            "rows": rows,
-            "fingerprint": fingerprint(path),
-            "failures": [asdict(f) for f in found],
-        }
-        failures += found
-        errors = [f for f in found if f.severity == "error"]
+            batch = validate_table(df, table, str(path), settings, ctx, known_ids=known())
+            found += batch
+            records.update(_records(df, table, batch, hashes, suite))
+    reused = [u for u in hashes if u not in todo]
+    found += _dedupe([Failure(**w) for u in reused for w in records[u].get("warnings") or []])
+    summary = {
+        "file": str(path),
+        "rows": sum(r["rows"] for r in records.values()),
+        "fingerprint": fingerprint(path),
+        "failures": [asdict(f) for f in found],
+        "checked": len(todo),
+        "reused": len(reused),
+        "units": dict(sorted(records.items())),
+    }
+    return TableCheck(summary, found, len(todo), len(reused))
+
+
+def _dedupe(failures: list[Failure]) -> list[Failure]:
+    seen, out = set(), []
+    for f in failures:
+        key = json.dumps(asdict(f), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _known_ids(settings: Settings) -> Callable[[], list[str] | None]:
+    """The subscriber ids for the orphan checks, read on first use (not at all when nothing is checked)."""
+    path, loaded = settings.landing_dir / "subscribers.parquet", []
+
+    def known() -> list[str] | None:
+        if not loaded:
+            ids = pd.read_parquet(path, columns=["subscriber_id"])["subscriber_id"] if path.exists() else None
+            loaded.append(None if ids is None else ids.astype(str).tolist())
+        return loaded[0]
+
+    return known
+
+
+def validate_landing(settings: Settings) -> dict:
+    """Validate the landing tables, each unit only when new or changed since it passed (see the
+    module docstring); raise :class:`ValidationFailed` on any error (warnings pass)."""
+    shutil.rmtree(settings.reports_dir / "data_docs", ignore_errors=True)  # the docs show this run only
+    ctx = _context(settings)
+    previous, known = _passed_units(settings), _known_ids(settings)
+    failures: list[Failure] = []
+    summary = {}
+    for table in SCHEMAS:
+        check = _check_table(settings, table, ctx, previous, known)
+        if check.summary:
+            summary[table] = check.summary
+        failures += check.failures
+        errors = [f for f in check.failures if f.severity == "error"]
         log.info(
-            "validated %-12s %9d rows: %s",
+            "validated %-12s %9d rows (%d unit(s) checked, %d unchanged since they passed): %s",
             table,
-            rows,
-            "ok" if not found else f"{len(errors)} error(s), {len(found) - len(errors)} warning(s)",
+            check.summary.get("rows", 0),
+            check.checked,
+            check.reused,
+            "ok"
+            if not check.failures
+            else f"{len(errors)} error(s), {len(check.failures) - len(errors)} warning(s)",
         )
+    if not any(t.get("checked") for t in summary.values()):
+        ctx.build_data_docs()  # nothing ran: an index saying so
     for w in (f for f in failures if f.severity == "warning"):
         log.warning("%s", w)
     errors = [f for f in failures if f.severity == "error"]

@@ -320,7 +320,7 @@ def test_a_late_partition_recomputes_only_the_snapshots_reading_it(copy_trained,
     m = json.loads(manifest_path(s).read_text())
     assert m["build"]["computed"] == ["2026-06-01"]
     assert m["build"]["recomputed"] == {"2026-06-01": "cdr day 2026-05-15 changed"}
-    assert summary.materialised == "full"  # an existing snapshot's rows changed
+    assert summary.materialised == "changed rows"  # the newest snapshot recomputed: its changed rows written
 
     feats, labels = pd.read_parquet(s.feature_table), pd.read_parquet(s.label_table)
     june = pd.Timestamp("2026-06-01", tz="UTC")
