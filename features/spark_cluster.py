@@ -190,7 +190,7 @@ def _wait_alive(web_ui: str, n: int, procs: list[tuple[str, subprocess.Popen, Pa
                 return status
         time.sleep(0.5)
     alive = {w.get("webuiaddress") for w in status.get("workers", []) if w.get("state") == "ALIVE"}
-    name, _, log = next(((nm, p, lg) for nm, p, lg in procs[1:] if nm not in alive), procs[0])
+    name, _, log = next(((nm, p, lg) for nm, p, lg in procs[1:] if nm.split()[-1] not in alive), procs[0])
     raise ClusterError(
         f"{n} Spark workers not ALIVE at {web_ui} after {timeout:.0f} s ({len(alive)} were); "
         f"log of {name}:\n{tail(log)}"
@@ -214,6 +214,7 @@ def standalone_cluster(
     master and worker daemons themselves. Logs and work dirs live in ``base_dir`` (a temporary
     folder by default, removed on exit unless ``keep``).
     """
+    java_home()  # fail before making anything
     base = Path(base_dir or tempfile.mkdtemp(prefix="churnwarn-spark-"))
     base.mkdir(parents=True, exist_ok=True)
     env = {**_env(base), "SPARK_DAEMON_MEMORY": daemon_memory}
@@ -233,7 +234,7 @@ def standalone_cluster(
             args += ["--cores", str(cores_per_worker), "--memory", memory_per_worker]
             args += ["--work-dir", str(work), url]
             p = _start(args, log, {**env, "SPARK_WORKER_DIR": str(work)})
-            started.append((f"http://{HOST}:{wui}", p, log))
+            started.append((f"worker {i} at http://{HOST}:{wui}", p, log))
             found.append(Worker(pid=p.pid, port=wport, web_ui=f"http://{HOST}:{wui}", log=log))
         _wait_alive(web_ui, workers, started, timeout)
         yield StandaloneCluster(url, web_ui, started[0][1].pid, tuple(found), base)

@@ -19,7 +19,7 @@ import pytest
 from core.config import REPO_ROOT, load_settings
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features
-from features.spark_cluster import fetch_json, standalone_cluster
+from features.spark_cluster import ClusterError, fetch_json, standalone_cluster
 from pipelines.generate import generate
 from pipelines.ingest import ingest
 
@@ -37,7 +37,7 @@ from features.spark_engine import spark_session, write_features
 
 s = load_settings(sys.argv[1])
 conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
-        "spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "4"}
+        "spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "2"}
 spark = spark_session(SparkConfig(master=sys.argv[2], app_name="cluster-test", conf=conf))
 sc = spark.sparkContext
 write_features(spark, s.raw_dir, list(s.features.snapshots), s, Path(sys.argv[3]))
@@ -56,7 +56,8 @@ spark.stop()
 def raw_settings(tmp_path, make_config):
     """A tiny generated and ingested workdir of its own (CI runs on a clean clone)."""
     work = tmp_path / "work"
-    settings = load_settings(make_config(work, data={"n_subscribers": 300, "seed": 5}))
+    snapshots = {"snapshots": ["2026-04-01", "2026-06-01"]}  # two: the job's cost is per snapshot
+    settings = load_settings(make_config(work, data={"n_subscribers": 200, "seed": 5}, features=snapshots))
     generate(settings)
     ingest(settings, skip_validation=True)  # the data was just generated: validation is not under test
     return settings
@@ -89,12 +90,16 @@ def _alive(pid: int) -> bool:
 def test_features_on_a_two_worker_cluster_equal_duckdb(raw_settings, tmp_path):
     s, out = raw_settings, tmp_path / "features"
     with standalone_cluster(workers=2, cores_per_worker=1, memory_per_worker="1g") as cluster:
+        script = (
+            tmp_path / "job.py"
+        )  # a file, not `python -c`: PySpark takes a __main__ without one for doctests
+        script.write_text(JOB)
         job = subprocess.run(
-            [sys.executable, "-c", JOB, str(s.workdir / "config.yaml"), cluster.url, str(out)],
+            [sys.executable, str(script), str(s.workdir / "config.yaml"), cluster.url, str(out)],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,  # ~1 min on an idle machine; Spark's fixed costs stretch under load
         )
         assert job.returncode == 0, job.stderr[-3000:]
         seen = json.loads(job.stdout.strip().splitlines()[-1])
@@ -115,5 +120,23 @@ def test_features_on_a_two_worker_cluster_equal_duckdb(raw_settings, tmp_path):
     duck = feats.merge(labels, on=["subscriber_id", "event_timestamp"])
     duck = duck.sort_values(["event_timestamp", "subscriber_id"], ignore_index=True)
     spark = _spark_table(out).rename(columns={"churned_within_horizon": "churned"})
-    assert duck["event_timestamp"].nunique() == len(s.features.snapshots) and len(duck) > 500
+    assert duck["event_timestamp"].nunique() == len(s.features.snapshots) and len(duck) > 300
     _assert_equal(duck, spark)
+
+
+def test_no_java_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ClusterError, match="no Java found"), standalone_cluster():
+        pass
+
+
+def test_a_worker_that_dies_is_reported_with_its_log(tmp_path):
+    """A worker refused at start (memory it cannot parse): the error names it and shows its log."""
+    with pytest.raises(ClusterError, match=r"exited with .*its log:\n(.|\n)*memory") as err:
+        with standalone_cluster(workers=1, memory_per_worker="lots", base_dir=tmp_path / "c"):
+            pass
+    assert str(err.value).startswith("Spark worker 0 at http://127.0.0.1:")
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
