@@ -8,7 +8,9 @@ every work order carries its reasons and a suggested action.
 Speed (1 million subscribers in under a minute): everyone is scored with one ``predict_proba``
 (cheap), and only the rows that make the list are explained (exact TreeSHAP costs ~100x a
 prediction), through the same ``score_with_reasons`` the endpoint uses. Features come from the same
-``compute_features`` the training table was built with.
+``compute_features`` the training table was built with. At operator scale (``features.engine: spark``)
+the features, scoring and per-tier choice run on Spark (``pipelines/warn_spark.py``, the same
+:data:`RANKING`) and only counts and the chosen rows come back; explaining and writing are shared.
 
 Outputs go to ``<workdir>/warnings/<date>/`` (warnings.parquet, warnings.csv, summary.html,
 summary.json), written into a hidden folder beside it and swapped in whole: a failed run leaves the
@@ -27,6 +29,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -195,17 +198,72 @@ def resolve_date(settings: Settings, date: dt.date | str | None) -> dt.date:
 
 
 # Capacity and ranking -------------------------------------------------------------------------------
-def capacities(vip: np.ndarray, cfg: WarningConfig) -> list[TierCapacity]:
-    """Per VIP tier: managers = ceil(active / subscribers_per_manager), capacity = managers x orders_per_manager;
-    the non-VIP tier gets the call centre's ``mass_capacity``."""
-    active = pd.Series(vip, dtype=object).value_counts().to_dict()  # hashing: no sort of a million strings
+@dataclass(frozen=True)
+class RankKey:
+    """One key of the list's order; NaN (no value at stake) sorts last on either engine."""
+
+    column: str
+    descending: bool
+
+
+# The one ranking rule of both engines (np.lexsort here, a Spark window in pipelines/warn_spark.py):
+# expected loss first; ties go to the higher probability, then the smaller subscriber id.
+RANKING = (
+    RankKey("expected_loss", True),
+    RankKey("churn_probability", True),
+    RankKey("subscriber_id", False),
+)
+SCORED_COLUMNS = ("subscriber_id", "churn_probability", "value_at_stake", "expected_loss", "vip_tier")
+SCORE_BINS = np.linspace(0, 1, 51)  # the summary's score histogram
+
+
+def score_bin(proba: np.ndarray) -> np.ndarray:
+    """Each probability's bin of SCORE_BINS as ``np.histogram`` counts it (the last bin is closed), so the
+    Spark executors can count the histogram without sending the scores to the driver."""
+    idx = np.searchsorted(SCORE_BINS, np.asarray(proba, dtype=float), side="right") - 1
+    return np.clip(idx, 0, len(SCORE_BINS) - 2).astype("int32")
+
+
+def score_counts(proba: np.ndarray) -> np.ndarray:
+    """Subscribers per SCORE_BINS bin."""
+    return np.bincount(score_bin(proba), minlength=len(SCORE_BINS) - 1)
+
+
+def rank_order(frame: pd.DataFrame) -> np.ndarray:
+    """Positions of ``frame``'s rows in list order (:data:`RANKING`)."""
+    keys = [
+        -frame[k.column].to_numpy(dtype=float) if k.descending else frame[k.column].to_numpy()
+        for k in reversed(RANKING)  # lexsort: the last key is the primary one
+    ]
+    return np.lexsort(keys)
+
+
+def tier_capacities(active: Mapping[str, int], cfg: WarningConfig) -> list[TierCapacity]:
+    """Per VIP tier (``active``: subscribers per tier name): managers = ceil(active / subscribers_per_manager),
+    capacity = managers x orders_per_manager; the non-VIP tier gets the call centre's ``mass_capacity``."""
     out = []
     for t in cfg.vip_tiers:
-        n = active.get(t.name, 0)
+        n = int(active.get(t.name, 0))
         managers = math.ceil(n / t.subscribers_per_manager)
         out.append(TierCapacity(t.name, n, managers, managers * cfg.orders_per_manager))
-    out.append(TierCapacity(cfg.non_vip_tier, active.get(cfg.non_vip_tier, 0), None, cfg.mass_capacity))
+    out.append(TierCapacity(cfg.non_vip_tier, int(active.get(cfg.non_vip_tier, 0)), None, cfg.mass_capacity))
     return out
+
+
+def capacities(vip: np.ndarray, cfg: WarningConfig) -> list[TierCapacity]:
+    """:func:`tier_capacities` of every active subscriber's VIP tier."""
+    active = pd.Series(vip, dtype=object).value_counts().to_dict()  # hashing: no sort of a million strings
+    return tier_capacities(active, cfg)
+
+
+def with_counts(
+    tiers: list[TierCapacity], candidates: Mapping[str, int], listed: Mapping[str, int]
+) -> list[TierCapacity]:
+    """``tiers`` with their candidates and work orders filled in."""
+    return [
+        replace(t, candidates=int(candidates.get(t.tier, 0)), listed=int(listed.get(t.tier, 0)))
+        for t in tiers
+    ]
 
 
 def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list[TierCapacity]]:
@@ -213,31 +271,31 @@ def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list
     capacity and never below ``list_min_probability``; the list ranked by expected loss overall.
 
     ``scored`` has subscriber_id, churn_probability, value_at_stake, expected_loss, vip_tier (one row
-    per active subscriber). Ties go to the higher probability, then the smaller subscriber id, so the
-    same scores always give the same list.
+    per active subscriber). Ties go to the higher probability, then the smaller subscriber id
+    (:data:`RANKING`), so the same scores always give the same list.
     """
     tiers = capacities(scored["vip_tier"].to_numpy(), cfg)
     cand = scored[scored["churn_probability"].to_numpy() >= cfg.list_min_probability]
-    # only the candidates are sorted (a few % of the base); NaN expected loss (no value) sorts last
-    order = np.lexsort(
-        (
-            cand["subscriber_id"].to_numpy(),
-            -cand["churn_probability"].to_numpy(),
-            -cand["expected_loss"].to_numpy(dtype=float),
-        )
-    )
-    cand = cand.iloc[order]
+    cand = cand.iloc[rank_order(cand)]  # only the candidates are sorted (a few % of the base)
     within = cand.groupby("vip_tier", sort=False).cumcount().to_numpy()
     cap = cand["vip_tier"].map({t.tier: t.capacity for t in tiers}).fillna(0).to_numpy()
     listed = cand[within < cap]
-    counts, n_cand = listed["vip_tier"].value_counts(), cand["vip_tier"].value_counts()
-    tiers = [
-        replace(t, candidates=int(n_cand.get(t.tier, 0)), listed=int(counts.get(t.tier, 0))) for t in tiers
-    ]
+    tiers = with_counts(tiers, cand["vip_tier"].value_counts(), listed["vip_tier"].value_counts())
     return listed, tiers
 
 
 # The list -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Night:
+    """What the driver keeps of a night's scoring: counts for everyone, rows only for the chosen."""
+
+    active: int  # subscribers scored
+    listed: pd.DataFrame = field(repr=False)  # the chosen, in list order: SCORED_COLUMNS
+    rows: pd.DataFrame = field(repr=False)  # their features, same order
+    tiers: list[TierCapacity]
+    score_counts: np.ndarray = field(repr=False)  # everyone's probabilities per SCORE_BINS bin
+
+
 def nightly_list(
     settings: Settings,
     date: dt.date | str | None = None,
@@ -249,38 +307,56 @@ def nightly_list(
 
     ``model``: a ``models.registry.LoadedModel`` (default: the registry's champion). Raises
     :class:`WarnError` on a bad date, language or model, ``ValidationFailed`` on bad features; in
-    either case nothing is written.
+    either case nothing is written. With ``features.engine: spark`` the scoring and the choice run on
+    Spark (``pipelines/warn_spark.py``) and only the chosen rows reach this process.
     """
     _check_request(settings, lang)
-    cfg = settings.warnings
     date = resolve_date(settings, date)
     clock = _Stopwatch()
     loaded = _usable_model(settings, model)
     clock.lap("load_model", f"model {loaded.name} v{loaded.version} ({loaded.model.kind}) loaded")
+    if settings.features.engine == "spark":
+        from pipelines import warn_spark  # PySpark: the optional `spark` extra
+
+        night = warn_spark.score_night(settings, date, loaded, clock)
+    else:
+        night = score_night(settings, date, loaded, clock)
+    explained = score_with_reasons(
+        loaded.model, night.rows, settings, lang, proba=night.listed["churn_probability"].to_numpy()
+    )
+    clock.lap("explain", f"{len(night.listed):,} listed subscribers explained")
+    table = _table(night.listed, explained, settings, loaded, date, lang)
+    draft = _draft_summary(settings, date, loaded, lang, night.active, table, night.tiers)
+    folder, summary = _write(settings, draft, table, night.score_counts, clock, out_root)
+    return WarnResult(date, folder, summary, table)
+
+
+def score_night(settings: Settings, date: dt.date, loaded, clock: _Stopwatch) -> Night:
+    """Everyone's features, checks, scores and the choice, in this process (DuckDB)."""
+    cfg = settings.warnings
     feats = active_features(settings, date)
     clock.lap("features", f"features of {len(feats):,} subscribers active on {date} computed")
     checked = _check_features(feats, settings, date)
-    clock.lap("validate", f"features checked (suite on {checked:,} rows; every row: unique, finite)")
+    log_checked(clock, checked)
     proba = loaded.model.predict_proba(feats)
     clock.lap("predict", f"{len(feats):,} subscribers scored")
-    scored = at_stake(feats, proba, cfg)
-    listed, tiers = choose(scored, cfg)
-    n_cand = int((proba >= cfg.list_min_probability).sum())
+    listed, tiers = choose(at_stake(feats, proba, cfg), cfg)
+    log_choice(clock, len(listed), tiers, cfg)
+    rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
+    return Night(len(feats), listed, rows, tiers, score_counts(proba))
+
+
+def log_checked(clock: _Stopwatch, checked: int) -> None:
+    clock.lap("validate", f"features checked (suite on {checked:,} rows; every row: unique, finite)")
+
+
+def log_choice(clock: _Stopwatch, listed: int, tiers: list[TierCapacity], cfg: WarningConfig) -> None:
     clock.lap(
         "choose",
-        f"{len(listed):,} work orders chosen from {n_cand:,} candidates "
+        f"{listed:,} work orders chosen from {sum(t.candidates for t in tiers):,} candidates "
         f"(P >= {cfg.list_min_probability:g}) within capacity "
         + ", ".join(f"{t.tier} {t.listed}/{t.capacity}" for t in tiers),
     )
-    rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
-    explained = score_with_reasons(
-        loaded.model, rows, settings, lang, proba=listed["churn_probability"].to_numpy()
-    )
-    clock.lap("explain", f"{len(listed):,} listed subscribers explained")
-    table = _table(listed, explained, settings, loaded, date, lang)
-    draft = _draft_summary(settings, date, loaded, lang, len(feats), table, tiers)
-    folder, summary = _write(settings, draft, table, scored, clock, out_root)
-    return WarnResult(date, folder, summary, table)
 
 
 def _check_request(settings: Settings, lang: str) -> None:
@@ -362,21 +438,35 @@ def _check_features(feats: pd.DataFrame, settings: Settings, date: dt.date) -> i
     things scoring cannot survive: a subscriber twice (two work orders) and a missing or infinite input."""
     n = settings.warnings.validate_sample
     sample = feats if n is None or len(feats) <= n else feats.sample(n=n, random_state=0)
-    validate_features(sample, settings, file=f"features as of {date} (nightly list, not written)")
+    validate_sample(sample, settings, date)
     dupes = feats["subscriber_id"][feats["subscriber_id"].duplicated()]
-    if len(dupes):
-        raise WarnError(
-            f"features as of {date}: {len(dupes)} subscriber(s) appear twice, e.g. {dupes.iloc[:3].tolist()}"
-        )
+    refuse_duplicates(date, len(dupes), dupes.iloc[:3].tolist())
     finite = np.isfinite(feats[FEATURE_NAMES].to_numpy(dtype=float))
     if not finite.all():
         rows, cols = np.nonzero(~finite)
         named = sorted({FEATURE_NAMES[c] for c in cols})
-        raise WarnError(
-            f"features as of {date}: {len(set(rows))} subscriber(s) with missing or infinite inputs in "
-            f"{named}, e.g. {feats['subscriber_id'].iloc[rows[:3]].tolist()}"
-        )
+        refuse_non_finite(date, len(set(rows)), named, feats["subscriber_id"].iloc[rows[:3]].tolist())
     return len(sample)
+
+
+def validate_sample(sample: pd.DataFrame, settings: Settings, date: dt.date) -> None:
+    """The feature-table suite (Great Expectations) on the night's sample."""
+    validate_features(sample, settings, file=f"features as of {date} (nightly list, not written)")
+
+
+def refuse_duplicates(date: dt.date, n: int, examples: list) -> None:
+    """Two rows of one subscriber would be two work orders."""
+    if n:
+        raise WarnError(f"features as of {date}: {n} subscriber(s) appear twice, e.g. {examples}")
+
+
+def refuse_non_finite(date: dt.date, n: int, named: list[str], examples: list) -> None:
+    """A missing or infinite input has no score."""
+    if n:
+        raise WarnError(
+            f"features as of {date}: {n} subscriber(s) with missing or infinite inputs in "
+            f"{named}, e.g. {examples}"
+        )
 
 
 def _load_champion(settings: Settings):
@@ -424,7 +514,7 @@ def _write(
     settings: Settings,
     draft: ListSummary,
     table: pd.DataFrame,
-    scored: pd.DataFrame,
+    counts: np.ndarray,
     clock: _Stopwatch,
     out_root: Path | None,
 ) -> tuple[Path, ListSummary]:
@@ -439,7 +529,7 @@ def _write(
         table.to_parquet(tmp / "warnings.parquet", index=False)
         table.drop(columns="reasons").to_csv(tmp / "warnings.csv", index=False, date_format="%Y-%m-%d")
         (tmp / "summary.html").write_text(
-            summary_html(table, scored, list(draft.tiers), draft, settings.warnings), encoding="utf-8"
+            summary_html(table, counts, list(draft.tiers), draft, settings.warnings), encoding="utf-8"
         )
         clock.lap("write")
         clock.total()
@@ -473,20 +563,21 @@ def _figure():
 
 
 def summary_plots(
-    table: pd.DataFrame, scored: pd.DataFrame, tiers: list[TierCapacity], cfg: WarningConfig
+    table: pd.DataFrame, counts: np.ndarray, tiers: list[TierCapacity], cfg: WarningConfig
 ) -> dict[str, str]:
-    """Three base64 PNGs: score distribution (all vs listed), reasons mix (listed), tier mix (capacity use)."""
+    """Three base64 PNGs: score distribution (all, from ``counts`` per SCORE_BINS bin, vs listed), reasons mix
+    (listed), tier mix (capacity use)."""
     return {
-        "score distribution": _png(_score_plot(table, scored, cfg)),
+        "score distribution": _png(_score_plot(table, counts, cfg)),
         "reasons mix": _png(_reasons_plot(table)),
         "tier mix": _png(_tier_plot(tiers)),
     }
 
 
-def _score_plot(table: pd.DataFrame, scored: pd.DataFrame, cfg: WarningConfig):
+def _score_plot(table: pd.DataFrame, counts: np.ndarray, cfg: WarningConfig):
     fig, ax = _figure()
-    bins = np.linspace(0, 1, 51)
-    ax.hist(scored["churn_probability"], bins=bins, color="#9bb", label=f"all active ({len(scored):,})")
+    bins = SCORE_BINS
+    ax.hist(bins[:-1], bins=bins, weights=counts, color="#9bb", label=f"all active ({int(counts.sum()):,})")
     ax.hist(table["churn_probability"], bins=bins, color="#c33", label=f"on the list ({len(table):,})")
     ax.axvline(cfg.list_min_probability, ls=":", c="k", label=f"min probability {cfg.list_min_probability:g}")
     ax.set(
@@ -533,7 +624,7 @@ def _tier_plot(tiers: list[TierCapacity]):
 
 def summary_html(
     table: pd.DataFrame,
-    scored: pd.DataFrame,
+    counts: np.ndarray,
     tiers: list[TierCapacity],
     summary: ListSummary,
     cfg: WarningConfig,
@@ -557,7 +648,7 @@ def summary_html(
     imgs = "".join(
         f'<figure><img alt="{e(name)}" src="data:image/png;base64,{b64}"><figcaption>{e(name)}'
         "</figcaption></figure>"
-        for name, b64 in summary_plots(table, scored, tiers, cfg).items()
+        for name, b64 in summary_plots(table, counts, tiers, cfg).items()
     )
     date = e(str(summary.date))
     return f"""<!doctype html>
