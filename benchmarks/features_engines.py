@@ -20,6 +20,7 @@ features_engines.png.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -192,36 +193,42 @@ def _gib(x: float) -> str:
 
 
 def per_1e8_table(steps: list[Step]) -> str:
-    """At the largest size every engine finished: features and floor per 10^8 rows, and ratios."""
+    """Per engine at the largest size it finished: features and floor per 10^8 rows, and ratios."""
     by = {(s.engine, s.kind, s.rows): s for s in steps}
-    sizes = [r for r in sorted({s.rows for s in steps}) if all((e, "features", r) in by for e in ENGINES_RUN)]
-    if not sizes:
-        return "No size finished on every engine yet."
-    r = sizes[-1]
-    duck = by[("duckdb", "features", r)].seconds
     rows = []
     for e in ENGINES_RUN:
-        f, fl = by[(e, "features", r)], by.get((e, "floor", r))
+        sizes = sorted(r for (en, k, r) in by if en == e and k == "features")
+        if not sizes:
+            continue
+        r = sizes[-1]
+        f, fl, duck = by[(e, "features", r)], by.get((e, "floor", r)), by.get(("duckdb", "features", r))
         floor = fl.seconds if fl else float("nan")
         rows.append(
             (
                 LABELS[e],
+                f"{r:,}",
+                f"{f.seconds:.1f}",
                 f"{f.seconds * 1e8 / r:.1f}",
                 f"{floor * 1e8 / r:.1f}",
                 f"{f.seconds / floor:.1f}x",
-                f"{f.seconds / duck:.1f}x",
+                f"{f.seconds / duck.seconds:.1f}x" if duck else "-",
             )
         )
-    head = [
-        "engine",
-        "features s / 10^8 rows",
-        "scan floor s / 10^8 rows",
-        "features / own floor",
-        "vs DuckDB",
-    ]
-    return f"At {r:,} CDR rows (the largest size every engine finished), one snapshot:\n\n" + md_table(
-        head, rows, "lrrrr"
+    head = ["engine", "at CDR rows", "features s", "features s / 10^8 rows", "floor s / 10^8 rows"]
+    return "Each engine at the largest size it finished, one snapshot:\n\n" + md_table(
+        [*head, "features / own floor", "vs DuckDB, same size"], rows, "lrrrrrr"
     )
+
+
+def memory_note(steps: list[Step]) -> str:
+    """The driver's peak against the number of subscribers, per Spark engine (the scale question)."""
+    parts = []
+    for e in ("local", "cluster"):
+        f = sorted((s for s in steps if s.engine == e and s.kind == "features"), key=lambda s: s.rows)
+        if f:
+            pts = ", ".join(f"{s.driver_jvm_gib:.2f} GiB at {s.subscribers:,}" for s in f)
+            parts.append(f"{LABELS[e]} driver JVM peak by subscribers: {pts}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def scaling_table(steps: list[Step]) -> str:
@@ -278,20 +285,27 @@ ENGINES_RUN: tuple[str, ...] = ENGINES
 
 
 def report(steps: list[Step], sizes: list[int], args) -> None:
-    done = sorted({s.rows for s in steps})
     png = Path(os.environ.get("CHURNWARN_BENCH_RESULTS", RESULTS)) / "features_engines.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     plot(steps, png)
+    missing = [
+        f"{LABELS[e]} at {r:.0e}"
+        for r in sizes
+        for e in ENGINES_RUN
+        if not any(s.engine == e and s.kind == "features" and r / 2 < s.rows < r * 2 for s in steps)
+    ]
     notes = [
         per_1e8_table(steps),
         "## Scaling\n\n" + scaling_table(steps),
         "![rows/s and peak memory against size](features_engines.png)",
-        f"Sizes asked: {', '.join(f'{r:.0e}' for r in sizes)} CDR rows; measured: "
-        f"{', '.join(f'{r:,}' for r in done) or 'none'}. Spark memory: local[2] driver "
+        memory_note(steps),
+        f"Sizes asked: {', '.join(f'{r:.0e}' for r in sizes)} CDR rows. Not measured (the run was "
+        f"stopped first): {', '.join(missing) or 'none'}. Spark memory: local[2] driver "
         f"{args.local_memory}; cluster driver {args.driver_memory}, executors {args.executor_memory} each "
         f"(workers {args.worker_memory}, 1 core). The floor sums one column over every CDR row; the "
         "features step writes one snapshot's table as parquet. Wall times exclude process and session "
-        "start (a Spark session takes ~5-10 s more).",
+        "start (a Spark session takes ~5-10 s more). Steps are recorded in `<data>/features_engines.jsonl` "
+        "as they finish; `--report-only` rewrites this file from that record.",
     ]
     write_report(__file__, "Feature engines: DuckDB, Spark local and a standalone cluster", notes)
 
@@ -312,9 +326,18 @@ def main() -> None:
     ap.add_argument("--driver-memory", default="2g", help="cluster driver heap")
     ap.add_argument("--executor-memory", default="3g", help="heap of each cluster executor")
     ap.add_argument("--worker-memory", default="4g", help="what each worker may give its executors")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the recorded steps")
     args = ap.parse_args()
     sizes = [int(float(r)) for r in args.rows.split(",")]
     ENGINES_RUN = tuple(e for e in ENGINES if e in args.engines.split(","))
+    record = args.data / "features_engines.jsonl"
+    if args.report_only:
+        steps = [
+            Step(**{**d, "executor_gib": tuple(d["executor_gib"])}) for d in map(json.loads, record.open())
+        ]
+        report(steps, sizes, args)
+        return
+    record.unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the cluster too
     configs = {r: ensure_data(args.data, r, args.days) for r in sizes}
     steps: list[Step] = []
@@ -331,6 +354,8 @@ def main() -> None:
         for r, e in order:
             for kind in ("floor", "features"):
                 steps.append(measure(e, kind, configs[r], args, cluster))
+                with record.open("a") as f:
+                    f.write(json.dumps(asdict(steps[-1])) + "\n")
             report(steps, sizes, args)
 
 
