@@ -159,28 +159,33 @@ def rank_columns() -> list[Column]:
     ]
 
 
-def chosen(
-    scored: DataFrame, feats: DataFrame, tiers: list[TierCapacity], cfg: WarningConfig
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The work orders: per tier the first ``capacity`` candidates by ``row_number`` over the tier, joined
-    to their features and collected, in list order (:func:`pipelines.warn.rank_order`)."""
+def cut(scored: DataFrame, tiers: list[TierCapacity], cfg: WarningConfig) -> DataFrame:
+    """Per tier the first ``capacity`` candidates by ``row_number`` over the tier (:func:`rank_columns`):
+    ``pipelines.warn.choose``'s list, unordered. The literal bound lets Spark cut each task's rows to the
+    largest capacity before the shuffle (``WindowGroupLimit``, under :data:`GROUP_LIMIT_CONF`)."""
     caps = {t.tier: t.capacity for t in tiers}
-    most = max(caps.values(), default=0)
     cap_of = F.coalesce(
         F.create_map(*[F.lit(x) for kv in caps.items() for x in kv])[F.col("vip_tier")], F.lit(0)
     )
     within = F.row_number().over(Window.partitionBy("vip_tier").orderBy(*rank_columns()))
-    listed = (
+    return (
         scored.filter(F.col("churn_probability") >= cfg.list_min_probability)
         .withColumn("_within", within)
-        .filter((F.col("_within") <= most) & (F.col("_within") <= cap_of))  # the literal: a per-task pre-cut
+        .filter((F.col("_within") <= max(caps.values(), default=0)) & (F.col("_within") <= cap_of))
         .select(*SCORED_COLUMNS)
     )
+
+
+def chosen(
+    scored: DataFrame, feats: DataFrame, tiers: list[TierCapacity], cfg: WarningConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The work orders (:func:`cut`) joined to their features and collected, in list order
+    (:func:`pipelines.warn.rank_order`): scores and feature rows."""
     spark = scored.sparkSession
     before = spark.conf.get(GROUP_LIMIT_CONF)
-    spark.conf.set(GROUP_LIMIT_CONF, str(max(int(before), most)))
+    spark.conf.set(GROUP_LIMIT_CONF, str(max([int(before), *(t.capacity for t in tiers)])))
     try:  # the chosen few with their features (none of SCORED_COLUMNS is a feature name)
-        rows = F.broadcast(listed).join(feats, "subscriber_id").toPandas()
+        rows = F.broadcast(cut(scored, tiers, cfg)).join(feats, "subscriber_id").toPandas()
     finally:
         spark.conf.set(GROUP_LIMIT_CONF, before)
     rows = rows.iloc[rank_order(rows)].reset_index(drop=True)

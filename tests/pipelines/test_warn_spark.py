@@ -108,3 +108,35 @@ def test_a_non_finite_input_on_spark_stops_the_run_before_anything_is_written(
     ):
         nightly_list(settings, date, model=champion, out_root=out)
     assert not any(out.iterdir())
+
+
+def test_the_window_cut_is_choose_with_ties_and_missing_values(spark):
+    """The per-tier window picks what ``choose`` picks, ties (probability, then id) and NaN expected
+    loss (no value: last) included."""
+    from core.config import VipTier, WarningConfig
+    from pipelines.warn import choose, rank_order
+    from pipelines.warn_spark import cut
+
+    cfg = WarningConfig(
+        vip_tiers=[VipTier(name="gold", min_value=100, subscribers_per_manager=4)],
+        orders_per_manager=2,
+        mass_capacity=12,  # 19 mass candidates: 8 with a value, then 4 of the 11 without one
+        min_probability=0.1,
+    )
+    rng = np.random.default_rng(3)
+    n = 60
+    scored = pd.DataFrame(
+        {
+            "subscriber_id": [f"s{i:03d}" for i in rng.permutation(n)],
+            "churn_probability": rng.choice([0.05, 0.3, 0.3, 0.6, 0.9], n),
+            "value_at_stake": rng.choice([50.0, 120.0, 120.0, 300.0, np.nan], n),
+        }
+    )
+    scored["expected_loss"] = scored["churn_probability"] * scored["value_at_stake"]
+    scored["vip_tier"] = np.where(scored["value_at_stake"] >= 100, "gold", "mass")
+    want, tiers = choose(scored, cfg)
+    got = cut(spark.createDataFrame(scored).repartition(3), tiers, cfg).toPandas()
+    got = got.iloc[rank_order(got)]
+    assert got["subscriber_id"].tolist() == want["subscriber_id"].tolist()
+    assert want["expected_loss"].isna().sum() == 4  # NaN last: the cut fell among them
+    assert [t.listed < t.candidates for t in tiers] == [True, True]
