@@ -173,8 +173,9 @@ def _report(args, last: dt.date, calls: int, rows) -> None:
             + ". What it reads: the new day's landing partition (validation, ingestion), its ingested "
             "partition, and the one snapshot's window of calls; unchanged days are neither validated, "
             "ingested nor hashed again (their stat matches the hash cache). What it rewrites whole: the "
-            "feature and label tables (one parquet file each) and the online store's rows of every "
-            "subscriber in the recomputed snapshot (it is the newest, so every subscriber's online row).",
+            "feature and label tables (one parquet file each); into the online store it writes only the "
+            "rows of the recomputed (newest) snapshot whose values changed, i.e. the subscribers who "
+            "called that day (Feast's SQLite store writes one row per subscriber and feature).",
             "The scenario holds the other landing tables unchanged: a daily delivery that also changes the "
             "subscribers, billing, complaint, recharge or churn-event tables still makes the feature build "
             "a full one (features/manifest.py tracks CDR changes by day, the other tables whole).",
