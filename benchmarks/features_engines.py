@@ -270,6 +270,7 @@ def plot(steps: list[Step], path: Path) -> None:
             ax2.plot(
                 x, [max(s.executor_gib, default=0) for s in f], marker="s", ls="--", label="cluster: executor"
             )
+    ax1.set_yscale("log")
     for ax, y in ((ax1, "rows/s (features)"), (ax2, "peak RSS, GiB")):
         ax.set_xscale("log")
         ax.set_xlabel("CDR rows (subscribers = rows / 100)")
@@ -306,6 +307,7 @@ def report(steps: list[Step], sizes: list[int], args) -> None:
         "features step writes one snapshot's table as parquet. Wall times exclude process and session "
         "start (a Spark session takes ~5-10 s more). Steps are recorded in `<data>/features_engines.jsonl` "
         "as they finish; `--report-only` rewrites this file from that record.",
+        args.note,
     ]
     write_report(__file__, "Feature engines: DuckDB, Spark local and a standalone cluster", notes)
 
@@ -327,6 +329,7 @@ def main() -> None:
     ap.add_argument("--executor-memory", default="3g", help="heap of each cluster executor")
     ap.add_argument("--worker-memory", default="4g", help="what each worker may give its executors")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the recorded steps")
+    ap.add_argument("--note", default="", help="a line added to the report (e.g. how busy the machine was)")
     args = ap.parse_args()
     sizes = [int(float(r)) for r in args.rows.split(",")]
     ENGINES_RUN = tuple(e for e in ENGINES if e in args.engines.split(","))
