@@ -34,12 +34,8 @@ def classify_partitions(
     if not folders:
         return out
     landing = spark.read.option("basePath", str(Path(src).resolve())).parquet(*folders)
-    day = (
-        F.date_format(F.col(PARTITION), "yyyy-MM-dd")
-        if dict(landing.dtypes)[PARTITION] == "date"
-        else F.col(PARTITION)
-    )
-    landing.withColumn(PARTITION, day.cast("string")).createOrReplaceTempView(LANDING_VIEW)
+    # a day partition is read as a DATE, whose string is the folder's yyyy-MM-dd again
+    landing.withColumn(PARTITION, F.col(PARTITION).cast("string")).createOrReplaceTempView(LANDING_VIEW)
     calls = spark.sql(
         to_spark(select_calls_sql(settings, LANDING_VIEW, carry=PARTITION)), args={"salt": key.decode()}
     )
