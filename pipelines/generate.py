@@ -405,9 +405,19 @@ def _calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray, ce: np.ndar
             other=np.concatenate([calls.other, len(it) * CONTACTS + np.arange(len(h))]),
             pool=np.concatenate([calls.pool, np.array(hot_num)]),
         )
-    key = ((calls.sub_idx * n_days + calls.day_idx) * 86_400 + calls.seconds) * (
-        len(calls.pool) + 1
-    ) + calls.other
+    return drop_duplicate_calls(calls, n_days)
+
+
+def drop_duplicate_calls(calls: Calls, n_days: int) -> Calls:
+    """One call per subscriber, second and number dialled, in the calls' order.
+
+    By the number, not its pool position: two contacts or hotline calls can be the same number (a
+    service line), and a clipped second (23:59:59) can put both on one call, which validation then
+    refuses as a duplicate."""
+    numbers, number = np.unique(calls.pool, return_inverse=True)
+    key = ((calls.sub_idx * n_days + calls.day_idx) * 86_400 + calls.seconds) * (len(numbers) + 1) + number[
+        calls.other
+    ]
     keep = np.sort(np.unique(key, return_index=True)[1])
     return Calls(calls.sub_idx[keep], calls.day_idx[keep], calls.seconds[keep], calls.other[keep], calls.pool)
 

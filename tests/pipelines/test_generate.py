@@ -208,3 +208,23 @@ def test_competitor_lead_ups_lean_off_net_and_the_unhappy_ring_the_service_line(
     ]
     stay = it.index[it["churn_cause"] == "none"]
     assert np.mean([i in ringers for i in diss]) > 0.8 > 0.1 > np.mean([i in ringers for i in stay])
+
+
+def test_calls_to_one_number_at_one_second_are_one_call():
+    """Two contacts that are the same service number, rung at the same (clipped) second: one call."""
+    from pipelines.generate import Calls, drop_duplicate_calls
+
+    pool = np.array(["12306", "13800138000", "12306"])
+    calls = Calls(
+        sub_idx=np.array([0, 0, 0, 1]),
+        day_idx=np.array([4, 4, 4, 4]),
+        seconds=np.array([86_399, 86_399, 86_399, 86_399]),
+        other=np.array([0, 1, 2, 2]),
+        pool=pool,
+    )
+    kept = drop_duplicate_calls(calls, n_days=10)
+    assert list(zip(kept.sub_idx, pool[kept.other], strict=True)) == [
+        (0, "12306"),
+        (0, "13800138000"),
+        (1, "12306"),
+    ]

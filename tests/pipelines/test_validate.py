@@ -183,3 +183,21 @@ def test_cdrs_are_checked_in_bounded_batches_of_whole_days(trained_copy):
         validate_landing(s)
     message = str(err.value)
     assert "2026-06-20" in message and "-30" in message and "duplicate calls" in message
+
+
+def test_range_checks_see_microsecond_and_out_of_nanosecond_range_timestamps(trained_copy):
+    """Ingested (us) timestamps are compared vectorised as ns; one past 2262 cannot be, and is still named."""
+    from pipelines.validate import read_cdr, validate_table
+
+    s = trained_copy
+    df = read_cdr(s.landing_dir / "cdr").head(1000)
+    df["start_time"] = df["start_time"].astype("datetime64[us]")
+    df["duration_s"] = df["duration_s"].astype("int32")
+    assert validate_table(df, "cdr", "calls", s) == []
+    late = df.copy()
+    late.loc[7, "start_time"] = pd.Timestamp("2300-01-01").as_unit("us")
+    late.loc[8, "duration_s"] = -1
+    found = {f.column: f for f in validate_table(late, "cdr", "calls", s)}
+    assert set(found) == {"start_time", "duration_s"}
+    assert "1 of 1000 rows unexpected" in found["start_time"].detail
+    assert "1 of 1000 rows unexpected" in found["duration_s"].detail
