@@ -27,6 +27,7 @@ import yaml
 with warnings.catch_warnings():
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
+    from feast.feature_view import FeatureViewState
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource  # no PySpark
     from feast.online_response import TIMESTAMP_POSTFIX
     from feast.repo_config import RepoConfig
@@ -41,6 +42,24 @@ ENTITY = "subscriber"
 JOIN_KEY = "subscriber_id"
 VIEW = "subscriber_features"
 FEATURE_REFS = [f"{VIEW}:{n}" for n in FEATURE_NAMES]
+PROBE = 20  # subscribers asked for when the online store is checked
+
+
+class OnlineStoreUnreachable(RuntimeError):
+    """The configured online store cannot be reached (e.g. Redis on a closed port)."""
+
+
+def describe_online_store(settings: Settings) -> str:
+    osc = settings.feast.online_store
+    if osc.type == "redis":
+        return f"the Redis online store at {osc.redis_connection}"
+    return f"the SQLite online store {settings.feast_dir / 'online_store.db'}"
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (
+        type(exc).__module__.startswith("redis") and "Connection" in type(exc).__name__ + str(exc)
+    )
 
 
 def _online_config(settings: Settings) -> dict:
@@ -144,13 +163,17 @@ def apply_and_materialize(
     snaps = snapshots or settings.features.snapshots
     start = pd.Timestamp(min(snaps), tz="UTC") - pd.Timedelta(days=1)
     end = pd.Timestamp(max(snaps), tz="UTC") + pd.Timedelta(seconds=1)
-    last = store.get_feature_view(VIEW).most_recent_end_time if incremental else None
+    view = store.get_feature_view(VIEW)
+    last = view.most_recent_end_time if incremental else None
     last = pd.Timestamp(last).tz_convert("UTC") if last is not None else None
+    if last is not None and (why := untrusted_online(settings, store, view, last)):
+        log.warning("feast: %s: loading it in full", why)
+        last = None
     where = f"into the {settings.feast.online_store.type} online store"
     if last is not None and end <= last:
         log.info("feast: applied %s; online store already holds everything up to %s", VIEW, last)
         return {"mode": "up to date", "start": None, "end": last.isoformat()}
-    with warnings.catch_warnings(), _engine_session(settings):
+    with warnings.catch_warnings(), _engine_session(settings), _reaching(settings):
         warnings.simplefilter("ignore")
         if last is not None:
             store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[VIEW])
@@ -159,6 +182,59 @@ def apply_and_materialize(
     mode, start = ("incremental", last) if last is not None else ("full", start)
     log.info("feast: applied %s and materialised %s %s..%s %s", VIEW, mode, start, end, where)
     return {"mode": mode, "start": start.isoformat(), "end": end.isoformat()}
+
+
+@contextmanager
+def _reaching(settings: Settings) -> Iterator[None]:
+    """Connection failures of the online store as :class:`OnlineStoreUnreachable`, naming it."""
+    try:
+        yield
+    except Exception as exc:
+        if _unreachable(exc):
+            raise OnlineStoreUnreachable(
+                f"cannot reach {describe_online_store(settings)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise
+
+
+def untrusted_online(settings: Settings, store, view, loaded_until: pd.Timestamp) -> str | None:
+    """Why the online store cannot be trusted to hold what the registry says was loaded; None if it can.
+
+    The registry records what was loaded, not what the store still holds: a load killed midway leaves
+    the view MATERIALIZING, and a store deleted, emptied (a Redis flushed, or restarted without
+    persistence) or swapped for another holds none of it. So the store itself is asked for a sample of
+    the newest loaded snapshot's subscribers; a store that answers for none of them has lost the load.
+    Raises :class:`OnlineStoreUnreachable` when it cannot be reached at all."""
+    if view.state == FeatureViewState.MATERIALIZING:
+        return "the last load into the online store was interrupted (the feature view is left MATERIALIZING)"
+    snap, ids = _loaded_snapshot(settings, loaded_until)
+    if not ids:
+        return None
+    with _reaching(settings):
+        try:
+            sample = _online_sample(store, ids, [snap], PROBE)
+        except Exception as exc:
+            if _unreachable(exc):
+                raise
+            return f"{describe_online_store(settings)} cannot be read ({type(exc).__name__}: {exc})"
+    if sample.found == 0:
+        return (
+            f"{describe_online_store(settings)} holds none of {sample.subscribers} sampled subscribers of "
+            f"snapshot {snap}, which the registry says it loaded (the store was emptied, lost or replaced)"
+        )
+    return None
+
+
+def _loaded_snapshot(settings: Settings, loaded_until: pd.Timestamp) -> tuple[dt.date | None, list[str]]:
+    """The newest snapshot of the feature table that lies in the loaded span, and its subscribers."""
+    if not settings.feature_table.exists():
+        return None, []
+    df = pd.read_parquet(settings.feature_table, columns=[JOIN_KEY, "event_timestamp"])
+    df = df[df["event_timestamp"] < loaded_until]
+    if df.empty:
+        return None, []
+    newest = df["event_timestamp"].max()
+    return newest.date(), sorted(df.loc[df["event_timestamp"] == newest, JOIN_KEY].astype(str))
 
 
 def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataFrame:
@@ -313,7 +389,17 @@ def freshness(
     latest, source = (covered[-1] if covered else None), "registry intervals x feature table"
     if not snaps:  # no table to compare with: the newest instant the intervals cover
         latest, source = (until - pd.Timedelta(seconds=1)).date(), "registry intervals"
-    online = _online_sample(store, ids, snaps, sample) if ids and sample > 0 else None
+    try:
+        online = _online_sample(store, ids, snaps, sample) if ids and sample > 0 else None
+    except Exception as exc:  # a report, never a traceback: say what is wrong and what to run
+        return replace(
+            report,
+            status="stale",
+            materialised_until=until,
+            intervals=tuple(intervals),
+            table_latest_snapshot=snaps[-1] if snaps else None,
+            message=_unreadable(settings, store, exc),
+        )
     if online is not None:
         latest, source = online.newest, "online store sample"
     report = replace(
@@ -327,6 +413,15 @@ def freshness(
         age_days=(report.as_of - latest).days if latest is not None else None,
     )
     return _judge(report)
+
+
+def _unreadable(settings: Settings, store: FeatureStore, exc: Exception) -> str:
+    if store.get_feature_view(VIEW).state == FeatureViewState.MATERIALIZING:
+        return (
+            "a load into the online store was interrupted: the feature view is left MATERIALIZING and "
+            "serving refuses it: run `churn features` to load it again"
+        )
+    return f"{describe_online_store(settings)} cannot be read ({type(exc).__name__}: {exc})"
 
 
 def _materialised(settings: Settings) -> tuple[FeatureStore | None, list, str | None]:

@@ -21,7 +21,7 @@ import typer
 
 from core.config import REPO_ROOT, Settings, load_settings
 from core.logs import setup_logging
-from pipelines.errors import ValidationFailed, WarnError
+from pipelines.errors import StoreUnavailable, ValidationFailed, WarnError
 from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named
 
 app = typer.Typer(
@@ -70,7 +70,7 @@ def _refused(*errors: type[Exception]):
         raise typer.Exit(2) from None
 
 
-USER_ERRORS = (ValidationFailed, WarnError)
+USER_ERRORS = (ValidationFailed, WarnError, StoreUnavailable)
 
 
 def _echo_headline(result: object) -> None:

@@ -39,3 +39,7 @@ class ValidationFailed(RuntimeError):
 
 class WarnError(ValueError):
     """Bad input to the nightly list (date, model, language): the CLI prints it and exits 2."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store cannot be reached: the CLI names it and exits 2; nothing was loaded."""

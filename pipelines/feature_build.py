@@ -33,7 +33,8 @@ from core.io import cached_sha256, write_json_atomic, write_parquet_atomic
 from features import engine
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
-from features.store import VIEW, apply_and_materialize, get_store
+from features.store import VIEW, OnlineStoreUnreachable, apply_and_materialize, get_store
+from pipelines.errors import StoreUnavailable
 from pipelines.ingest import ensure_ingested
 from pipelines.validate import validate_features
 
@@ -271,19 +272,29 @@ def materialise(settings: Settings, plan: mf.Plan, delta: OnlineDelta | None = N
     allows, only the changed rows of a recomputed newest snapshot when :func:`online_delta` found them,
     else everything."""
     snapshots = list(settings.features.snapshots)
+    try:
+        return _load_online(settings, plan, delta, snapshots)
+    except OnlineStoreUnreachable as exc:
+        raise StoreUnavailable(str(exc)) from None
+
+
+def _load_online(
+    settings: Settings, plan: mf.Plan, delta: OnlineDelta | None, snapshots: list
+) -> Materialised:
     if delta is not None:
         loaded = apply_and_materialize(settings, snapshots, incremental=True)  # the store holds the span
-        if loaded["mode"] == "up to date":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "cannot write empty dataframe": nothing changed
-                get_store(settings).write_to_online_store(VIEW, df=delta.rows)
-            log.info(
-                "feast: wrote the %d of %d rows of %s whose values changed into the online store",
-                len(delta.rows),
-                delta.snapshot_rows,
-                max(snapshots),
-            )
-            return Materialised("changed rows", loaded["end"], _now())
+        if loaded["mode"] != "up to date":  # the store could not be trusted: it was loaded whole
+            return Materialised(loaded["mode"], loaded["end"], _now())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "cannot write empty dataframe": nothing changed
+            get_store(settings).write_to_online_store(VIEW, df=delta.rows)
+        log.info(
+            "feast: wrote the %d of %d rows of %s whose values changed into the online store",
+            len(delta.rows),
+            delta.snapshot_rows,
+            max(snapshots),
+        )
+        return Materialised("changed rows", loaded["end"], _now())
     loaded = apply_and_materialize(settings, snapshots, incremental=plan.materialise == "incremental")
     return Materialised(loaded["mode"], loaded["end"], _now())
 
