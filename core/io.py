@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +178,74 @@ def partition_hashes(folder: Path, cache: Path | None = None) -> dict[str, str]:
         }
         c.forget_unseen(Path(folder))
     return out
+
+
+class WorkdirBusy(RuntimeError):
+    """Another run of the same stage holds the workdir's lock."""
+
+
+@contextmanager
+def workdir_lock(workdir: Path, name: str) -> Iterator[None]:
+    """One run of stage ``name`` per workdir at a time (a second one is refused, naming the first).
+
+    An advisory ``flock`` on ``<workdir>/.locks/<name>.lock``: the kernel drops it when the holder's
+    process ends, however it ends (kill -9 included), so a lock left by a dead run never blocks."""
+    path = Path(workdir) / ".locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise WorkdirBusy(
+            f"`churn {name}` is already running on {workdir} ({holder}); wait for it to end"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``, readable by its owner alone from the first byte (0600, then
+    renamed into place: never a moment world-readable, never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_dead_partials(root: Path) -> list[Path]:
+    """Remove the ``.<name>.<pid>.<random>.partial`` folders in ``root`` whose writer is no longer running.
+
+    An atomic write builds its output in such a folder and swaps it in; a run killed in between leaves
+    it behind. A folder without a pid in its name (an older release's) is removed too."""
+    removed = []
+    for d in Path(root).glob(".*.partial"):
+        parts = d.name.split(".")
+        pid = int(parts[2]) if len(parts) > 4 and parts[2].isdigit() else None
+        if pid is None or not _running(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

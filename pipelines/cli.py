@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from core.config import REPO_ROOT, Settings, load_settings
+from core.io import WorkdirBusy, workdir_lock
 from core.logs import setup_logging
 from pipelines.errors import StoreUnavailable, ValidationFailed, WarnError
 from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named
@@ -70,7 +71,7 @@ def _refused(*errors: type[Exception]):
         raise typer.Exit(2) from None
 
 
-USER_ERRORS = (ValidationFailed, WarnError, StoreUnavailable)
+USER_ERRORS = (ValidationFailed, WarnError, StoreUnavailable, WorkdirBusy)
 
 
 def _echo_headline(result: object) -> None:
@@ -195,7 +196,8 @@ def warn(
                 raise WarnError(
                     f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}"
                 ) from exc
-        result = nightly_list(settings, date, model=model, lang=lang)
+        with workdir_lock(settings.workdir, "warn"):
+            result = nightly_list(settings, date, model=model, lang=lang)
     _echo_headline(result)
 
 

@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 
 from core.config import Settings
-from core.io import PARTITION, fingerprint, partition_hashes, replace_dir_atomic, write_json_atomic
+from core.io import (
+    PARTITION,
+    fingerprint,
+    partition_hashes,
+    replace_dir_atomic,
+    write_json_atomic,
+    write_secret,
+)
 from features.manifest import hash_cache
 from pipelines.validate import SCHEMAS, ensure_validated
 
@@ -93,9 +100,7 @@ def salt(settings: Settings) -> bytes:
         return value.encode()
     path = settings.workdir / "data" / ".secrets" / "salt"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        write_secret(path, secrets.token_hex(32))
         log.warning(
             "no $%s set: created a random salt in %s (keep it to keep hashes stable)",
             settings.privacy.salt_env,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.config import Settings
+from core.io import workdir_lock
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ class StageRun:
 
 def run_stage(stage: Stage, settings: Settings) -> StageRun:
     t0 = time.monotonic()
-    result = stage.function()(settings)
+    with workdir_lock(settings.workdir, stage.name):
+        result = stage.function()(settings)
     seconds = time.monotonic() - t0
     log.info("%s done in %.1fs", stage.name, seconds)
     return StageRun(stage.name, result, seconds)

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Settings, WarningConfig
-from core.io import replace_dir_atomic
+from core.io import remove_dead_partials, replace_dir_atomic
 from features import compute, engine
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
@@ -524,7 +525,8 @@ def _write(
     root = out_root or settings.workdir / "warnings"
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(date)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{date}.", suffix=".partial", dir=root))
+    remove_dead_partials(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{date}.{os.getpid()}.", suffix=".partial", dir=root))
     try:
         table.to_parquet(tmp / "warnings.parquet", index=False)
         table.drop(columns="reasons").to_csv(tmp / "warnings.csv", index=False, date_format="%Y-%m-%d")
