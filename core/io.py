@@ -235,13 +235,14 @@ def remove_dead_partials(root: Path) -> list[Path]:
     for d in Path(root).glob(".*.partial"):
         parts = d.name.split(".")
         pid = int(parts[2]) if len(parts) > 4 and parts[2].isdigit() else None
-        if pid is None or not _running(pid):
+        if pid is None or not process_running(pid):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with this pid lives on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

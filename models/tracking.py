@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import pickle
 import platform
+import socket
 import tempfile
 import uuid
 import warnings
@@ -26,6 +28,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from core.config import Settings
+from core.io import process_running
 from models.candidates import EARLY_STOPPING_ROUNDS, FittedCandidate
 from models.champion import CHALLENGER, Decision, Incumbent
 from models.churn_model import ChurnModel
@@ -219,6 +222,31 @@ def _log_figures(data: TrainingSet, fitted: dict[str, FittedCandidate], evals: d
         plt.close(fig)
 
 
+PID_TAG, HOST_TAG = "churnwarn.pid", "churnwarn.host"  # which process a run belongs to
+
+
+def end_abandoned_runs(client: mlflow.MlflowClient, exp_id: str) -> list[str]:
+    """Mark FAILED the runs left RUNNING by a training process that died (kill -9, out of memory).
+
+    MLflow never ends such a run itself: it would show as in progress forever. Only runs started on
+    this machine whose process is gone are touched; a live run, or one from another host, is not."""
+    host, ended = socket.gethostname(), []
+    for run in client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=1000):
+        pid, tags = run.data.tags.get(PID_TAG, ""), run.data.tags
+        if tags.get(HOST_TAG) != host or not pid.isdigit() or process_running(int(pid)):
+            continue
+        client.set_tag(
+            run.info.run_id, "churnwarn.abandoned", f"process {pid} died; marked FAILED by a later run"
+        )
+        client.set_terminated(run.info.run_id, status="FAILED")
+        ended.append(run.info.run_id)
+    if ended:
+        log.warning(
+            "marked FAILED %d run(s) whose training process had died: %s", len(ended), ", ".join(ended)
+        )
+    return ended
+
+
 def _experiment_id(client: mlflow.MlflowClient, settings: Settings) -> str:
     exp = client.get_experiment_by_name(settings.mlflow.experiment)
     if exp is not None:
@@ -241,8 +269,10 @@ def record(
     move the alias the decision names."""
     client = use_tracking(settings)
     exp_id = _experiment_id(client, settings)
+    end_abandoned_runs(client, exp_id)
     invocation = uuid.uuid4().hex[:12]
     tags = {"data_version": data.data_version, "churnwarn.invocation": invocation, **data.tags}
+    tags |= {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     params = {**data.params, "data_version": data.data_version} | (
         data.sample.params() if data.sample else {}
     )
