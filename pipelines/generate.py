@@ -731,6 +731,7 @@ def _landing(settings: Settings) -> tuple[dict[str, pd.DataFrame], int]:
     tmp = landing.with_name(landing.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "cdr").mkdir(parents=True)
+    tmp.chmod(0o700)  # phone numbers: the export is its owner's alone (docs/data.md)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in CHUNK_TABLES}
     calls = 0
     chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)

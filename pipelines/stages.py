@@ -55,7 +55,9 @@ RECORD_STAGES: tuple[Stage, ...] = (
         "pipelines.generate:generate",
         "Simulate the operator's export into data/landing (subscribers, cdr partitions, billing, "
         "complaints, churn_events, recharges) and the ground truth into data/truth.",
-        outs=(Out("data/landing"), Out("data/truth")),
+        # never in the DVC cache: the export holds subscribers' own and dialled numbers, and the
+        # cache's read-only copies would outlive the private folder they came from
+        outs=(Out("data/landing", cache=False), Out("data/truth")),
         params=("data",),
     ),
     Stage(

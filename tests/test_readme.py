@@ -8,10 +8,12 @@ pipeline), so marked ``slow``; CI runs it like every other test.
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +101,18 @@ def test_main_command_from_a_fresh_clone(tmp_path):
     for stage in ("generate", "validate", "features", "train", "warn"):
         assert f"Running stage '{stage}'" in out
     assert (clone / "dvc.lock").exists() and (clone / "data" / "feast" / "online_store.db").exists()
+    assert not _cached_phone_numbers(clone / ".dvc" / "cache")
+    assert stat.S_IMODE((clone / "data" / "landing").stat().st_mode) == 0o700  # the export: owner only
+
+
+def _cached_phone_numbers(cache: Path) -> list[str]:
+    """Files in DVC's cache that are tables with a phone-number column (its copies are world-readable)."""
+    found = []
+    for f in (p for p in cache.rglob("*") if p.is_file()):
+        try:
+            names = pq.read_schema(f).names
+        except Exception:  # not a parquet file
+            continue
+        if {"msisdn", "other_party"} & set(names):
+            found.append(str(f))
+    return found
