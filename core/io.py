@@ -20,9 +20,12 @@ PARTITION = "date"  # CDR folders are partitioned by call date: cdr/date=YYYY-MM
 
 
 def _atomic(path: Path, write) -> Path:
+    """Write beside ``path`` into ``.<name>.<pid>.<random>.tmp``, then rename: readers see the old file
+    or the new one, never half of one; what a killed writer leaves, the next writer removes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_dead_leftovers(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -226,17 +229,21 @@ def write_secret(path: Path, text: str) -> None:
         raise
 
 
-def remove_dead_partials(root: Path) -> list[Path]:
-    """Remove the ``.<name>.<pid>.<random>.partial`` folders in ``root`` whose writer is no longer running.
+def remove_dead_leftovers(root: Path) -> list[Path]:
+    """Remove what atomic writes of dead processes left in ``root``: ``.<name>.<pid>.<random>.partial``
+    folders and ``.<name>.<pid>.<random>.tmp`` files whose writer no longer runs.
 
-    An atomic write builds its output in such a folder and swaps it in; a run killed in between leaves
-    it behind. A folder without a pid in its name (an older release's) is removed too."""
+    An atomic write builds its output beside the target and swaps it in; a run killed in between leaves
+    it behind. One without a pid in its name (an older release's) is removed too."""
     removed = []
-    for d in Path(root).glob(".*.partial"):
+    for d in [*Path(root).glob(".*.partial"), *Path(root).glob(".*.tmp")]:
         parts = d.name.split(".")
-        pid = int(parts[2]) if len(parts) > 4 and parts[2].isdigit() else None
+        pid = int(parts[-3]) if len(parts) > 4 and parts[-3].isdigit() else None
         if pid is None or not process_running(pid):
-            shutil.rmtree(d, ignore_errors=True)
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                d.unlink(missing_ok=True)
             removed.append(d)
     return removed
 

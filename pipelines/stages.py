@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ class StageRun:
 def run_stage(stage: Stage, settings: Settings) -> StageRun:
     t0 = time.monotonic()
     with workdir_lock(settings.workdir, stage.name):
+        log.info("%s started (pid %d)", stage.name, os.getpid())
         result = stage.function()(settings)
     seconds = time.monotonic() - t0
     log.info("%s done in %.1fs", stage.name, seconds)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import Settings, WarningConfig
-from core.io import remove_dead_partials, replace_dir_atomic
+from core.io import remove_dead_leftovers, replace_dir_atomic
 from features import compute, engine
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
@@ -525,7 +525,7 @@ def _write(
     root = out_root or settings.workdir / "warnings"
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(date)
-    remove_dead_partials(root)
+    remove_dead_leftovers(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{date}.{os.getpid()}.", suffix=".partial", dir=root))
     try:
         table.to_parquet(tmp / "warnings.parquet", index=False)

@@ -13,7 +13,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from core.io import WorkdirBusy, remove_dead_partials, workdir_lock, write_secret
+from core.io import WorkdirBusy, remove_dead_leftovers, workdir_lock, write_json_atomic, write_secret
 from pipelines.cli import app
 
 
@@ -59,7 +59,7 @@ def test_the_cli_refuses_a_second_run_of_a_stage_with_exit_2(trained_copy):
     assert "`churn features` is already running" in result.output and f"pid {proc.pid}" in result.output
 
 
-def test_partial_folders_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
@@ -71,11 +71,26 @@ def test_partial_folders_of_dead_writers_are_removed_and_live_ones_kept(tmp_path
     final = tmp_path / "2026-06-01"
     for d in (mine, gone, old_style, final):
         d.mkdir()
+    my_file = tmp_path / f".features.parquet.{os.getpid()}.k2j3.tmp"
+    dead_file = tmp_path / f".features.parquet.{dead_pid}.x9y8.tmp"
+    state = tmp_path / ".partitions.json"
+    for f in (my_file, dead_file, state):
+        f.write_text("x")
 
-    removed = remove_dead_partials(tmp_path)
+    removed = remove_dead_leftovers(tmp_path)
 
-    assert sorted(removed) == sorted([gone, old_style])
-    assert mine.exists() and final.exists()
+    assert sorted(removed) == sorted([gone, old_style, dead_file])
+    assert mine.exists() and final.exists() and my_file.exists() and state.exists()
+
+
+def test_an_atomic_write_removes_what_a_killed_writer_left(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f".report.json.{int(dead.stdout)}.abcd.tmp"
+    left.write_text('{"half": ')
+    write_json_atomic({"whole": True}, tmp_path / "report.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
 def test_a_secret_is_owner_only_from_the_start(tmp_path):
