@@ -48,6 +48,11 @@ class DataConfig(_Strict):
     chunk_subscribers: int = Field(
         50_000, gt=0, description="subscribers generated per chunk (bounds memory)"
     )
+    number_region: str = Field(
+        "CN",
+        description="ISO region whose number plan (country code 86, international prefix 00, trunk "
+        "prefix 0, from libphonenumber) puts dialled numbers in one form before they are classified",
+    )
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     own_service_numbers: list[str] = ["10000", "10001"]
@@ -92,8 +97,21 @@ class DataConfig(_Strict):
         return (self.end_date - self.start_date).days
 
 
+class ShareLimits(_Strict):
+    """A share (0-1) that warns above ``warn`` and fails above ``fail``."""
+
+    warn: float = Field(ge=0, le=1)
+    fail: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShareLimits:
+        if self.warn > self.fail:
+            raise ValueError("warn must not be above fail")
+        return self
+
+
 class PrivacyConfig(_Strict):
-    """Salt for pseudonymising the other party's number; never stored in the repository."""
+    """Key of the HMAC that pseudonymises the other party's number; never stored in the repository."""
 
     salt_env: str = "CHURNWARN_SALT"
 
@@ -105,6 +123,15 @@ class ValidationConfig(_Strict):
         0.999, gt=0, le=1, description="share of callee numbers in a known format"
     )
     warn: list[str] = ["callee_format"]
+    unknown_share: ShareLimits = Field(
+        ShareLimits(warn=0.002, fail=0.02),
+        description="share of ingested calls to numbers of no known class (after normalisation)",
+    )
+    share_change: ShareLimits = Field(
+        ShareLimits(warn=0.05, fail=0.15),
+        description="change of any class's share of calls (on-net, off-net, unknown...) in the newly "
+        "ingested days from its share in the previous ingest, in absolute terms (0.05: 5 points)",
+    )
     cdr_batch_rows: int = Field(
         5_000_000,
         gt=0,

@@ -1,11 +1,14 @@
 """Ingestion: validated landing export -> pseudonymised tables in ``data/raw``.
 
-The other party's phone number never goes past this step. Each call keeps only what features
-need: the class of number called (competitor hotline, own service number, on-net, off-net,
-landline, international, service, unknown) and a salted hash, so repeated contacts stay countable
-without the number. Subscribers lose their own number (msisdn). The salt comes from the
-environment variable named by ``privacy.salt_env`` or, failing that, a random secret created once
-in the workdir (``data/.secrets/salt``): never from the repository.
+The other party's phone number never goes past this step. Each number is first put in its canonical
+form (``pipelines/numbers.py``: ``+86 138-0013-8000`` and ``13800138000`` are one number), then
+each call keeps only what features need: the class of number called (competitor hotline, own service
+number, on-net, off-net, landline, international, service, unknown) and a keyed hash (HMAC-SHA256,
+96 bits), so repeated contacts stay countable without the number. Subscribers lose their own number
+(msisdn). The key comes from the environment variable named by ``privacy.salt_env`` or, failing
+that, a random secret created once in the workdir (``data/.secrets/salt``): never from the
+repository. The shares of the classes are checked against ``validation.unknown_share`` and against
+the previous ingest (``validation.share_change``): a broken number format fails here, not in a model.
 """
 
 from __future__ import annotations
@@ -22,17 +25,22 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import phonenumbers
 
-from core.config import Settings
+from core.config import Settings, ShareLimits
 from core.io import (
     PARTITION,
     fingerprint,
     partition_hashes,
     replace_dir_atomic,
+    sha256_files,
     write_json_atomic,
     write_secret,
 )
 from features.manifest import hash_cache
+from pipelines import numbers
+from pipelines.errors import Failure, ValidationFailed
+from pipelines.numbers import UDF_NAME, register_duckdb
 from pipelines.validate import SCHEMAS, ensure_validated
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,9 @@ SMALL_TABLES = (
 # microsecond timestamps, which every engine reads (Spark refuses pandas' default nanoseconds);
 # a value that would lose precision raises instead of being truncated
 PORTABLE_PARQUET = {"coerce_timestamps": "us", "allow_truncated_timestamps": False}
+MIN_SHARE_CALLS = 1000  # fewer newly ingested calls are not judged by their class shares
+HASH_HEX = 24  # hex digits of the callee hash: 96 bits
+NUMBER = "number"  # the dialled number in canonical form (pipelines/numbers.py), classified and hashed
 # in data/raw, beside the tables: each CDR partition's landing content hash and calls per class
 STATE = ".partitions.json"
 
@@ -83,6 +94,7 @@ class CdrIngest:
     classes: dict[str, dict[str, int]]  # calls per class of number called, per partition in data/raw
     recipe: str  # the salt and number plan they were ingested with (see _recipe)
     landing: dict[str, str]  # content hash of each landing partition
+    previous: dict[str, int]  # calls per class in the previous ingest (same recipe; else empty)
 
     def state(self) -> dict:
         """:data:`STATE`: what the next run compares the landing export with."""
@@ -113,7 +125,7 @@ def _sql_list(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def classify_sql(settings: Settings, column: str = "other_party") -> str:
+def classify_sql(settings: Settings, column: str = NUMBER) -> str:
     """SQL for the class of each dialled number, from the operator's number plan in ``settings.data``."""
     cfg = settings.data
     n = f"CAST({column} AS VARCHAR)"
@@ -128,30 +140,45 @@ def classify_sql(settings: Settings, column: str = "other_party") -> str:
         ELSE 'unknown' END"""
 
 
-def hash_sql(column: str = "other_party") -> str:
-    """A salted SHA-256 of the number, 16 hex digits: countable contacts, no recoverable number."""
-    return f"substr(sha256($salt || CAST({column} AS VARCHAR)), 1, 16)"
+def hash_sql(column: str = NUMBER) -> str:
+    """HMAC-SHA256 of the number keyed by the salt, :data:`HASH_HEX` hex digits: countable contacts,
+    no recoverable number without the key. Written out (RFC 2104: ``H(K^opad || H(K^ipad || m))``)
+    because neither engine has an HMAC function; the padded keys are the ``$ipad`` and ``$opad``
+    parameters (:func:`hmac_params`), never in the text."""
+    inner = f"sha256(unhex($ipad) || encode(CAST({column} AS VARCHAR)))"
+    return f"substr(sha256(unhex($opad) || unhex({inner})), 1, {HASH_HEX})"
+
+
+def hmac_params(key: bytes) -> dict[str, str]:
+    """The HMAC key ``key`` XOR-padded to SHA-256's 64-byte block (inner, outer), hex: the parameters
+    of :func:`hash_sql`, so ``hmac.new(key, number, sha256)`` gives the same digest."""
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    return {
+        "ipad": bytes(b ^ 0x36 for b in block).hex(),
+        "opad": bytes(b ^ 0x5C for b in block).hex(),
+    }
+
+
+def _run_on_numbers(numbers: pd.Series, settings: Settings, select: str, params=None) -> np.ndarray:
+    con = duckdb.connect()
+    try:
+        register_duckdb(con, settings.data.number_region)
+        con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
+        sql = f"SELECT {select} AS v FROM (SELECT {UDF_NAME}(other_party) AS {NUMBER} FROM numbers) AS n"
+        return con.execute(sql, params).df()["v"].to_numpy()
+    finally:
+        con.close()
 
 
 def classify(numbers: pd.Series, settings: Settings) -> np.ndarray:
-    """Classes of ``numbers`` through the same SQL ingestion runs."""
-    con = duckdb.connect()
-    try:
-        con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
-        return con.execute(f"SELECT {classify_sql(settings)} AS c FROM numbers").df()["c"].to_numpy()
-    finally:
-        con.close()
+    """Classes of ``numbers`` through the same normalisation and SQL ingestion runs."""
+    return _run_on_numbers(numbers, settings, classify_sql(settings))
 
 
-def pseudonymise(numbers: pd.Series, key: bytes) -> np.ndarray:
-    con = duckdb.connect()
-    try:
-        con.register("numbers", pd.DataFrame({"other_party": numbers.astype(str)}))
-        return (
-            con.execute(f"SELECT {hash_sql()} AS h FROM numbers", {"salt": key.decode()}).df()["h"].to_numpy()
-        )
-    finally:
-        con.close()
+def pseudonymise(numbers: pd.Series, key: bytes, settings: Settings) -> np.ndarray:
+    """Hashes of ``numbers`` as ingestion writes them (normalised first)."""
+    return _run_on_numbers(numbers, settings, hash_sql(), hmac_params(key))
 
 
 def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummary:
@@ -173,6 +200,12 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     tmp.mkdir(parents=True)
     _copy_tables(src, tmp)
     cdr = _ingest_cdr(settings, src / "cdr", dst, tmp, key)
+    shares = share_failures(settings, cdr)
+    for w in (f for f in shares if f.severity == "warning"):
+        log.warning("%s", w)
+    if any(f.severity == "error" for f in shares):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValidationFailed([f for f in shares if f.severity == "error"])
     write_json_atomic(cdr.state(), tmp / STATE)
     replace_dir_atomic(tmp, dst)
     classes = {c: 0 for c in CALLEE_CLASSES}
@@ -204,6 +237,50 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     return summary
 
 
+def _severity(value: float, limits: ShareLimits) -> str | None:
+    return "error" if value > limits.fail else "warning" if value > limits.warn else None
+
+
+def share_failures(settings: Settings, cdr: CdrIngest) -> list[Failure]:
+    """The class shares of the newly ingested days against ``validation.unknown_share`` and, per
+    class, against the previous ingest (``validation.share_change``): a number format the
+    normalisation does not know shows as a jump of ``unknown`` here. Fewer than
+    :data:`MIN_SHARE_CALLS` new calls are too few to judge a share by."""
+    days = {d: cdr.classes.get(d) or {} for d in cdr.ingested}
+    new = {c: sum(counts.get(c, 0) for counts in days.values()) for c in CALLEE_CLASSES}
+    total = sum(new.values())
+    if total < MIN_SHARE_CALLS:
+        return []
+    cfg, file = settings.validation, str(settings.landing_dir / "cdr")
+    out = []
+    unknown = new["unknown"] / total
+    if sev := _severity(unknown, cfg.unknown_share):
+        share = {d: c.get("unknown", 0) / max(sum(c.values()), 1) for d, c in days.items()}
+        worst = sorted(share, key=lambda d: -share[d])[:5]
+        detail = (
+            f"[unknown_share] {new['unknown']} of {total} calls ({unknown:.1%}) dial numbers of no "
+            f"known class after normalisation (warn above {cfg.unknown_share.warn:.1%}, fail above "
+            f"{cfg.unknown_share.fail:.1%}); worst days first"
+        )
+        examples = [f"{d}: {share[d]:.1%}" for d in worst]
+        out.append(Failure("cdr", file, "callee_class_share", "other_party", detail, examples, sev, worst))
+    before = sum(cdr.previous.values())
+    if before < MIN_SHARE_CALLS:
+        return out
+    for c in CALLEE_CLASSES:
+        old, now = cdr.previous.get(c, 0) / before, new[c] / total
+        if sev := _severity(abs(now - old), cfg.share_change):
+            detail = (
+                f"[share_change] share of {c} calls {old:.1%} in the previous ingest, {now:.1%} in "
+                f"the {len(days)} day(s) ingested now ({new[c]} of {total} calls; warn beyond "
+                f"{cfg.share_change.warn:.0%} points of change, fail beyond {cfg.share_change.fail:.0%})"
+            )
+            out.append(
+                Failure("cdr", file, "callee_class_share", "other_party", detail, [], sev, sorted(days)[:5])
+            )
+    return out
+
+
 def _days(days: tuple[str, ...], most: int = 5) -> str:
     return ", ".join(days[:most]) + (f" and {len(days) - most} more" if len(days) > most else "")
 
@@ -229,13 +306,15 @@ CDR_COLUMNS = ("subscriber_id", "callee_class", "callee_hash", "start_time", "du
 
 
 def select_calls_sql(settings: Settings, source: str, carry: str = "") -> str:
-    """The calls of ``source`` classified and hashed (the ``$salt`` parameter): the one definition
-    both engines run (Spark its SQLGlot translation, ``pipelines/ingest_spark.py``). ``carry``: a
-    column of ``source`` passed through first (Spark keeps the day partition that way)."""
+    """The calls of ``source``, their numbers normalised (the :data:`UDF_NAME` function, registered
+    on either engine from one Python definition), classified and hashed (the ``$ipad``/``$opad``
+    parameters): the one definition both engines run (Spark its SQLGlot translation,
+    ``pipelines/ingest_spark.py``). ``carry``: a column of ``source`` passed through first (Spark
+    keeps the day partition that way)."""
     return f"""
         SELECT {carry + ", " if carry else ""}subscriber_id, {classify_sql(settings)} AS callee_class, {hash_sql()} AS callee_hash,
                start_time, CAST(duration_s AS INTEGER) AS duration_s, direction
-        FROM {source}"""
+        FROM (SELECT *, {UDF_NAME}(CAST(other_party AS VARCHAR)) AS {NUMBER} FROM {source}) AS calls"""
 
 
 def _select_sql(settings: Settings, sources: list[str]) -> str:
@@ -247,8 +326,11 @@ def _select_sql(settings: Settings, sources: list[str]) -> str:
 
 
 def _recipe(settings: Settings, key: bytes) -> str:
-    """What makes an ingested partition from a landing one: the salt and the number plan's SQL."""
-    return hashlib.sha256(key + b"\0" + _select_sql(settings, []).encode()).hexdigest()
+    """What makes an ingested partition from a landing one: the key, the number plan's SQL and the
+    normalisation (its code, region and libphonenumber's metadata version)."""
+    parts = [_select_sql(settings, []), settings.data.number_region, phonenumbers.__version__]
+    code = sha256_files(Path(numbers.__file__))
+    return hashlib.sha256(key + b"\0" + "\0".join([*parts, code]).encode()).hexdigest()
 
 
 def _previous_state(raw: Path) -> dict:
@@ -282,7 +364,11 @@ def _ingest_cdr(settings: Settings, src: Path, raw: Path, tmp: Path, key: bytes)
         classes[d] = old[d]["classes"]
     (tmp / "cdr").mkdir(exist_ok=True)
     removed = tuple(sorted(set(before.get("partitions", {})) - set(landing)))
-    return CdrIngest(todo, kept, removed, classes, recipe, landing)
+    previous: dict[str, int] = {}
+    for part in old.values():
+        for c, k in (part.get("classes") or {}).items():
+            previous[c] = previous.get(c, 0) + k
+    return CdrIngest(todo, kept, removed, classes, recipe, landing, previous)
 
 
 def _classify_partitions(
@@ -293,6 +379,7 @@ def _classify_partitions(
     out: dict[str, dict[str, int]] = {}
     con = duckdb.connect()
     try:
+        register_duckdb(con, settings.data.number_region)
         con.execute("SET preserve_insertion_order = true")  # the order of ORDER BY ALL, in the file
         for d in days:
             files = sorted(str(f) for f in src.glob(f"{PARTITION}={d}/*.parquet"))
@@ -303,7 +390,7 @@ def _classify_partitions(
             target.parent.mkdir(parents=True)
             con.execute(
                 f"COPY ({_select_sql(settings, files)}) TO '{target}' (FORMAT parquet)",
-                {"salt": key.decode()},
+                hmac_params(key),
             )
             counts = con.execute(f"SELECT callee_class, count(*) FROM '{target}' GROUP BY 1").fetchall()
             out[d] = {c: int(k) for c, k in counts}

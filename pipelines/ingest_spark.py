@@ -1,7 +1,9 @@
-"""CDR ingestion on Spark (``features.engine: spark``): the same number plan and salted hash.
+"""CDR ingestion on Spark (``features.engine: spark``): the same normalisation, number plan and HMAC.
 
 The select is ``pipelines.ingest.select_calls_sql``, DuckDB's text, translated by SQLGlot
-(``features/spark_sql.py``); the salt is bound as a named parameter, never written into the query.
+(``features/spark_sql.py``); the number normalisation is the same Python function registered as a
+pandas UDF (``pipelines/numbers.py``); the HMAC's padded keys are bound as named parameters, never
+written into the query.
 All the changed days are read and written in one job: the executors write one file per day partition
 (``date=YYYY-MM-DD``), its rows in the order DuckDB's ``ORDER BY ALL`` gives, so either engine's
 partition holds the same calls in the same order. Only the calls per class and day reach the driver.
@@ -11,15 +13,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import functions as F
 
 from core.config import Settings
 from core.io import PARTITION
 from features.spark_engine import spark_session
 from features.spark_sql import to_spark
-from pipelines.ingest import CDR_COLUMNS, select_calls_sql
+from pipelines.ingest import CDR_COLUMNS, hmac_params, select_calls_sql
+from pipelines.numbers import UDF_NAME, normalise_series
 
 LANDING_VIEW = "landing_calls"
+
+
+def _register_normalise(spark, region: str) -> None:
+    """``pipelines.numbers``' normalisation as the SQL function the select calls: a pandas UDF,
+    Arrow batches on the executors, the same Python as DuckDB's UDF."""
+
+    @F.pandas_udf("string")
+    def normalise(values: pd.Series) -> pd.Series:
+        return normalise_series(values, region)
+
+    spark.udf.register(UDF_NAME, normalise)
 
 
 def classify_partitions(
@@ -28,6 +43,7 @@ def classify_partitions(
     """The landing partitions ``days`` classified and hashed into ``dst`` on Spark; the calls per class
     of number called, per day (``pipelines.ingest._classify_partitions`` on DuckDB)."""
     spark = spark_session(settings.spark)
+    _register_normalise(spark, settings.data.number_region)
     out: dict[str, dict[str, int]] = {d: {} for d in days}
     folders = [Path(src) / f"{PARTITION}={d}" for d in days]
     folders = [str(f) for f in folders if any(f.glob("*.parquet"))]
@@ -37,7 +53,7 @@ def classify_partitions(
     # a day partition is read as a DATE, whose string is the folder's yyyy-MM-dd again
     landing.withColumn(PARTITION, F.col(PARTITION).cast("string")).createOrReplaceTempView(LANDING_VIEW)
     calls = spark.sql(
-        to_spark(select_calls_sql(settings, LANDING_VIEW, carry=PARTITION)), args={"salt": key.decode()}
+        to_spark(select_calls_sql(settings, LANDING_VIEW, carry=PARTITION)), args=hmac_params(key)
     )
     calls.repartition(PARTITION).sortWithinPartitions(
         PARTITION,  # first: the writer then keeps this order instead of sorting by day alone
