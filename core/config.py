@@ -48,11 +48,6 @@ class DataConfig(_Strict):
     chunk_subscribers: int = Field(
         50_000, gt=0, description="subscribers generated per chunk (bounds memory)"
     )
-    number_region: str = Field(
-        "CN",
-        description="ISO region whose number plan (country code 86, international prefix 00, trunk "
-        "prefix 0, from libphonenumber) puts dialled numbers in one form before they are classified",
-    )
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     own_service_numbers: list[str] = ["10000", "10001"]
@@ -97,21 +92,8 @@ class DataConfig(_Strict):
         return (self.end_date - self.start_date).days
 
 
-class ShareLimits(_Strict):
-    """A share (0-1) that warns above ``warn`` and fails above ``fail``."""
-
-    warn: float = Field(ge=0, le=1)
-    fail: float = Field(ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ShareLimits:
-        if self.warn > self.fail:
-            raise ValueError("warn must not be above fail")
-        return self
-
-
 class PrivacyConfig(_Strict):
-    """Key of the HMAC that pseudonymises the other party's number; never stored in the repository."""
+    """Salt for pseudonymising the other party's number; never stored in the repository."""
 
     salt_env: str = "CHURNWARN_SALT"
 
@@ -123,15 +105,6 @@ class ValidationConfig(_Strict):
         0.999, gt=0, le=1, description="share of callee numbers in a known format"
     )
     warn: list[str] = ["callee_format"]
-    unknown_share: ShareLimits = Field(
-        ShareLimits(warn=0.002, fail=0.02),
-        description="share of ingested calls to numbers of no known class (after normalisation)",
-    )
-    share_change: ShareLimits = Field(
-        ShareLimits(warn=0.05, fail=0.15),
-        description="change of any class's share of calls (on-net, off-net, unknown...) in the newly "
-        "ingested days from its share in the previous ingest, in absolute terms (0.05: 5 points)",
-    )
     cdr_batch_rows: int = Field(
         5_000_000,
         gt=0,
@@ -187,6 +160,17 @@ class SparkConfig(_Strict):
 class OnlineStoreConfig(_Strict):
     type: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "localhost:6379"
+    socket_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Redis: seconds a read or write may wait for an answer (redis-py's socket_timeout; "
+        "a parameter of redis_connection wins)",
+    )
+    socket_connect_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Redis: seconds a connection may take to open (redis-py's socket_connect_timeout)",
+    )
 
 
 class FeastConfig(_Strict):
@@ -253,6 +237,18 @@ class ServingConfig(_Strict):
         ge=0,
         description="steps on at most this many rows run on the event loop, "
         "larger ones in a worker thread (0: always a thread)",
+    )
+    store_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="most seconds a request (or /readyz) waits for the online store: past it, 503; "
+        "reads run in worker threads, so a hanging store never holds up /livez or other requests",
+    )
+    max_body_bytes: int = Field(
+        8_000_000,
+        gt=0,
+        description="largest request body accepted on the API routes (413 beyond); "
+        "max_batch feature rows take ~2.5 KB each",
     )
     workers: int = Field(
         2,

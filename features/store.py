@@ -65,8 +65,21 @@ def _unreachable(exc: BaseException) -> bool:
 def _online_config(settings: Settings) -> dict:
     osc = settings.feast.online_store
     if osc.type == "redis":
-        return {"type": "redis", "connection_string": osc.redis_connection}
+        return {"type": "redis", "connection_string": redis_connection_string(osc)}
     return {"type": "sqlite", "path": str(settings.feast_dir / "online_store.db")}
+
+
+def redis_connection_string(osc) -> str:
+    """``redis_connection`` with the configured socket timeouts added, as Feast passes connection-string
+    parameters to redis-py's client: without them a Redis that accepts and never answers holds a
+    read for redis-py's default timeout times its retries. A timeout already in the string wins."""
+    given = {part.split("=", 1)[0].strip() for part in osc.redis_connection.split(",") if "=" in part}
+    extra = [
+        f"{name}={getattr(osc, name)}"
+        for name in ("socket_timeout", "socket_connect_timeout")
+        if name not in given
+    ]
+    return ",".join([osc.redis_connection, *extra])
 
 
 def _on_spark(settings: Settings) -> bool:

@@ -14,22 +14,34 @@ whether an upgrade broke one: run it, then widen the range.
   (``IOMixin.media_type``, read first by ``IOMixin.mime_type``).
 - :func:`api_routes` and :func:`served_bento`: undocumented attributes of ``bentoml.Service``
   (``apis`` / ``APIMethod.route``, ``bento``).
+- :func:`label_metrics_by_route`: BentoML's request metrics labelled by route template
+  (``bentoml._internal.server.http.instruments.RunnerTrafficMetricsMiddleware``).
+- :func:`require_request_bodies`: ``requestBody.required`` in the spec
+  (``_bentoml_sdk.method.APIMethod.openapi_request``).
+- :func:`quiet_client_errors`: no traceback logged for a refused request
+  (the logger of ``bentoml._internal.server.http_app.log_exception``).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import bentoml
 import numpy as np
+from _bentoml_sdk.method import APIMethod
 from _bentoml_sdk.service import openapi
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml._internal.server import http_app
+from bentoml._internal.server.http import instruments
 from bentoml._internal.service.openapi.specification import MediaType, Response, Schema
+from bentoml.exceptions import BentoMLException
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
 
 KNOWN_VERSIONS = SpecifierSet(">=1.4.39,<1.5")  # where every patch below is known to hold
 
@@ -120,3 +132,88 @@ def api_routes(service: bentoml.Service) -> tuple[str, ...]:
 def served_bento(service: bentoml.Service) -> Any:
     """The Bento ``service`` was loaded from (``Service.bento``), or None when served from source."""
     return getattr(service, "bento", None)
+
+
+UNMATCHED = "unmatched"  # the metrics label of a request no route matches
+_RAW_PATH = "churnwarn.raw_path"  # scope key: the request's own path, under the label
+
+
+def route_template(scope: dict) -> str:
+    """The template of the app's route that matches the request (``/warn``; a mount's prefix), else
+    :data:`UNMATCHED`. Starlette puts the app in ``scope["app"]`` before its middleware runs."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        if route.matches(scope)[0] != Match.NONE:  # PARTIAL: the route, another method (405)
+            return getattr(route, "path", UNMATCHED)
+    return UNMATCHED
+
+
+def label_metrics_by_route() -> None:
+    """Label BentoML's request metrics by route template, or ``unmatched``, not by raw path.
+
+    BentoML 1.4's ``RunnerTrafficMetricsMiddleware`` labels ``request_total`` and
+    ``request_duration_seconds`` with ``scope["path"]``: each random path a scanner tries adds series
+    to /metrics for good. The server builds its middleware from the ``instruments`` module's
+    attribute when it creates the app, so a subclass put there (before that, at import of the service)
+    sees the request with its label as path, and hands the app the request's own path back."""
+    base = instruments.RunnerTrafficMetricsMiddleware
+    if getattr(base, "labels_by_route", False):
+        return
+
+    class RouteLabelledMetrics(base):
+        labels_by_route = True
+
+        def __init__(self, app, **kwargs) -> None:
+            super().__init__(_with_raw_path(app), **kwargs)
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return await super().__call__(scope, receive, send)
+            labelled = {**scope, "path": route_template(scope), _RAW_PATH: scope["path"]}
+            await super().__call__(labelled, receive, send)
+
+    instruments.RunnerTrafficMetricsMiddleware = RouteLabelledMetrics
+
+
+def _with_raw_path(app):
+    async def restored(scope, receive, send) -> None:
+        if _RAW_PATH in scope:
+            scope = {k: v for k, v in scope.items() if k != _RAW_PATH} | {"path": scope[_RAW_PATH]}
+        await app(scope, receive, send)
+
+    return restored
+
+
+def require_request_bodies() -> None:
+    """Mark an API's request body ``required`` in the OpenAPI spec when its input has required fields.
+
+    BentoML 1.4 (``APIMethod.openapi_request``) never sets ``requestBody.required``, so the spec says a
+    body may be left out where leaving it out is a 400. Process-wide: every service of the process."""
+    original = APIMethod.openapi_request
+    if getattr(original, "requires_bodies", False):
+        return
+
+    def openapi_request(self) -> dict[str, Any]:
+        request = original(self)
+        if self.input_spec.model_json_schema().get("required"):
+            request["required"] = True
+        return request
+
+    openapi_request.requires_bodies = True
+    APIMethod.openapi_request = openapi_request
+
+
+def _not_a_client_error(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, ValidationError):
+        return False
+    return not (isinstance(exc, BentoMLException) and int(exc.error_code) < 500)
+
+
+def quiet_client_errors() -> None:
+    """Drop BentoML's ERROR log record, with traceback, of a request it refuses (a body that fails
+    validation, another 4xx): the traceback quotes part of the body, and the request's own log line
+    (serving/middleware.py) already says what happened. Server errors keep their traceback.
+
+    The records come from ``bentoml._internal.server.http_app.log_exception``, on that module's logger."""
+    logging.getLogger(http_app.__name__).addFilter(_not_a_client_error)

@@ -1,4 +1,5 @@
-"""What every HTTP request to the service goes through: request id, API key, one log line, metrics.
+"""What every HTTP request to the service goes through: request id, API key, body type and size,
+one log line, metrics.
 
 An ASGI middleware (added with BentoML's ``Service.add_asgi_middleware``), so it sees requests that
 BentoML refuses itself (a malformed body never reaches the API code) as well as the API's own
@@ -26,6 +27,7 @@ log = logging.getLogger("churnwarn.serving")
 API_KEY_ENV = "CHURNWARN_API_KEY"
 REQUEST_ID = "x-request-id"
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")  # echoed into a header and a log line: keep it tame
+JSON = "application/json"  # the one body type the API routes take (and their spec publishes)
 OUTCOMES = ("ok", "unknown", "stale", "invalid", "unauthorized", "unavailable", "error")
 
 
@@ -78,10 +80,43 @@ class RequestMiddleware:
     Health, readiness, metrics and the docs stay open: only the API routes ask for it.
     """
 
-    def __init__(self, app, api_routes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app, api_routes: tuple[str, ...] = (), max_body_bytes: int | None = None) -> None:
         self.app = app
         self.api_routes = frozenset(api_routes)
         self.api_key = os.environ.get(API_KEY_ENV) or None
+        self.max_body_bytes = max_body_bytes
+
+    def _refusal(self, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        """415 for a body that is not JSON (BentoML would parse forms, and fail on a multipart type
+        without a boundary), 413 for a declared length past ``max_body_bytes``; None: go on."""
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if ctype and ctype != JSON:
+            return 415, f"unsupported content type {ctype[:80]!r}: send application/json"
+        length = headers.get(b"content-length", b"0")
+        if self.max_body_bytes is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return 413, _too_large(self.max_body_bytes)
+        return None
+
+    async def _bounded(self, headers: dict[bytes, bytes], receive):
+        """``receive`` as it was, or, for a body of undeclared length (chunked), one that replays the
+        body read here in full, or None when it passes ``max_body_bytes``."""
+        if self.max_body_bytes is None or b"content-length" in headers:
+            return receive  # the server stops a body at its declared length
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        pending = iter(messages)
+
+        async def replay():
+            return next(pending, None) or await receive()
+
+        return replay
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"x-api-key")
@@ -109,19 +144,7 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            if self.api_key and not self._authorised(headers):
-                await _json(
-                    send_with_id,
-                    401,
-                    {
-                        "error": "missing or wrong API key: send 'Authorization: Bearer "
-                        "<key>' or 'X-API-Key: <key>'",
-                        "detail": [],
-                    },
-                    [(b"www-authenticate", b"Bearer")],
-                )
-            else:
-                await self.app(scope, receive, send_with_id)
+            await self._answer(scope, receive, send_with_id, headers)
         finally:
             outcome = state.get("outcome") or _outcome(status["code"])
             if status["code"] >= 400 and outcome == "ok":
@@ -140,6 +163,23 @@ class RequestMiddleware:
                     }
                 )
             )
+
+    async def _answer(self, scope, receive, send, headers: dict[bytes, bytes]) -> None:
+        """The key first (nothing about the body is said to a caller without it), then the body's type
+        and size, then the API."""
+        if self.api_key and not self._authorised(headers):
+            error = "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            return await _json(send, 401, {"error": error, "detail": []}, [(b"www-authenticate", b"Bearer")])
+        if refusal := self._refusal(headers):
+            return await _json(send, refusal[0], {"error": refusal[1], "detail": []})
+        bounded = await self._bounded(headers, receive)
+        if bounded is None:
+            return await _json(send, 413, {"error": _too_large(self.max_body_bytes), "detail": []})
+        await self.app(scope, bounded, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than serving.max_body_bytes ({limit} bytes): send fewer rows per request"
 
 
 async def _json(send, status: int, body: dict, extra_headers: list | None = None) -> None:

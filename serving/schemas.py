@@ -8,11 +8,49 @@ is refused by validation (400, naming the row and the field) before anything is 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from features.catalogue import CATALOGUE
+
+
+def openapi_nullable(schema: dict[str, Any]) -> None:
+    """Publish optional fields the OpenAPI 3.0 way (``nullable: true``), as BentoML serves 3.0.2.
+
+    Pydantic writes ``X | None`` as JSON Schema's ``anyOf: [X, {type: null}]``; BentoML's spec keeps
+    only ``anyOf[0]`` of a route's top-level fields, so a null answer would break the published spec.
+    Used as each model's ``json_schema_extra``, so it applies wherever the model appears."""
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if not options or {"type": "null"} not in options or len(options) != 2:
+            continue
+        (kept,) = [o for o in options if o != {"type": "null"}]
+        rest = {k: v for k, v in prop.items() if k != "anyOf"}
+        shape = {"allOf": [kept]} if "$ref" in kept else kept
+        schema["properties"][name] = {**shape, **rest, "nullable": True}
+
+
+class ApiModel(BaseModel):
+    """A request or answer body: optional fields published as nullable (:func:`openapi_nullable`)."""
+
+    model_config = ConfigDict(json_schema_extra=openapi_nullable)
+
+
+def _past_utc(ts: dt.datetime) -> dt.datetime:
+    """A timestamp in UTC (naive ones are read as UTC), refused when it lies in the future or has
+    no UTC equivalent (an offset at the edge of the date range)."""
+    try:
+        ts = (ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("outside the range of dates once converted to UTC") from None
+    if ts > dt.datetime.now(dt.UTC):
+        raise ValueError("lies in the future")
+    return ts
+
+
+# An ISO 8601 string only (strict: no Unix seconds such as 0), in UTC, not in the future.
+PastTimestamp = Annotated[dt.datetime, Field(strict=True), AfterValidator(_past_utc)]
 
 Lang = Literal["en", "zh"]
 Status = Literal["ok", "unknown", "stale"]
@@ -44,20 +82,20 @@ FeatureValues = create_model(
 )
 
 
-class FeatureRow(BaseModel):
+class FeatureRow(ApiModel):
     """A subscriber's features supplied by the caller (a system that holds its own data)."""
 
     model_config = ConfigDict(extra="forbid")
     subscriber_id: SubscriberId
     features: FeatureValues  # type: ignore[valid-type]
-    feature_timestamp: dt.datetime | None = Field(
+    feature_timestamp: PastTimestamp | None = Field(
         None,
-        description="when the values were computed; when given, "
-        "rows older than serving.max_feature_age_days are refused (stale)",
+        description="when the values were computed: an ISO 8601 date-time (UTC when it has no offset), "
+        "not in the future; when given, rows older than serving.max_feature_age_days are refused (stale)",
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(ApiModel):
     name: str
     version: str
     alias: str | None = None
@@ -68,7 +106,7 @@ class ModelInfo(BaseModel):
     )
 
 
-class ReasonOut(BaseModel):
+class ReasonOut(ApiModel):
     code: str = Field(description="reason code, e.g. COMPETITOR_HOTLINE")
     feature: str
     value: float | str = Field(
@@ -79,12 +117,12 @@ class ReasonOut(BaseModel):
     action: str
 
 
-class ActionOut(BaseModel):
+class ActionOut(ApiModel):
     code: str
     text: str
 
 
-class ChurnWarning(BaseModel):
+class ChurnWarning(ApiModel):
     subscriber_id: str
     status: Status = Field(
         "ok",
@@ -113,7 +151,7 @@ class ChurnWarning(BaseModel):
     error: str | None = Field(None, description="set instead of a score when the id cannot be scored")
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(ApiModel):
     """The body of every 4xx/5xx answer the service writes itself."""
 
     error: str

@@ -37,6 +37,9 @@ from serving.bentoml_internals import (
     cork_dispatcher,
     declare_json_output,
     document_error_responses,
+    label_metrics_by_route,
+    quiet_client_errors,
+    require_request_bodies,
 )
 from serving.middleware import RequestMiddleware, metrics
 from serving.schemas import ChurnWarning, ErrorOut, FeatureRow, Lang, ModelInfo, SubscriberId
@@ -62,6 +65,8 @@ ERRORS = {
     "large a batch",
     401: "missing or wrong API key (only when $CHURNWARN_API_KEY is set)",
     404: "unknown subscriber id (single-subscriber route)",
+    413: "body larger than serving.max_body_bytes",
+    415: "a body that is not application/json",
     422: "stale features: older than serving.max_feature_age_days (single-subscriber and single-row routes)",
     500: "a bug: never for bad input",
     503: "not ready (online store unavailable) or overloaded",
@@ -71,6 +76,14 @@ ERRORS = {
 # every route with a schema whose ``detail`` is a string; the answers here are ERRORS with an ErrorOut
 # body (BentoML's own validation errors have the same shape). A test checks /docs.json.
 document_error_responses(ERRORS, ErrorOut)
+require_request_bodies()  # a route whose input has required fields says its body is required
+label_metrics_by_route()  # BentoML's request metrics: by route template or "unmatched", not raw path
+
+
+def _why_store(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within serving.store_timeout_s"
+    return type(exc).__name__
 
 
 SINGLE_STATUS = {"unknown": 404, "stale": 422}  # per-item status -> HTTP status of a one-subscriber route
@@ -116,6 +129,7 @@ class ChurnWarningService:
         )
         metrics()
         log.disabled = False  # BentoML's logging set-up (root at WARNING) would hide the request log lines
+        quiet_client_errors()  # a refused body: the request's one log line, no traceback quoting it
         logging.getLogger("churnwarn").setLevel(logging.INFO)
         log.info(
             "loaded %s v%s (%s) from %s",
@@ -125,14 +139,25 @@ class ChurnWarningService:
             self.settings.tracking_uri,
         )
 
-    def __is_ready__(self) -> bool:
-        """Ready once the model is loaded and the online store answers (one probe read)."""
+    async def __is_ready__(self) -> bool:
+        """Ready once the model is loaded and the online store answers one probe read within
+        serving.store_timeout_s (async: BentoML then awaits it on the loop, no thread of its own)."""
         try:
-            online_features(self.store, ["__readyz__"])
+            await self._read_store(["__readyz__"])
         except Exception as exc:  # noqa: BLE001 - any failure of the store means not ready
-            log.warning("not ready: the online store does not answer: %s", exc)
+            log.warning("not ready: the online store does not answer: %s", _why_store(exc))
             return False
         return self.loaded is not None
+
+    async def _read_store(self, ids: list[str]) -> pd.DataFrame:
+        """The online features of ``ids``, read in a worker thread and given up (TimeoutError) after
+        serving.store_timeout_s: a slow or hanging store never blocks the event loop, so /livez,
+        /metrics and feature-row requests keep answering. A given-up read finishes in its thread,
+        bounded by the store's own timeouts (feast.online_store.socket_timeout for Redis)."""
+        with anyio.fail_after(self.settings.serving.store_timeout_s):
+            return await anyio.to_thread.run_sync(
+                online_features, self.store, ids, True, abandon_on_cancel=True
+            )
 
     async def _run(self, n: int, fn, *args):
         """``fn(*args)`` for ``n`` rows: on the event loop when small (a thread hop costs more than a
@@ -229,11 +254,11 @@ class ChurnWarningService:
         if blank:
             raise ApiError(400, f"subscriber ids must be non-empty strings (blank at positions {blank})")
         try:
-            rows = await self._run(len(ids), online_features, self.store, ids, True)
+            rows = await self._read_store(ids)
         except Exception as exc:  # noqa: BLE001 - the store failing is not the caller's fault, and not a 500
-            log.exception("online store read failed")
+            log.warning("online store read failed: %s (%s)", _why_store(exc), exc)
             raise ApiError(
-                503, f"the online feature store is unavailable: {type(exc).__name__}", "unavailable"
+                503, f"the online feature store is unavailable: {_why_store(exc)}", "unavailable"
             ) from exc
         known = ~np.isnan(rows[FEATURE_NAMES].to_numpy(dtype="float64")).any(axis=1)
         stamps = [
@@ -245,12 +270,7 @@ class ChurnWarningService:
     async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
         self._check_size(len(rows), "rows")
         X = pd.DataFrame([r.features.model_dump() for r in rows], columns=FEATURE_NAMES)
-        stamps = [
-            r.feature_timestamp
-            if r.feature_timestamp is None or r.feature_timestamp.tzinfo
-            else r.feature_timestamp.replace(tzinfo=dt.UTC)
-            for r in rows
-        ]
+        stamps = [r.feature_timestamp for r in rows]  # UTC, validated (serving/schemas.py)
         status = self._status(np.ones(len(rows), dtype=bool), stamps)
         return await self._score([r.subscriber_id for r in rows], X, stamps, lang, status, request)
 
@@ -340,7 +360,11 @@ class ChurnWarningService:
         return self.model_info
 
 
-ChurnWarningService.add_asgi_middleware(RequestMiddleware, api_routes=api_routes(ChurnWarningService))
+ChurnWarningService.add_asgi_middleware(
+    RequestMiddleware,
+    api_routes=api_routes(ChurnWarningService),
+    max_body_bytes=load_settings().serving.max_body_bytes,
+)
 
 # BentoML 1.4 works out a list output's media type by generating its JSON schema on every response:
 # ~15 ms of a ~20 ms single-subscriber request here (py-spy). Every output here is JSON: say so once,
