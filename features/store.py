@@ -30,6 +30,7 @@ with warnings.catch_warnings():
     from feast.feature_view import FeatureViewState
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource  # no PySpark
     from feast.online_response import TIMESTAMP_POSTFIX
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
     from feast.repo_config import RepoConfig
     from feast.types import Float64
 
@@ -136,6 +137,26 @@ def get_store(settings: Settings):
     return FeatureStore(config=RepoConfig(repo_path=settings.feast_dir, **cfg))
 
 
+def _set_aside_unreadable_registry(settings: Settings) -> None:
+    """Feast writes its file registry in place (truncate, then write): a run killed while writing leaves
+    one that does not parse, and every later Feast call would fail on it. It holds only what ``apply``
+    and the loads recorded, so it is set aside (``registry.db.unreadable``) and rebuilt by the next
+    ``churn features``, whose online-store check then finds nothing recorded and loads in full."""
+    path = settings.feast_dir / "registry.db"
+    try:
+        RegistryProto.FromString(path.read_bytes())
+    except FileNotFoundError:
+        return
+    except Exception as exc:  # protobuf's DecodeError, or a file that is not a registry at all
+        path.replace(path.with_name(path.name + ".unreadable"))
+        log.warning(
+            "feast: the registry %s was unreadable (%s; a run killed while writing it?): set aside, "
+            "`churn features` rebuilds it",
+            path,
+            exc,
+        )
+
+
 def definitions(settings: Settings) -> list:
     """Feast objects for the catalogue: defined from the same list the models and reasons use."""
     subscriber = Entity(
@@ -169,6 +190,7 @@ def apply_and_materialize(
     full load if the view was never materialised. Returns ``{"mode": "full" | "incremental" |
     "up to date", "start": ..., "end": ...}`` (ISO timestamps).
     """
+    _set_aside_unreadable_registry(settings)  # here, the writer: a reader may meet a write in progress
     store = get_store(settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Spark source is "experimental", said on every definition

@@ -62,6 +62,20 @@ def test_a_view_left_materializing_is_reported_then_repaired(copy_trained):
     _assert_serves_the_table(s)
 
 
+def test_a_registry_cut_short_by_a_kill_is_set_aside_and_rebuilt(copy_trained, caplog):
+    s = copy_trained()
+    registry = s.feast_dir / "registry.db"
+    whole = registry.read_bytes()
+    registry.write_bytes(whole[: len(whole) // 3])  # Feast writes it in place: a kill mid-write
+
+    summary = build_features(s)
+
+    assert "registry" in caplog.text and "unreadable" in caplog.text
+    assert (s.feast_dir / "registry.db.unreadable").exists()
+    assert summary.materialised == "full"
+    _assert_serves_the_table(s)
+
+
 @pytest.fixture
 def redis_db():
     client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
