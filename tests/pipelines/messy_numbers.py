@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
+from core.io import PARTITION
+
+DAY = "2026-03-10"
+
 
 def _area(number: str) -> int:
     """Length of a landline's area code with the trunk 0 (010, 02x: 3; else 4)."""
@@ -36,3 +42,19 @@ def messy_forms(number: str) -> list[str]:
     if number.startswith("00"):  # international
         return [f"+{number[2:]}", f"+{number[2:5]} {number[5:]}"]
     return [number]  # short codes: as they are
+
+
+def messy_export(settings, day: str = DAY) -> pd.DataFrame:
+    """The calls of ``day`` as landed, their numbers rewritten in every messy form in turn."""
+    path = next((settings.landing_dir / "cdr" / f"{PARTITION}={day}").glob("*.parquet"))
+    calls = pd.read_parquet(path)
+    numbers = calls["other_party"].astype(str)
+    forms = [messy_forms(n) for n in numbers]
+    calls["other_party"] = [f[i % len(f)] for i, f in enumerate(forms)]
+    assert (calls["other_party"] != numbers).mean() > 0.9
+    calls.to_parquet(path, index=False)
+    return calls
+
+
+def raw_day(settings, day: str = DAY) -> pd.DataFrame:
+    return pd.read_parquet(settings.raw_dir / "cdr" / f"{PARTITION}={day}")

@@ -6,15 +6,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from messy_numbers import messy_forms
+from messy_numbers import DAY, messy_export, messy_forms, raw_day
 
 from core.io import PARTITION
 from pipelines.errors import ValidationFailed
 from pipelines.generate import _contact_pool
 from pipelines.ingest import ingest
 from pipelines.numbers import normalise_array, normalise_number, number_plan
-
-DAY = "2026-03-10"
 
 CASES = {
     "+8613800138000": "13800138000",
@@ -49,22 +47,6 @@ def test_every_messy_form_of_the_simulated_numbers_is_normalised_and_canonical_o
     # the fast path (no parsing) keeps only what parsing would keep as well
     assert [normalise_number.__wrapped__(c, "CN") for c in pool] == list(pool)
     assert pd.Series(list(pool)).str.fullmatch(number_plan("CN").canonical[1:-1]).all()
-
-
-def messy_export(settings, day: str = DAY) -> pd.DataFrame:
-    """The calls of ``day`` as landed, their numbers rewritten in every messy form in turn."""
-    path = next((settings.landing_dir / "cdr" / f"{PARTITION}={day}").glob("*.parquet"))
-    calls = pd.read_parquet(path)
-    numbers = calls["other_party"].astype(str)
-    forms = [messy_forms(n) for n in numbers]
-    calls["other_party"] = [f[i % len(f)] for i, f in enumerate(forms)]
-    assert (calls["other_party"] != numbers).mean() > 0.9
-    calls.to_parquet(path, index=False)
-    return calls
-
-
-def raw_day(settings, day: str = DAY) -> pd.DataFrame:
-    return pd.read_parquet(settings.raw_dir / "cdr" / f"{PARTITION}={day}")
 
 
 def test_a_messy_export_classes_and_hashes_as_the_clean_one(trained_copy):

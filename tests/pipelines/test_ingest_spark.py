@@ -7,6 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from messy_numbers import messy_export, raw_day
 
 from core.io import PARTITION
 from pipelines.ingest import STATE, ingest
@@ -44,4 +45,14 @@ def test_an_unchanged_day_is_not_read_again_on_spark(spark, copy_trained):
     calls.iloc[:5].to_parquet(next(day.glob("*.parquet")), index=False)
     summary = ingest(settings, skip_validation=True)
     assert summary.partitions_ingested == 1
+    shutil.rmtree(settings.workdir, ignore_errors=True)
+
+
+def test_a_messy_export_classes_and_hashes_on_spark_as_the_clean_one_on_duckdb(spark, copy_trained):
+    settings = copy_trained(features={"engine": "spark"})
+    clean = raw_day(settings)  # ingested on DuckDB
+    messy_export(settings)  # +86..., 0086..., 138 0013 8000, (010) 1234 5678...
+    summary = ingest(settings)
+    assert summary.partitions_ingested == 1
+    pd.testing.assert_frame_equal(raw_day(settings), clean, check_dtype=False)
     shutil.rmtree(settings.workdir, ignore_errors=True)
