@@ -8,9 +8,10 @@ is refused by validation (400, naming the row and the field) before anything is 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from features.catalogue import CATALOGUE
 
@@ -49,8 +50,18 @@ def _past_utc(ts: dt.datetime) -> dt.datetime:
     return ts
 
 
-# An ISO 8601 string only (strict: no Unix seconds such as 0), in UTC, not in the future.
-PastTimestamp = Annotated[dt.datetime, Field(strict=True), AfterValidator(_past_utc)]
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only an ISO 8601 date-time: pydantic also reads numbers, and strings of digits, as Unix seconds."""
+    if not (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-06-01T00:00:00Z")
+    return value
+
+
+# An ISO 8601 date-time in UTC (naive: read as UTC), not in the future.
+PastTimestamp = Annotated[dt.datetime, BeforeValidator(_iso_text), AfterValidator(_past_utc)]
 
 Lang = Literal["en", "zh"]
 Status = Literal["ok", "unknown", "stale"]

@@ -127,3 +127,71 @@ def test_no_other_serving_module_touches_bentoml_private_api():
         and re.search(r"_bentoml_sdk|_bentoml_impl|bentoml\._internal", p.read_text())
     ]
     assert offenders == [], "private BentoML API belongs in serving/bentoml_internals.py"
+
+
+def test_metrics_middleware_is_replaced_by_one_labelling_by_route_template():
+    import starlette.applications
+    from bentoml._internal.server.http import instruments
+    from starlette.routing import Mount, Route
+
+    bi.label_metrics_by_route()
+    bi.label_metrics_by_route()  # once, however often it is called
+    patched = instruments.RunnerTrafficMetricsMiddleware
+    assert patched.labels_by_route and not getattr(patched.__mro__[1], "labels_by_route", False)
+    assert "skip_paths" in inspect.signature(patched.__mro__[1]).parameters
+
+    async def ok(request):
+        return None
+
+    app = starlette.applications.Starlette(
+        routes=[Route("/warn", ok, methods=["POST"]), Mount("/static", app=ok)]
+    )
+
+    def template(path: str, method: str = "POST") -> str:
+        return bi.route_template(
+            {"type": "http", "path": path, "method": method, "app": app, "root_path": ""}
+        )
+
+    assert template("/warn") == "/warn" and template("/warn", "GET") == "/warn"  # 405 keeps its route
+    assert template("/static/a/b.css") == "/static"
+    assert template("/warn/x") == template("/random") == bi.UNMATCHED
+
+
+def test_request_bodies_with_required_fields_are_marked_required():
+    from _bentoml_sdk.method import APIMethod
+
+    assert "openapi_request" in vars(APIMethod) or hasattr(APIMethod, "openapi_request")
+    bi.require_request_bodies()
+    bi.require_request_bodies()
+    assert Probe.apis["many"].openapi_request()["required"] is True
+
+    @bentoml.service(name="no-input-probe")
+    class NoInput:
+        @bentoml.api
+        def ping(self) -> str:
+            return "pong"
+
+    assert "required" not in NoInput.apis["ping"].openapi_request()
+
+
+def test_refused_requests_are_not_logged_with_a_traceback(caplog):
+    import logging
+
+    from bentoml._internal.server import http_app
+    from bentoml.exceptions import BadInput, InternalServerError
+    from pydantic import ValidationError
+
+    assert http_app.logger.name == "bentoml._internal.server.http_app"
+    bi.quiet_client_errors()
+    request = SimpleNamespace(url=SimpleNamespace(path="/warn"), method="POST")
+    try:
+        Out.model_validate({"x": "secret-body"})
+    except ValidationError as exc:
+        refused = exc
+    for exc in (refused, BadInput("bad"), InternalServerError("boom")):
+        try:
+            raise exc
+        except Exception:
+            with caplog.at_level(logging.ERROR, logger=http_app.logger.name):
+                http_app.log_exception(request)
+    assert [r.exc_info[0] for r in caplog.records] == [InternalServerError]
