@@ -20,10 +20,10 @@ from typing import Annotated
 import typer
 
 from core.config import REPO_ROOT, Settings, load_settings
-from core.io import WorkdirBusy, workdir_lock
+from core.io import WorkdirBusy
 from core.logs import setup_logging
 from pipelines.errors import StoreUnavailable, ValidationFailed, WarnError
-from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named
+from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named, stage_running
 
 app = typer.Typer(
     help="churnwarn: churn warnings with reasons for mobile operators.\n\n"
@@ -196,7 +196,7 @@ def warn(
                 raise WarnError(
                     f"cannot load {settings.mlflow.registered_model} v{model_version}: {exc}"
                 ) from exc
-        with workdir_lock(settings.workdir, "warn"):
+        with stage_running("warn", settings):
             result = nightly_list(settings, date, model=model, lang=lang)
     _echo_headline(result)
 

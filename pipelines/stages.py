@@ -13,7 +13,8 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from core.config import Settings
@@ -145,10 +146,17 @@ class StageRun:
     seconds: float
 
 
+@contextmanager
+def stage_running(name: str, settings: Settings) -> Iterator[None]:
+    """One run of stage ``name`` per workdir at a time (:func:`core.io.workdir_lock`), logged as it starts."""
+    with workdir_lock(settings.workdir, name):
+        log.info("%s started (pid %d)", name, os.getpid())
+        yield
+
+
 def run_stage(stage: Stage, settings: Settings) -> StageRun:
     t0 = time.monotonic()
-    with workdir_lock(settings.workdir, stage.name):
-        log.info("%s started (pid %d)", stage.name, os.getpid())
+    with stage_running(stage.name, settings):
         result = stage.function()(settings)
     seconds = time.monotonic() - t0
     log.info("%s done in %.1fs", stage.name, seconds)
