@@ -27,14 +27,19 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
+import numpy as np
 import pandas as pd
 from great_expectations.checkpoint import UpdateDataDocsAction
-from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from core.config import Settings
@@ -49,6 +54,7 @@ from core.io import (
 from features.catalogue import CATALOGUE, FEATURE_NAMES
 from features.manifest import hash_cache
 from pipelines.errors import Failure, ValidationFailed
+from pipelines.numbers import normalise_series
 
 # Great Expectations is imported inside the functions that build and run suites (_suite, _context,
 # run_suite), to keep the `churn` CLI fast to start: GX costs seconds to import, and the CLI imports
@@ -78,6 +84,30 @@ SCHEMAS: dict[str, list[str]] = {
     "churn_events": ["subscriber_id", "event_date", "event_type"],
     "recharges": ["subscriber_id", "recharge_time", "amount"],
 }
+# table -> the kind of value each column must hold: checked before any value check, so a timestamp
+# stored as text is reported as text, not as values out of range
+TYPES: dict[str, dict[str, str]] = {
+    "subscribers": {
+        "activation_date": "timestamp",
+        "contract_end_date": "timestamp",
+        "monthly_fee": "number",
+    },
+    "cdr": {"other_party": "text", "start_time": "timestamp", "duration_s": "number"},
+    "billing": {"bill_date": "timestamp", "charge": "number", "arrears": "number"},
+    "complaints": {"complaint_time": "timestamp"},
+    "churn_events": {"event_date": "timestamp"},
+    "recharges": {"recharge_time": "timestamp", "amount": "number"},
+}
+HOLDS = {
+    "text": "text",
+    "timestamp": "timestamps",
+    "number": "numbers",
+    "true/false": "true/false values",
+    "mixed": "mixed kinds of values",
+}
+WANTED = {"text": "text", "timestamp": "a timestamp", "number": "a number"}
+PRIVATE_COLUMNS = ("other_party", "msisdn")  # phone numbers: never in an example of a duplicate row
+MAX_EXAMPLES = 5
 MAX_RECHARGE = 10_000  # CNY: a larger single prepaid top-up is an export error
 FEATURE_TABLE = "subscriber_features"
 ORPHAN = "orphan_subscriber_id"  # added to a batch: its subscriber id when not a known subscriber
@@ -220,7 +250,13 @@ def _suite(table: str, settings: Settings, orphans: bool = False) -> gx.Expectat
 
 
 def _context(settings: Settings | None = None):
-    ctx = gx.get_context(mode="ephemeral")
+    """An in-memory GX context whose only Data Docs site (given ``settings``) is the workdir's
+    ``reports/data_docs``: GX's default ephemeral context adds a site in a new folder of the system
+    temp dir, built on every checkpoint run and never removed."""
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    )
+    ctx = gx.get_context(mode="ephemeral", project_config=config)
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     if settings is not None:
         ctx.add_data_docs_site(
@@ -247,8 +283,12 @@ def validate_table(
     batch at a million subscribers."""
     required = SCHEMAS.get(table, ["subscriber_id", "event_timestamp", *FEATURE_NAMES])
     orphans = known_ids is not None and table != "subscribers" and "subscriber_id" in df.columns
-    if orphans:
+    numbers = table == "cdr" and "other_party" in df.columns and _kind(df["other_party"]) == "text"
+    if orphans or numbers:
         df = df.copy(deep=False)
+    if numbers:  # checked (format, duplicates) in the canonical form ingestion classifies
+        df["other_party"] = normalise_series(df["other_party"], settings.data.number_region)
+    if orphans:
         ids = df["subscriber_id"]
         df[ORPHAN] = ids.astype(object).where(~ids.astype(str).isin(known_ids) & ids.notna())
     return run_suite(df, lambda: _suite(table, settings, orphans), table, file, required, ctx)
@@ -276,8 +316,67 @@ def run_suite(
             Failure(table, file, "expect_table_columns_to_include", c, "required column is missing")
             for c in missing
         ]
-    result = _run_checkpoint(ctx or _context(), _vectorisable(df), make_suite, table)
-    return [f for r in result.results if (f := _failure(r, df, table, file)) is not None]
+    mistyped = type_failures(df, table, file)  # their value checks would only restate the type
+    skip = {f.column for f in mistyped}
+    result = _run_checkpoint(ctx or _context(), _vectorisable(df), make_suite, table, skip)
+    return mistyped + [f for r in result.results if (f := _failure(r, df, table, file)) is not None]
+
+
+def _kind(column: pd.Series) -> str:
+    """What a column holds: timestamp, number, text, or mixed (several of these)."""
+    dtype = column.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamp"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "true/false"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    if not pd.api.types.is_object_dtype(dtype):
+        return "text"  # string, categorical
+    inferred = pd.api.types.infer_dtype(column, skipna=True)  # one C pass over the values
+    if inferred in ("datetime64", "datetime", "date"):
+        return "timestamp"
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "number"
+    if inferred == "boolean":
+        return "true/false"
+    return "text" if inferred in ("string", "empty") else "mixed"
+
+
+def _value_kind(value) -> str:
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return "timestamp"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "text"
+
+
+def type_failures(df: pd.DataFrame, table: str, file: str) -> list[Failure]:
+    """Columns of ``table`` (:data:`TYPES`) holding another kind of value than expected, in plain
+    words, with how many values and up to five of them."""
+    out = []
+    for column, expected in TYPES.get(table, {}).items():
+        if column not in df.columns:
+            continue
+        found = _kind(df[column])
+        if found == expected:
+            continue
+        values = df[column].dropna()
+        if found == "mixed":
+            wrong = values[values.map(_value_kind) != expected]
+            what = f"{len(wrong)} of {len(values)} values are not {WANTED[expected]}"
+        else:
+            wrong = values
+            what = f"all {len(values)} values are {HOLDS[found]}"
+        detail = f"[type] holds {HOLDS[found]} where {WANTED[expected]} is expected: {what}"
+        if column == "other_party":
+            detail += " (numbers stored as numbers lose the leading 0 of landlines and international calls)"
+        parts = sorted(df.loc[wrong.index[:1000], PARTITION].astype(str).unique()) if PARTITION in df else []
+        examples = [str(v) for v in pd.unique(wrong.head(1000))[:MAX_EXAMPLES]]
+        out.append(Failure(table, file, "column_type", column, detail, examples, partitions=parts))
+    return out
 
 
 def _vectorisable(df: pd.DataFrame) -> pd.DataFrame:
@@ -305,8 +404,14 @@ def _vectorisable(df: pd.DataFrame) -> pd.DataFrame:
     return df if out is None else out
 
 
-def _run_checkpoint(ctx, df: pd.DataFrame, make_suite, table: str):
-    """Register the suite under a name unique in ``ctx`` and run it on ``df`` (updating Data Docs)."""
+def _uses(expectation, columns: set) -> bool:
+    named = {getattr(expectation, "column", None), *(getattr(expectation, "column_list", None) or [])}
+    return bool(named & columns)
+
+
+def _run_checkpoint(ctx, df: pd.DataFrame, make_suite, table: str, skip: set | frozenset = frozenset()):
+    """Register the suite under a name unique in ``ctx`` and run it on ``df`` (updating Data Docs),
+    without the expectations on the columns ``skip``."""
     used = ctx.__dict__.setdefault("_churnwarn_names", set())
     name = table if table not in used else f"{table}_{next(_counter)}"
     used.add(name)
@@ -317,6 +422,10 @@ def _run_checkpoint(ctx, df: pd.DataFrame, make_suite, table: str):
     )
     suite = make_suite()
     suite.name = name
+    if skip:
+        suite = gx.ExpectationSuite(
+            name=name, expectations=[e for e in suite.expectations if not _uses(e, skip)]
+        )
     suite = ctx.suites.add(suite)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=bd, suite=suite))
     sites = list((ctx.get_config().data_docs_sites or {}).keys())
@@ -356,10 +465,7 @@ def _failure(r, df: pd.DataFrame, table: str, file: str) -> Failure | None:
     check = (cfg.meta or {}).get("check")
     if check:
         detail = f"[{check}] {detail}"
-    examples = [
-        None if pd.isna(v) else (str(v) if isinstance(v, (pd.Timestamp, dt.datetime)) else v)
-        for v in (res.get("partial_unexpected_list") or [])
-    ]
+    examples = _examples(res.get("partial_unexpected_list") or [])
     partitions = []
     idx = res.get("partial_unexpected_index_list") or []
     if PARTITION in df.columns and idx and all(isinstance(i, (int,)) for i in idx):
@@ -377,6 +483,27 @@ def _failure(r, df: pd.DataFrame, table: str, file: str) -> Failure | None:
     )
 
 
+def _example(value):
+    """One example as a message shows it: a timestamp as text; a row (of a duplicate check) as its
+    key values without phone numbers."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_example(v)}" for k, v in value.items() if k not in PRIVATE_COLUMNS)
+    if not isinstance(value, (list, tuple)) and pd.isna(value):
+        return None
+    return str(value) if isinstance(value, (pd.Timestamp, dt.datetime)) else value
+
+
+def _examples(values: list) -> list:
+    """At most :data:`MAX_EXAMPLES` distinct examples, in the order GX found them."""
+    out = []
+    for v in map(_example, values):
+        if v not in out:
+            out.append(v)
+        if len(out) == MAX_EXAMPLES:
+            break
+    return out
+
+
 def cdr_batches(
     cdr_dir: Path,
     failures: list[Failure] | None = None,
@@ -387,10 +514,12 @@ def cdr_batches(
 
     Each frame has the ``date`` partition column (categoricals as text). Each file's schema is
     checked on the way: a file missing a required column is named in ``failures`` (when given) and
-    left out. Whole days per batch keep the duplicate check exact: a call's day is its partition.
-    ``days``: only these partitions (by value), the others not read.
+    left out, and so is a file re-delivered (the same calls as a file read before, :class:`Delivered`)
+    : one message naming both files, instead of every call reported as a duplicate. Whole days per
+    batch keep the duplicate check exact: a call's day is its partition. ``days``: only these
+    partitions (by value), the others not read.
     """
-    frames, rows = [], 0
+    frames, rows, delivered = [], 0, Delivered()
     wanted = None if days is None else set(days)
     for day in sorted(Path(cdr_dir).glob(f"{PARTITION}=*")):
         if wanted is not None and day.name.split("=", 1)[1] not in wanted:
@@ -412,6 +541,11 @@ def cdr_batches(
                         for c in missing
                     ]
                 continue
+            first = delivered.earlier(f, part)
+            if first is not None:
+                if failures is not None:
+                    failures.append(_redelivered(f, first, len(part), day.name.split("=", 1)[1]))
+                continue
             part[PARTITION] = day.name.split("=", 1)[1]
             frames.append(part)
             rows += len(part)
@@ -420,6 +554,48 @@ def cdr_batches(
             frames, rows = [], 0
     if frames:
         yield _text_frame(frames)
+
+
+@dataclass
+class Delivered:
+    """The CDR files read so far, by an order-free signature of their calls (row count, sums of
+    start times and durations), to recognise a file delivered twice: the same calls, in any order,
+    under any name. Only a file whose signature matches is compared in full (the earlier one read
+    again), so memory holds no file and a normal export costs two sums a file."""
+
+    files: dict[tuple, Path] = field(default_factory=dict)
+
+    def earlier(self, path: Path, calls: pd.DataFrame) -> Path | None:
+        """The file read before that holds the same calls as ``calls``, if any (and remember it)."""
+        key = _signature(calls)
+        other = self.files.get(key)
+        if other is not None and _same_rows(pd.read_parquet(other), calls):
+            return other
+        self.files.setdefault(key, path)
+        return None
+
+
+def _signature(calls: pd.DataFrame) -> tuple:
+    try:
+        start = pd.to_datetime(calls["start_time"]).astype("int64").sum()
+        return len(calls), int(start), int(pd.to_numeric(calls["duration_s"]).sum())
+    except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        return len(calls), int(pd.util.hash_pandas_object(calls[SCHEMAS["cdr"]], index=False).sum())
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    cols = SCHEMAS["cdr"]
+    hashes = [
+        np.sort(pd.util.hash_pandas_object(x[cols].astype(str), index=False).to_numpy()) for x in (a, b)
+    ]
+    return bool(np.array_equal(*hashes))
+
+
+def _redelivered(path: Path, first: Path, rows: int, day: str) -> Failure:
+    detail = (
+        f"[re-delivered file] the file holds the same {rows} calls as {first}: refused (keep one of the two)"
+    )
+    return Failure("cdr", str(path), "file_unique", None, detail, partitions=[day])
 
 
 def _text_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
