@@ -63,6 +63,11 @@ class DataConfig(_Strict):
         "138",
         "139",
         "150",
+    number_region: str = Field(
+        "CN",
+        description="ISO region whose number plan (country code 86, international prefix 00, trunk "
+        "prefix 0, from libphonenumber) puts dialled numbers in one form before they are classified",
+    )
         "151",
         "152",
         "155",
@@ -93,7 +98,7 @@ class DataConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    """Salt for pseudonymising the other party's number; never stored in the repository."""
+    """Key of the HMAC that pseudonymises the other party's number; never stored in the repository."""
 
     salt_env: str = "CHURNWARN_SALT"
 
@@ -108,6 +113,19 @@ class ValidationConfig(_Strict):
     cdr_batch_rows: int = Field(
         5_000_000,
         gt=0,
+class ShareLimits(_Strict):
+    """A share (0-1) that warns above ``warn`` and fails above ``fail``."""
+
+    warn: float = Field(ge=0, le=1)
+    fail: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShareLimits:
+        if self.warn > self.fail:
+            raise ValueError("warn must not be above fail")
+        return self
+
+
         description="CDRs are checked in batches of whole day partitions "
         "of about this many rows, so memory stays bounded at operator scale",
     )
@@ -121,6 +139,15 @@ class FeatureConfig(_Strict):
         "DuckDB, or Apache Spark (`spark:` settings; the `spark` extra) for operator scale",
     )
     recent_days: int = Field(14, gt=0)
+    unknown_share: ShareLimits = Field(
+        ShareLimits(warn=0.002, fail=0.02),
+        description="share of ingested calls to numbers of no known class (after normalisation)",
+    )
+    share_change: ShareLimits = Field(
+        ShareLimits(warn=0.05, fail=0.15),
+        description="change of any class's share of calls (on-net, off-net, unknown...) in the newly "
+        "ingested days from its share in the previous ingest, in absolute terms (0.05: 5 points)",
+    )
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
     ttl_days: int = Field(45, gt=0)
