@@ -48,6 +48,11 @@ class DataConfig(_Strict):
     chunk_subscribers: int = Field(
         50_000, gt=0, description="subscribers generated per chunk (bounds memory)"
     )
+    number_region: str = Field(
+        "CN",
+        description="ISO region whose number plan (country code 86, international prefix 00, trunk "
+        "prefix 0, from libphonenumber) puts dialled numbers in one form before they are classified",
+    )
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     own_service_numbers: list[str] = ["10000", "10001"]
@@ -63,11 +68,6 @@ class DataConfig(_Strict):
         "138",
         "139",
         "150",
-    number_region: str = Field(
-        "CN",
-        description="ISO region whose number plan (country code 86, international prefix 00, trunk "
-        "prefix 0, from libphonenumber) puts dialled numbers in one form before they are classified",
-    )
         "151",
         "152",
         "155",
@@ -97,22 +97,6 @@ class DataConfig(_Strict):
         return (self.end_date - self.start_date).days
 
 
-class PrivacyConfig(_Strict):
-    """Key of the HMAC that pseudonymises the other party's number; never stored in the repository."""
-
-    salt_env: str = "CHURNWARN_SALT"
-
-
-class ValidationConfig(_Strict):
-    """Tolerances: a check below its ``mostly`` share fails; ``warn`` lists checks that only warn."""
-
-    callee_format_mostly: float = Field(
-        0.999, gt=0, le=1, description="share of callee numbers in a known format"
-    )
-    warn: list[str] = ["callee_format"]
-    cdr_batch_rows: int = Field(
-        5_000_000,
-        gt=0,
 class ShareLimits(_Strict):
     """A share (0-1) that warns above ``warn`` and fails above ``fail``."""
 
@@ -126,6 +110,31 @@ class ShareLimits(_Strict):
         return self
 
 
+class PrivacyConfig(_Strict):
+    """Key of the HMAC that pseudonymises the other party's number; never stored in the repository."""
+
+    salt_env: str = "CHURNWARN_SALT"
+
+
+class ValidationConfig(_Strict):
+    """Tolerances: a check below its ``mostly`` share fails; ``warn`` lists checks that only warn."""
+
+    callee_format_mostly: float = Field(
+        0.999, gt=0, le=1, description="share of callee numbers in a known format"
+    )
+    warn: list[str] = ["callee_format"]
+    unknown_share: ShareLimits = Field(
+        ShareLimits(warn=0.002, fail=0.02),
+        description="share of ingested calls to numbers of no known class (after normalisation)",
+    )
+    share_change: ShareLimits = Field(
+        ShareLimits(warn=0.05, fail=0.15),
+        description="change of any class's share of calls (on-net, off-net, unknown...) in the newly "
+        "ingested days from its share in the previous ingest, in absolute terms (0.05: 5 points)",
+    )
+    cdr_batch_rows: int = Field(
+        5_000_000,
+        gt=0,
         description="CDRs are checked in batches of whole day partitions "
         "of about this many rows, so memory stays bounded at operator scale",
     )
@@ -139,15 +148,6 @@ class FeatureConfig(_Strict):
         "DuckDB, or Apache Spark (`spark:` settings; the `spark` extra) for operator scale",
     )
     recent_days: int = Field(14, gt=0)
-    unknown_share: ShareLimits = Field(
-        ShareLimits(warn=0.002, fail=0.02),
-        description="share of ingested calls to numbers of no known class (after normalisation)",
-    )
-    share_change: ShareLimits = Field(
-        ShareLimits(warn=0.05, fail=0.15),
-        description="change of any class's share of calls (on-net, off-net, unknown...) in the newly "
-        "ingested days from its share in the previous ingest, in absolute terms (0.05: 5 points)",
-    )
     baseline_days: int = Field(60, gt=0)
     label_horizon_days: int = Field(30, gt=0)
     ttl_days: int = Field(45, gt=0)
