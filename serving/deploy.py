@@ -14,6 +14,13 @@ so a build never asks a package index.
 ``deployments.json`` (written atomically) holds every deploy, and ``stack``: the Bentos that were
 current, newest last. ``deploy`` pushes, ``rollback`` pops back to the one before; a failure
 leaves the file as it was.
+
+A deploy killed midway must leave nothing that looks deployed. The Bento about to be built is named
+in the record (``pending``) before it exists, since BentoML points ``latest`` at each new Bento: so
+``latest`` never names a Bento the record does not. The next deploy removes every Bento and model
+of the workdir's store that no deployment records (a pending one included), under the workdir's
+``deploy`` lock; the build holds a lock of its own, so one left running by a killed deploy is waited
+for, not swept from under it.
 """
 
 from __future__ import annotations
@@ -24,14 +31,18 @@ import json
 import logging
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from core.config import REPO_ROOT, ROOT_ENV, Settings, load_settings
-from core.io import write_json_atomic
+from core.io import WorkdirBusy, workdir_lock, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +84,36 @@ def read_record(settings: Settings) -> dict[str, Any]:
         )
     record.setdefault("events", [])
     return record
+
+
+@contextmanager
+def _locked(settings: Settings, name: str, what: str) -> Iterator[None]:
+    """The workdir's ``name`` lock (core.io.workdir_lock), its refusal as a DeployError."""
+    try:
+        with workdir_lock(settings.workdir, name):
+            yield
+    except WorkdirBusy as exc:
+        raise DeployError(f"{what}: {exc}") from None
+
+
+def remove_orphans(settings: Settings, record: dict[str, Any]) -> list[str]:
+    """Remove the Bentos and models of the workdir's BentoML store that no deployment records: what a
+    deploy killed between its build and its record left (its ``pending`` Bento included), and a
+    model import it cut short. Returns their tags. BentoML repoints ``latest`` at the newest Bento
+    left the next time it is asked for it (its store does so when ``latest`` names a removed one)."""
+    recorded = {d[k] for d in record["deployments"] for k in ("bento", "model")}
+    removed = []
+    for kind in ("bentos", "models"):
+        for path in sorted((settings.bentoml_home / kind).glob("*/*")):
+            if path.is_dir() and f"{path.parent.name}:{path.name}" not in recorded:
+                shutil.rmtree(path)
+                removed.append(f"{path.parent.name}:{path.name}")
+        for name in (settings.bentoml_home / kind).glob("*"):
+            if name.is_dir() and not any(p.is_dir() for p in name.iterdir()):
+                shutil.rmtree(name)  # nothing of that name left: its `latest` goes too
+    if removed:
+        log.warning("removed what killed deploys left in %s: %s", settings.bentoml_home, ", ".join(removed))
+    return removed
 
 
 def current_deployment(settings: Settings) -> dict[str, Any] | None:
@@ -131,7 +172,13 @@ def deploy(settings: Settings, version: str | None = None, alias: str | None = "
     """Build a Bento of registry ``version`` (else the version ``alias`` points at) and make it current.
 
     Returns the new deployment entry. On any failure the record and the current Bento stay as they were.
+    One deploy or rollback per workdir at a time.
     """
+    with _locked(settings, "deploy", "cannot deploy"):
+        return _deploy(settings, version, alias)
+
+
+def _deploy(settings: Settings, version: str | None, alias: str | None) -> dict[str, Any]:
     read_record(settings)  # an unreadable record stops us before a build, not after
     mv = resolve_version(settings, version, alias)
     deployed_alias = None if version is not None else alias
@@ -143,8 +190,15 @@ def deploy(settings: Settings, version: str | None = None, alias: str | None = "
         f" via @{deployed_alias}" if deployed_alias else "",
         settings.bentoml_home,
     )
-    result = _run_build(settings, str(mv.version), deployed_alias)
+    had_record = settings.deployments_file.exists()
+    bento_version = _reserve(settings, str(mv.version))
+    try:
+        result = _run_build(settings, str(mv.version), deployed_alias, bento_version)
+    except BaseException:
+        _unreserve(settings, had_record)
+        raise
     record = read_record(settings)
+    record.pop("pending", None)
     entry = {
         "id": len(record["deployments"]) + 1,
         "bento": result["bento"],
@@ -170,8 +224,34 @@ def deploy(settings: Settings, version: str | None = None, alias: str | None = "
     return entry
 
 
+def _reserve(settings: Settings, model_version: str) -> str:
+    """Clear what killed deploys left, then name the Bento version about to be built in the record."""
+    record = read_record(settings)
+    with _locked(settings, "deploy-build", "a Bento build of an earlier, killed deploy is still running"):
+        remove_orphans(settings, record)
+    bento_version = f"v{model_version}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+    record["pending"] = {"bento_version": bento_version, "model_version": model_version, "since": _now()}
+    write_json_atomic(record, settings.deployments_file)
+    return bento_version
+
+
+def _unreserve(settings: Settings, had_record: bool) -> None:
+    """A failed build: the record as it was (none, if there was none)."""
+    record = read_record(settings)
+    record.pop("pending", None)
+    if had_record or record["deployments"]:
+        write_json_atomic(record, settings.deployments_file)
+    else:
+        settings.deployments_file.unlink(missing_ok=True)
+
+
 def rollback(settings: Settings) -> dict[str, Any]:
     """Make the Bento that was current before the current one current again; returns its entry."""
+    with _locked(settings, "deploy", "cannot roll back"):
+        return _rollback(settings)
+
+
+def _rollback(settings: Settings) -> dict[str, Any]:
     record = read_record(settings)
     if len(record["stack"]) < 2:
         what = (
@@ -221,7 +301,7 @@ def format_deployments(settings: Settings) -> str:
 # The build, in a child process with this workdir's BENTOML_HOME ---------------------------------
 
 
-def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str, Any]:
+def _run_build(settings: Settings, version: str, alias: str | None, bento_version: str) -> dict[str, Any]:
     if settings.config_path is None:
         raise DeployError("settings without a config file: load them with core.config.load_settings")
     cmd = [
@@ -232,6 +312,8 @@ def _run_build(settings: Settings, version: str, alias: str | None) -> dict[str,
         str(settings.config_path),
         "--version",
         version,
+        "--bento-version",
+        bento_version,
     ]
     if alias:
         cmd += ["--alias", alias]
@@ -260,8 +342,11 @@ def pinned_packages(names: list[str]) -> list[str]:
     return pins
 
 
-def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str, Any]:
-    """Import registry ``version`` into the BentoML model store and build the Bento (run with BENTOML_HOME set)."""
+def build_bento(
+    settings: Settings, version: str, alias: str | None, bento_version: str | None = None
+) -> dict[str, Any]:
+    """Import registry ``version`` into the BentoML model store and build the Bento (run with BENTOML_HOME
+    set), as Bento version ``bento_version`` (the one the record names as pending) when given."""
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -297,6 +382,7 @@ def build_bento(settings: Settings, version: str, alias: str | None) -> dict[str
                 "lock_packages": settings.deploy.lock_packages,
             },
             build_ctx=str(REPO_ROOT),
+            version=bento_version,
         )
     except BaseException:
         if created:  # leave no model behind that no Bento uses
@@ -312,14 +398,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--alias", default=None)
+    parser.add_argument("--bento-version", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)-5s %(name)s: %(message)s", stream=sys.stderr)
     for name in ("mlflow", "bentoml", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if not os.environ.get("BENTOML_HOME"):
         raise SystemExit("BENTOML_HOME is not set: run this through `churn deploy`")
+    settings = load_settings(args.config)
     try:
-        result = build_bento(load_settings(args.config), args.version, args.alias)
+        with _locked(settings, "deploy-build", "another Bento build runs on this workdir"):
+            result = build_bento(settings, args.version, args.alias, args.bento_version)
     except Exception as exc:
         log.debug("build failed", exc_info=True)
         log.error("build failed: %s: %s", type(exc).__name__, exc)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -184,3 +185,79 @@ def test_rollback_to_a_bento_gone_from_the_store_is_refused(trained_copy):
     with pytest.raises(DeployError, match="churnwarn:gone is no longer in"):
         rollback(trained_copy)
     assert json.loads(trained_copy.deployments_file.read_text()) == record
+
+
+# -- a killed deploy leaves nothing that looks deployed ------------------------------------------
+
+
+def _store(settings, kind: str) -> set[str]:
+    root = settings.bentoml_home / kind
+    return {f"{p.parent.name}:{p.name}" for p in root.glob("*/*") if p.is_dir()} if root.exists() else set()
+
+
+def _latest(settings) -> str | None:
+    path = settings.bentoml_home / "bentos" / "churnwarn" / "latest"
+    return f"churnwarn:{path.read_text().strip()}" if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def killed_deploy(trained, tmp_path_factory):
+    """A workdir with one deployment, then a `churn deploy` killed (-9) while its Bento build runs; the
+    build, left without its parent, runs on and stores a Bento no deployment records."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from core.config import REPO_ROOT
+
+    dst = tmp_path_factory.mktemp("killed") / "work"
+    shutil.copytree(trained.workdir, dst, ignore=shutil.ignore_patterns("bentoml", "deployments.json"))
+    settings = load_settings(write_config(dst))
+    first = deploy(settings)
+    churn = [str(Path(sys.executable).with_name("churn")), "deploy", "--config", str(settings.config_path)]
+    proc = subprocess.Popen(churn, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    builds: list = []
+    while not builds or "pending" not in read_record(settings):
+        assert proc.poll() is None and time.monotonic() < deadline, "the deploy never started its build"
+        builds = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.2)
+    time.sleep(3)  # into the build
+    os.kill(proc.pid, 9)
+    proc.wait()
+    psutil.wait_procs(builds, timeout=300)
+    return settings, first
+
+
+def test_a_killed_deploy_leaves_latest_on_a_recorded_bento_and_the_next_cleans_up(killed_deploy):
+    settings, first = killed_deploy
+    record = read_record(settings)
+    assert [d["bento"] for d in record["deployments"]] == [first["bento"]]
+    assert current_bento(settings) == first["bento"]
+    pending = f"churnwarn:{record['pending']['bento_version']}"
+    assert _store(settings, "bentos") == {first["bento"], pending}  # the build ran on: an orphan Bento
+    assert _latest(settings) in {first["bento"], pending}  # never a Bento the record does not name
+
+    second = deploy(settings)
+    record = read_record(settings)
+    assert "pending" not in record and current_bento(settings) == second["bento"]
+    assert _store(settings, "bentos") == {first["bento"], second["bento"]}
+    assert _store(settings, "models") == {first["model"], second["model"]}
+    assert _latest(settings) == second["bento"]
+
+
+def test_deploy_waits_for_no_one_and_sweeps_nothing_from_under_a_running_build(trained_copy):
+    from core.io import workdir_lock
+
+    bentos = _store(trained_copy, "bentos")
+    for lock, message in (("deploy", "cannot deploy: .*already running"), ("deploy-build", "still running")):
+        with workdir_lock(trained_copy.workdir, lock):
+            with pytest.raises(DeployError, match=message):
+                deploy(trained_copy)
+        assert not trained_copy.deployments_file.exists() and _store(trained_copy, "bentos") == bentos
+    with workdir_lock(trained_copy.workdir, "deploy"):
+        with pytest.raises(DeployError, match="cannot roll back: .*already running"):
+            rollback(trained_copy)
