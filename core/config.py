@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -545,6 +545,24 @@ def load_settings(path: str | os.PathLike | None = None, **overrides) -> Setting
     return settings.model_copy(update={"workdir": workdir.resolve(), "config_path": path})
 
 
+class DerivedColumn(_Strict):
+    """A column computed from the mapped ones by a DuckDB SQL expression (features/derived.py)."""
+
+    sql: str = Field(min_length=1, description="a row-wise SQL expression over the mapped feature columns")
+    type: Literal["numeric", "categorical"] | None = Field(
+        None, description="numeric or categorical; None: from the expression's SQL type (text: categorical)"
+    )
+
+
+class UncertaintyConfig(_Strict):
+    """How sure the held-out figure is: a bootstrap interval and repeated stratified cross-validation."""
+
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
+    bootstrap_resamples: int = Field(1000, ge=100, description="resamples of the held-out rows")
+    cv_folds: int = Field(5, ge=2, description="folds of the repeated stratified cross-validation")
+    cv_repeats: int = Field(2, ge=1, description="repeats of it (folds x repeats fits per candidate)")
+
+
 class CustomerTableConfig(_Strict):
     """A customer-level table (one row per customer, a churn label): the real-data path.
 
@@ -567,13 +585,31 @@ class CustomerTableConfig(_Strict):
     registered_model: str | None = Field(
         None, description="registry name of the winner (default: mlflow.registered_model)"
     )
+    derived_columns: dict[str, DerivedColumn] = Field(
+        default_factory=dict,
+        description="name -> SQL expression (or {sql, type}) over the mapped columns, computed by "
+        "DuckDB for training and scoring alike (docs/real-data.md)",
+    )
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
+
+    @field_validator("derived_columns", mode="before")
+    @classmethod
+    def _sql_only(cls, value):
+        """``name: "a / b"`` is short for ``name: {sql: "a / b"}``."""
+        if isinstance(value, dict):
+            return {k: {"sql": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
 
     @model_validator(mode="after")
     def _columns(self) -> CustomerTableConfig:
         features = [*self.numeric_columns, *self.categorical_columns]
         if not features:
             raise ValueError("source: map at least one numeric_columns or categorical_columns entry")
-        named = [self.id_column, self.label_column, *features]
+        named = [self.id_column, self.label_column, *features, *self.derived_columns]
+        bad = [d for d in self.derived_columns if not d.isidentifier()]
+        if bad:
+            raise ValueError(f"source.derived_columns: names must be identifiers (letters, digits, _): {bad}")
         dupes = sorted({c for c in named if named.count(c) > 1})
         if dupes:
             raise ValueError(

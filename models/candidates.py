@@ -7,7 +7,7 @@ rules baseline is then calibrated on the validation rows (isotonic or Platt, ``m
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,7 @@ def tune_lightgbm(
     rows = []
     for i, cfg in enumerate(search_configurations(settings)):
         est = clone(model.estimator).set_params(**cfg, scale_pos_weight=spw, metric="average_precision")
-        trial = ChurnModel(model.kind, model.features, est, model.background, categories=model.categories)
+        trial = replace(model, estimator=est)
         trial.fit(
             X_tr,
             y_tr,
@@ -165,7 +165,7 @@ def tune_lightgbm(
         n_estimators=max(1, int(best["best_iteration"])),
         scale_pos_weight=spw,
     )
-    out = ChurnModel(model.kind, model.features, final, model.background, categories=model.categories)
+    out = replace(model, estimator=final)
     return out.fit(X_tr, y_tr), table
 
 
@@ -191,7 +191,14 @@ def fit_candidate(
 ) -> FittedCandidate:
     """Fit one candidate on ``data``'s training rows (a ``models.train.TrainingSet``); LightGBM is
     tuned first, and every calibrated candidate gets the calibrator chosen on the validation rows."""
-    model = ChurnModel(kind, list(data.features), estimator, background, categories=dict(data.categories))
+    model = ChurnModel(
+        kind,
+        list(data.features),
+        estimator,
+        background,
+        categories=dict(data.categories),
+        derived=list(data.derived),
+    )
     search = None
     if kind == "lightgbm":
         model, search = tune_lightgbm(settings, model, data.X_train, data.y_train, data.X_valid, data.y_valid)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # a registered winner that did not beat the champion on the same held-out rows
@@ -24,6 +26,7 @@ class Incumbent:
     kind: str | None = None
     score: float | None = None  # None: it could not score the rows
     error: str | None = None
+    proba: np.ndarray | None = field(default=None, repr=False, compare=False)  # its held-out probabilities
 
 
 @dataclass(frozen=True)

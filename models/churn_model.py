@@ -14,6 +14,10 @@ Inputs may carry categorical columns (a customer table's ``contract``, ``payment
 the logistic pipeline one-hot encodes them. Contributions are always reported per *original*
 column: the SHAP values of a column's one-hot indicators are summed back onto it, which keeps the
 sum exact because the model is linear in those indicators.
+
+A customer table's derived columns (``derived``, SQL over the mapped columns) are computed by the
+model itself from the mapped columns of whatever rows it is given (:meth:`ChurnModel.complete`):
+training, the pyfunc and scoring with reasons all derive them through the same function.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import numpy as np
 import pandas as pd
 import shap
 from sklearn.compose import ColumnTransformer
+
+from features.derived import Derived, add_derived
 
 PARALLEL_FROM_ROWS = 2000  # fewer rows than this are predicted / explained on one thread
 
@@ -47,11 +53,25 @@ class ChurnModel:
         default_factory=dict
     )  # categorical column -> training vocabulary
     calibrator: Any = None  # models.calibration.Calibrator: raw score -> calibrated probability (None: raw)
+    derived: list[Derived] = field(default_factory=list)  # columns computed from the mapped ones (SQL)
     _explainer: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns a caller supplies: every feature but the derived ones."""
+        names = {d.name for d in self.derived}
+        return [f for f in self.features if f not in names]
+
+    def complete(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` with the derived columns computed from its mapped columns (``X`` itself when none)."""
+        if not self.derived:
+            return X
+        return add_derived(X, self.derived, self.categories)
 
     def _x(self, X: pd.DataFrame) -> pd.DataFrame:
         """The model's input frame: numeric columns as float64, categoricals with their training categories
-        (an unseen value becomes missing)."""
+        (an unseen value becomes missing); derived columns computed afresh."""
+        X = self.complete(X)
         missing = [f for f in self.features if f not in X.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}")
@@ -94,7 +114,7 @@ class ChurnModel:
         """LightGBM's booster directly: a float matrix when every input is numeric (no pandas checks),
         one thread for small inputs (OpenMP start-up costs a single-subscriber request ~3-15 ms on a
         busy machine), every core for large ones. Same trees, same numbers as ``predict_proba``."""
-        data = self._x(X) if self.categories else self._matrix(X)
+        data = self._x(X) if self.categories or self.derived else self._matrix(X)
         threads = 1 if len(data) < PARALLEL_FROM_ROWS else 0  # 0: LightGBM's default, all cores
         return self.estimator.booster_.predict(data, num_threads=threads, **kw)
 
@@ -155,7 +175,7 @@ class ChurnModel:
         return state
 
     def __setstate__(self, state):  # models pickled before categorical support have no ``categories``
-        self.__dict__.update({"categories": {}, "params": {}, "calibrator": None, **state})
+        self.__dict__.update({"categories": {}, "params": {}, "calibrator": None, "derived": [], **state})
 
 
 def in_order(X: pd.DataFrame, features: list[str]) -> pd.DataFrame:

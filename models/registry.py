@@ -92,10 +92,10 @@ def score_incumbent(settings: Settings, data: TrainingSet) -> Incumbent | None:
         return None
     try:
         loaded = load_registered(settings, version=str(mv.version))
-        scores = metric_values(
-            data.y_test, loaded.model.predict_proba(data.X_test), settings, data.value_test
-        )
-        return Incumbent(str(mv.version), loaded.model.kind, scores[settings.mlflow.selection_metric])
+        proba = loaded.model.predict_proba(data.X_test)
+        scores = metric_values(data.y_test, proba, settings, data.value_test)
+        metric = settings.mlflow.selection_metric
+        return Incumbent(str(mv.version), loaded.model.kind, scores[metric], proba=proba)
     except Exception as exc:  # a champion that cannot score today's rows cannot stay champion
         log.warning(
             "current champion v%s cannot score the held-out rows (%s): the new winner replaces it",

@@ -26,14 +26,16 @@ def score_with_reasons(
     """Per row: churn probability, risk tier, value at stake, expected loss, VIP tier, the top reasons
     and the suggested retention action.
 
-    ``X`` holds the model's raw input columns (numbers, or text for categorical columns), plus the
-    value column (``warnings.value_feature``) when it is not a model input. ``proba``: the rows'
+    ``X`` holds the model's raw input columns (numbers, or text for categorical columns; a customer
+    table's derived columns are computed here, as the model computes them), plus the value column
+    (``warnings.value_feature``) when it is not a model input. ``proba``: the rows'
     calibrated probabilities when the caller has already predicted them (the nightly list scores
     everyone first, then explains only the warned rows). ``explanation``: the rows' SHAP explanation
     when the caller already has it (the service's batched model step computes both at once).
     """
     if X.empty:
         return []
+    X = model.complete(X)  # a customer table's derived columns, from the mapped ones the caller sent
     proba = model.predict_proba(X) if proba is None else np.asarray(proba, dtype=float)
     reasons = top_reasons(model.explain(X) if explanation is None else explanation, X, settings, lang=lang)
     value = stakes.value_at_stake(X, settings.warnings)

@@ -36,6 +36,7 @@ from models.evaluation import CandidateEvaluation
 from models.plots import calibration_plot, candidate_curves, gains_chart, plt, shap_summary
 from models.registry import MODEL_ARTIFACT, PYFUNC_CODE, use_tracking
 from models.training_data import TrainingSet
+from models.uncertainty import Uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class TrainResult:
     n_test: int
     split: str
     source: str | None = None
+    uncertainty: Uncertainty | None = None  # a customer table's intervals, CV and decision noise
 
     def headline(self) -> str:
         """One line for the command line: the alias taken, and against what."""
@@ -89,11 +91,28 @@ class TrainResult:
             if self.previous_champion_score is not None
             else ""
         )
-        return f"{self.alias}: {self.winner} v{self.version} {m}={self.winner_score:.3f}{versus}{against}"
+        head = f"{self.alias}: {self.winner} v{self.version} {m}={self.winner_score:.3f}"
+        return f"{head}{versus}{against}{self._noise()}"
+
+    def _noise(self) -> str:
+        """The winner's interval and CV figure, and whether the decision is inside the noise."""
+        u, m = self.uncertainty, self.selection_metric
+        if u is None:
+            return ""
+        w = u.candidates[self.winner]
+        inside = "; the decision is inside the noise" if u.decision_inside_noise else ""
+        return (
+            f" ({u.config.confidence:.0%} CI [{w.intervals[m].low:.3f}, {w.intervals[m].high:.3f}]; "
+            f"{u.config.cv_folds}-fold x {u.config.cv_repeats} CV {w.cv[m].text()}{inside})"
+        )
 
     def report(self) -> dict:
         """``reports/train.json``: the scalar fields, and each candidate's headline test metrics."""
-        out = {k: v for k, v in vars(self).items() if k != "candidates" and v is not None}
+        out = {
+            k: v for k, v in vars(self).items() if k not in ("candidates", "uncertainty") and v is not None
+        }
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty.report()
         return out | {
             f"{k}_{m}": run.metrics[m]
             for k, run in self.candidates.items()
@@ -129,7 +148,7 @@ def _schema(frame: pd.DataFrame) -> Schema:
 
 def _log_model(model: ChurnModel, data: TrainingSet) -> str:
     """Log the model from code with the pickled ChurnModel as its artifact; returns the model URI."""
-    example = data.X_test[data.features].head(5)
+    example = data.X_test[model.inputs].head(5)  # derived columns are the model's to compute
     signature = ModelSignature(_schema(example), Schema([ColSpec("double", "churn_probability")]))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "churn_model.pkl"
@@ -155,6 +174,7 @@ class _RunContext:
     params: dict
     feature_list: dict
     data: TrainingSet
+    uncertainty: Uncertainty | None = None
 
 
 def _log_candidate(ctx: _RunContext, fitted: FittedCandidate, ev: CandidateEvaluation) -> CandidateRun:
@@ -174,6 +194,9 @@ def _log_candidate(ctx: _RunContext, fitted: FittedCandidate, ev: CandidateEvalu
         mlflow.log_params({**ctx.params, "model_kind": fitted.kind, **model.params} | searched)
         _log_training_rows(ctx.data)
         mlflow.log_metrics(ev.scores | ev.extra)
+        if ctx.uncertainty is not None:
+            mlflow.log_params(ctx.uncertainty.params())
+            mlflow.log_metrics(ctx.uncertainty.metrics(fitted.kind))
         mlflow.log_dict(ctx.feature_list, "feature_list.json")
         if search is not None:
             mlflow.log_table(search, "lightgbm_search.json")
@@ -264,6 +287,7 @@ def record(
     decision: Decision,
     incumbent: Incumbent | None,
     baseline: str | None,
+    uncertainty: Uncertainty | None = None,
 ) -> TrainResult:
     """Log the invocation (parent run, a child run per candidate, figures), register the winner and
     move the alias the decision names."""
@@ -276,13 +300,17 @@ def record(
     params = {**data.params, "data_version": data.data_version} | (
         data.sample.params() if data.sample else {}
     )
-    feature_list = {"features": data.features} | ({"categorical": data.categories} if data.categories else {})
+    feature_list = (
+        {"features": data.features}
+        | ({"categorical": data.categories} if data.categories else {})
+        | ({"derived": {d.name: d.sql for d in data.derived}} if data.derived else {})
+    )
     with mlflow.start_run(experiment_id=exp_id, run_name="train") as parent:
         mlflow.set_tags({**tags, "stage": "train"})
         mlflow.log_params(params | {"features": ",".join(data.features)[:6000]})
         mlflow.log_dict(feature_list, "feature_list.json")
         _log_training_rows(data)
-        ctx = _RunContext(exp_id, parent.info.run_id, tags, params, feature_list, data)
+        ctx = _RunContext(exp_id, parent.info.run_id, tags, params, feature_list, data, uncertainty)
         runs = {kind: _log_candidate(ctx, fitted[kind], evals[kind]) for kind in fitted}
         _log_figures(data, fitted, evals, decision.winner)
         version = _register(settings, client, decision, runs[decision.winner], invocation, data)
@@ -311,8 +339,10 @@ def record(
             n_test=len(data.y_test),
             split=data.split,
             source=data.source,
+            uncertainty=uncertainty,
         )
         _log_decision(result)
+        _log_noise(uncertainty)
         _move_alias(client, result)  # last: a failure before this line leaves the champion as it was
     return result
 
@@ -353,6 +383,21 @@ def _log_decision(r: TrainResult) -> None:
     mlflow.set_tags({"winner": r.winner, **decision_log})
     if old is not None:
         mlflow.log_metric(f"previous_champion_{metric}", old)
+
+
+def _log_noise(u: Uncertainty | None) -> None:
+    """On the parent run: how the intervals were made, each margin of the decision with its interval,
+    and whether the decision is inside the noise (param and tag)."""
+    if u is None:
+        return
+    mlflow.log_params(u.params() | {"decision_inside_noise": u.decision_inside_noise})
+    mlflow.set_tag("decision_inside_noise", str(u.decision_inside_noise).lower())
+    for m in u.margins:
+        key = "margin_vs_champion" if m.other.startswith("champion") else f"margin_vs_{m.other}"
+        d = m.difference
+        mlflow.log_metrics({key: d.estimate, f"{key}_ci_low": d.low, f"{key}_ci_high": d.high})
+    for kind in u.candidates:
+        mlflow.log_metrics({f"{kind}_{k}": v for k, v in u.metrics(kind).items()})
 
 
 def _move_alias(client: mlflow.MlflowClient, r: TrainResult) -> None:

@@ -32,14 +32,16 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from core.config import Settings
+from core.config import CustomerTableConfig, Settings
 from features import customer_table as ct
+from features.derived import Derived, add_derived, derived_columns
 from models.candidates import build_candidates, build_table_candidates, fit_candidate
 from models.champion import decide
 from models.evaluation import evaluate_candidate
 from models.registry import score_incumbent
 from models.tracking import TrainResult, record
 from models.training_data import TrainingSet, sample_training_set, split_out_of_time
+from models.uncertainty import Uncertainty, assess
 
 __all__ = [
     "TrainResult",
@@ -92,7 +94,38 @@ def train_and_register(
     metric = settings.mlflow.selection_metric
     incumbent = score_incumbent(settings, data)
     decision = decide({k: e.scores[metric] for k, e in evals.items()}, incumbent, baseline)
-    return record(settings, data, fitted, evals, decision, incumbent, baseline)
+    uncertainty = None
+    if data.source is not None and settings.source is not None:  # a customer table: small, so say how sure
+        probs = {k: e.test_proba for k, e in evals.items()}
+        uncertainty = assess(settings, data, fitted, probs, decision, incumbent)
+        _log_uncertainty(uncertainty, metric, len(data.y_test))
+    return record(settings, data, fitted, evals, decision, incumbent, baseline, uncertainty)
+
+
+def _log_uncertainty(u: Uncertainty, metric: str, n_test: int) -> None:
+    """Each candidate's held-out interval and CV figure, then each margin of the decision."""
+    c = u.config
+    for kind, cu in u.candidates.items():
+        log.info(
+            "%-9s %s held out %s (%.0f%% bootstrap CI); %d-fold x %d CV of the %d training rows %s",
+            kind,
+            metric,
+            cu.intervals[metric].text(),
+            100 * c.confidence,
+            c.cv_folds,
+            c.cv_repeats,
+            u.cv_rows,
+            cu.cv[metric].text(),
+        )
+    for m in u.margins:
+        log.info("decision margin %s", m.sentence(c.confidence))
+    if u.decision_inside_noise:
+        log.info(
+            "the champion decision is inside the noise: on %d held-out rows %s cannot tell apart "
+            "the models it compared",
+            n_test,
+            metric,
+        )
 
 
 def train_customer_table(settings: Settings, df: pd.DataFrame) -> TrainResult:
@@ -100,6 +133,19 @@ def train_customer_table(settings: Settings, df: pd.DataFrame) -> TrainResult:
     cfg = settings.source
     if cfg is None:
         raise ValueError("the config has no source: section (no customer table to train on)")
+    derived = derived_columns(cfg)  # checked before anything is fitted or tracked
+    df = add_derived(df, derived, cfg.categorical_columns)
+    numeric, categorical = ct.model_columns(cfg, derived)
+    data = _table_training_set(cfg, df, derived)
+    candidates = build_table_candidates(settings, numeric, categorical)
+    return train_and_register(settings, data, candidates, baseline=None)
+
+
+def _table_training_set(cfg: CustomerTableConfig, df: pd.DataFrame, derived: list[Derived]) -> TrainingSet:
+    """Hold out a stratified random share, then a stratified validation share of the rest (such a
+    table has no time dimension); ``df`` already holds the derived columns."""
+    numeric, categorical = ct.model_columns(cfg, derived)
+    features = [*numeric, *categorical]
     fit_df, test_df = ct.split(df, cfg)
     # validation rows (early stopping, LightGBM search, calibration): a stratified share of the training split
     train_df, valid_df = train_test_split(
@@ -116,9 +162,10 @@ def train_customer_table(settings: Settings, df: pd.DataFrame) -> TrainResult:
         "n_train": len(train_df),
         "n_valid": len(valid_df),
         "n_test": len(test_df),
-        "n_features": len(cfg.features),
-        "n_categorical": len(cfg.categorical_columns),
-    }
+        "n_features": len(features),
+        "n_categorical": len(categorical),
+        "n_derived": len(derived),
+    } | ({"derived_columns": "; ".join(f"{d.name} = {d.sql}" for d in derived)[:6000]} if derived else {})
     log.info(
         "%s: training on %d customers (validating on %d of them), testing on %d "
         "(stratified random %.0f%% split, seed %d)",
@@ -129,23 +176,23 @@ def train_customer_table(settings: Settings, df: pd.DataFrame) -> TrainResult:
         100 * cfg.test_fraction,
         cfg.seed,
     )
+    split = f"stratified random split, seed {cfg.seed}"
     # the columns keep the table's own dtypes, so the logged signature accepts rows as read_table gives them
-    data = TrainingSet(
-        X_train=train_df[cfg.features],
+    return TrainingSet(
+        X_train=train_df[features],
         y_train=ct.labels(train_df, cfg),
-        X_valid=valid_df[cfg.features],
+        X_valid=valid_df[features],
         y_valid=ct.labels(valid_df, cfg),
-        X_test=test_df[cfg.features],
+        X_test=test_df[features],
         y_test=ct.labels(test_df, cfg),
-        features=list(cfg.features),
+        features=features,
         data_version=ct.fingerprint(cfg),
         params=params,
-        held_out=f"{cfg.name}: held-out {100 * cfg.test_fraction:.0f}% stratified random split, seed {cfg.seed}",
+        held_out=f"{cfg.name}: held-out {100 * cfg.test_fraction:.0f}% {split}",
         split=f"stratified random, test_fraction {cfg.test_fraction}, seed {cfg.seed}",
         population="customers",
-        categories=ct.categories(df, cfg),
+        categories=ct.categories(df, cfg, derived),
         tags={"source": cfg.name},
         source=cfg.name,
+        derived=tuple(derived),
     )
-    candidates = build_table_candidates(settings, cfg.numeric_columns, cfg.categorical_columns)
-    return train_and_register(settings, data, candidates, baseline=None)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from core.config import Settings
 from core.io import content_hash
+from features.derived import Derived
 
 
 def data_version(*paths: Path) -> str:
@@ -98,6 +99,9 @@ class TrainingSet:
     # the snapshot stratifies the sample, the keys name the sampled rows on the MLflow run
     keys_train: pd.DataFrame | None = None
     sample: TrainingSample | None = None  # how X_train was sampled (sample_training_set), once it was
+    derived: tuple[
+        Derived, ...
+    ] = ()  # a customer table's derived columns (in features, computed by the model)
 
     @property
     def title(self) -> str:

@@ -22,7 +22,7 @@ import typer
 from core.config import REPO_ROOT, Settings, load_settings
 from core.io import WorkdirBusy
 from core.logs import setup_logging
-from pipelines.errors import StoreUnavailable, ValidationFailed, WarnError
+from pipelines.errors import ConfigError, StoreUnavailable, ValidationFailed, WarnError
 from pipelines.stages import RECORD_STAGES, TABLE_STAGES, run_all, run_stage, stage_named, stage_running
 
 app = typer.Typer(
@@ -71,7 +71,7 @@ def _refused(*errors: type[Exception]):
         raise typer.Exit(2) from None
 
 
-USER_ERRORS = (ValidationFailed, WarnError, StoreUnavailable, WorkdirBusy)
+USER_ERRORS = (ValidationFailed, ConfigError, WarnError, StoreUnavailable, WorkdirBusy)
 
 
 def _echo_headline(result: object) -> None:

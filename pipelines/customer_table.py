@@ -9,6 +9,9 @@ vendored in ``pipelines/datasets``. The ``source:`` section of the config names 
   :func:`pipelines.validate.run_suite` as the landing export (mapped columns present, id not null
   and unique, label inside the mapping with both values present, numeric columns numeric);
   a failure raises :class:`pipelines.validate.ValidationFailed` naming the column and file;
+- :func:`derived` checks the config's derived columns (SQL over the mapped columns) before the
+  table is even read, and validation computes them on the table: a bad one raises
+  :class:`pipelines.errors.ConfigError` (the CLI exits 2) before anything is tracked;
 - ``features.customer_table.split`` holds out a stratified random share (the table has no time dimension, so no
   out-of-time test is possible);
 - :func:`train_stage` validates, then trains through :mod:`models.train`
@@ -32,8 +35,9 @@ import pandas as pd
 from core.config import CustomerTableConfig, Settings
 from core.io import write_json_atomic
 from features.customer_table import fingerprint, labels
+from features.derived import Derived, DerivedColumnError, add_derived, derived_columns
 from models.train import TrainResult, train_customer_table
-from pipelines.errors import Failure, ValidationFailed
+from pipelines.errors import ConfigError, Failure, ValidationFailed
 from pipelines.validate import run_suite
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,30 @@ def _config(settings: Settings) -> CustomerTableConfig:
     if settings.source is None:
         raise ValueError("this config has no source: section (the customer-table path is not configured)")
     return settings.source
+
+
+def derived(settings: Settings) -> list[Derived]:
+    """The config's derived columns, checked against the mapping; a bad one is a ``ConfigError``."""
+    try:
+        return derived_columns(_config(settings))
+    except DerivedColumnError as exc:
+        raise ConfigError(f"{settings.config_path}: source.derived_columns: {exc}") from None
+
+
+def _derived_on(settings: Settings, df: pd.DataFrame) -> dict[str, int]:
+    """Compute the derived columns on the validated table (a SQL error on real values is a
+    ``ConfigError``); returns how many rows each leaves missing (division by zero, missing inputs)."""
+    cfg, cols = _config(settings), derived(settings)
+    try:
+        out = add_derived(df, cols, cfg.categorical_columns)
+    except DerivedColumnError as exc:
+        raise ConfigError(f"{settings.config_path}: source.derived_columns: {exc}") from None
+    missing = {d.name: int(out[d.name].isna().sum()) for d in cols}
+    for d in cols:
+        log.info(
+            "derived %s (%s) = %s: %d of %d rows missing", d.name, d.kind, d.sql, missing[d.name], len(df)
+        )
+    return missing
 
 
 def read_table(cfg: CustomerTableConfig) -> pd.DataFrame:
@@ -95,6 +123,7 @@ def _suite(cfg: CustomerTableConfig):
 def validate_table(settings: Settings, df: pd.DataFrame | None = None) -> pd.DataFrame:
     """Validate the mapped table; return it, or raise ``ValidationFailed`` (report in ``reports/``)."""
     cfg = _config(settings)
+    derived(settings)  # a bad derived column is the config's fault: said before the table is read
     df = read_table(cfg) if df is None else df
     file = str(cfg.file)
     required = [cfg.id_column, cfg.label_column, *cfg.features]
@@ -108,6 +137,8 @@ def validate_table(settings: Settings, df: pd.DataFrame | None = None) -> pd.Dat
         "data_version": fingerprint(cfg),
         "failures": [str(f) for f in failures],
     }
+    if not errors:  # numbers are numbers: the derived columns can be computed (or fail) on them
+        report["derived_missing_rows"] = _derived_on(settings, df)
     (settings.reports_dir / "validation_failed.json").unlink(missing_ok=True)
     write_json_atomic(
         report, settings.reports_dir / ("validation.json" if not errors else "validation_failed.json")
@@ -151,21 +182,37 @@ def validate_stage(settings: Settings) -> TableValidation:
 def train_stage(settings: Settings) -> TrainResult:
     """Validate, split, train, track and register; writes ``reports/train.json``."""
     cfg = _config(settings)
-    result = train_customer_table(settings, validated_table(settings))
+    derived(settings)  # before anything is read, fitted or tracked
+    try:
+        result = train_customer_table(settings, validated_table(settings))
+    except DerivedColumnError as exc:  # computing them on these rows failed, before any run was tracked
+        raise ConfigError(f"{settings.config_path}: source.derived_columns: {exc}") from None
     write_json_atomic(result.report(), settings.reports_dir / "train.json")
-    best = result.candidates[result.winner].metrics
     log.info(
-        "%s: %s v%s of %s; held-out ROC-AUC %.3f, PR-AUC %.3f, top-decile lift %.2f "
-        "(stratified random %.0f%% split, seed %d, %d customers)",
+        "%s: %s v%s of %s; %s (stratified random %.0f%% split, seed %d, %d customers)%s",
         result.alias,
         result.winner,
         result.version,
         result.registered_model,
-        best["roc_auc"],
-        best["pr_auc"],
-        best["top_decile_lift"],
+        _figures(result),
         100 * cfg.test_fraction,
         cfg.seed,
         result.n_test,
+        "; the decision is inside the noise" if result.uncertainty.decision_inside_noise else "",
     )
     return result
+
+
+def _figures(result: TrainResult) -> str:
+    """The winner's held-out figures with their bootstrap intervals and repeated-CV mean ± s.d."""
+    u = result.uncertainty
+    w, c = u.candidates[result.winner], u.config
+    names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "top_decile_lift": "top-decile lift"}
+    held = ", ".join(
+        f"{names[m]} {i.text(2 if m == 'top_decile_lift' else 3)}" for m, i in w.intervals.items()
+    )
+    cv = ", ".join(f"{names[m]} {f.text(2 if m == 'top_decile_lift' else 3)}" for m, f in w.cv.items())
+    return (
+        f"held out {held} ({c.confidence:.0%} bootstrap CI); {c.cv_folds}-fold x {c.cv_repeats} "
+        f"cross-validation of the {u.cv_rows} training customers {cv}"
+    )

@@ -37,6 +37,10 @@ class ValidationFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+class ConfigError(ValueError):
+    """A config that cannot work as written (e.g. a derived column's SQL): found before anything runs."""
+
+
 class WarnError(ValueError):
     """Bad input to the nightly list (date, model, language): the CLI prints it and exits 2."""
 

@@ -192,8 +192,9 @@ def test_categorical_reasons_use_the_generic_sentence_in_english_and_chinese(wa_
     x = test[test["contract"] == "Month-to-month"].head(200)
     x = x.iloc[[int(np.argmax(model.predict_proba(x)))]]
     e = model.explain(x)
-    en = top_reasons(e, x, wa_trained, k=len(e.features), lang="en")[0]
-    zh = top_reasons(e, x, wa_trained, k=len(e.features), lang="zh")[0]
+    full = model.complete(x)  # with the derived columns, whose values the reasons report too
+    en = top_reasons(e, full, wa_trained, k=len(e.features), lang="en")[0]
+    zh = top_reasons(e, full, wa_trained, k=len(e.features), lang="zh")[0]
     contract_en = next(r for r in en if r.feature == "contract")
     contract_zh = next(r for r in zh if r.feature == "contract")
     assert contract_en.value == "Month-to-month" and contract_en.code == "CONTRACT"
@@ -236,3 +237,113 @@ def test_churn_train_command_prints_the_champion_line(tmp_path):
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("champion:"))
     assert " v1 roc_auc=" in line
+
+
+# -- honest uncertainty: intervals, repeated CV, decision noise ---------------------------------------
+
+
+def test_the_run_prints_the_interval_and_the_cv_figure(wa_run):
+    settings, printed = wa_run
+    u = settings.source.uncertainty
+    champion = next(ln for ln in printed.splitlines() if ln.startswith("champion:"))
+    assert re.search(
+        rf"roc_auc=0\.\d{{3}} \(95% CI \[0\.\d{{3}}, 0\.\d{{3}}\]; "
+        rf"{u.cv_folds}-fold x {u.cv_repeats} CV 0\.\d{{3}} ± 0\.\d{{3}}",
+        champion,
+    )
+    log_line = next(ln for ln in printed.splitlines() if "held out ROC-AUC" in ln)
+    assert (
+        "bootstrap CI" in log_line and "cross-validation of the 5634 training customers ROC-AUC" in log_line
+    )
+    margins = [
+        ln
+        for ln in printed.splitlines()
+        if "decision margin lightgbm vs logistic" in ln or "decision margin logistic vs lightgbm" in ln
+    ]
+    assert len(margins) == 1 and "CI of the paired difference" in margins[0]
+    inside = "inside the noise" in margins[0].rsplit(":", 1)[1]
+    assert ("the champion decision is inside the noise" in printed) == inside
+
+
+def test_mlflow_and_train_json_hold_the_interval_and_the_cv_figure(wa_trained):
+    _, parent, children = _runs(wa_trained)
+    report = json.loads((wa_trained.reports_dir / "train.json").read_text())
+    u = report["uncertainty"]
+    assert u["ci_method"] == "bootstrap percentile" and u["ci_level"] == 0.95 and u["cv_rows"] == 5634
+    for kind, run in children.items():
+        m, p = run.data.metrics, run.data.params
+        assert m["roc_auc_ci_low"] < m["roc_auc"] < m["roc_auc_ci_high"]
+        assert m["roc_auc_ci_high"] - m["roc_auc_ci_low"] < 0.1  # ~±0.02 on 1409 customers
+        assert 0.75 < m["cv_roc_auc_mean"] < 0.95 and 0 < m["cv_roc_auc_sd"] < 0.05
+        assert {"cv_pr_auc_mean", "cv_top_decile_lift_sd", "pr_auc_ci_low"} <= set(m)
+        assert p["cv"] == "repeated stratified 5-fold x 2" and p["bootstrap_resamples"] == "1000"
+        figures = u["candidates"][kind]["roc_auc"]
+        assert figures["held_out"] == pytest.approx(m["roc_auc"])
+        assert figures["ci"] == pytest.approx([m["roc_auc_ci_low"], m["roc_auc_ci_high"]])
+        assert figures["cv_mean"] == pytest.approx(m["cv_roc_auc_mean"])
+    (margin,) = u["margins"]  # the first run: the winner against the other candidate only
+    assert margin["winner"] == report["winner"] and margin["metric"] == "roc_auc"
+    assert margin["inside_noise"] == (margin["ci"][0] <= 0 <= margin["ci"][1])
+    assert u["decision_inside_noise"] == margin["inside_noise"]
+    other = margin["other"]
+    assert parent.data.metrics[f"margin_vs_{other}"] == pytest.approx(margin["difference"])
+    assert parent.data.params["decision_inside_noise"] == str(margin["inside_noise"])
+    assert parent.data.tags["decision_inside_noise"] == str(margin["inside_noise"]).lower()
+
+
+# -- derived columns: SQL over the mapped columns, computed by the model wherever it scores --------------
+
+
+def test_derived_columns_are_model_inputs_computed_from_the_mapped_ones(wa_trained):
+    from models.registry import load_registered
+
+    cfg = wa_trained.source
+    model = load_registered(wa_trained).model
+    assert (
+        set(cfg.derived_columns)
+        == {d.name for d in model.derived}
+        == {"charges_per_tenure_month", "total_vs_expected"}
+    )
+    assert model.features == [*cfg.numeric_columns, *cfg.derived_columns, *cfg.categorical_columns]
+    assert model.inputs == [*cfg.numeric_columns, *cfg.categorical_columns]
+    _, parent, _ = _runs(wa_trained)
+    assert parent.data.params["n_derived"] == "2"
+    assert (
+        "charges_per_tenure_month = total_charges / NULLIF(tenure, 0)"
+        in parent.data.params["derived_columns"]
+    )
+
+
+def test_a_derived_column_is_a_reason_with_its_value(wa_trained, wa_split):
+    from models.reasons import top_reasons
+    from models.registry import load_registered
+
+    _, test = wa_split
+    model = load_registered(wa_trained).model
+    x = test[wa_trained.source.features].head(40)  # the mapped columns only, as a caller sends them
+    e = model.explain(x)
+    reasons = top_reasons(e, model.complete(x), wa_trained, k=len(e.features))
+    expected = (x["total_charges"] / x["tenure"].where(x["tenure"] != 0)).to_numpy()
+    for i, row in enumerate(reasons):
+        r = next(r for r in row if r.feature == "charges_per_tenure_month")
+        assert r.code == "CHARGES_PER_TENURE_MONTH" and r.value == pytest.approx(expected[i])
+        verb = "raises" if r.contribution > 0 else "lowers"
+        assert r.sentence == f"charges_per_tenure_month = {r.value:.2f} {verb} the risk"
+    j = e.features.index("charges_per_tenure_month")
+    assert np.abs(e.contributions[:, j]).max() > 0  # the model uses it
+
+
+def test_feature_rows_get_the_derived_columns_computed(wa_trained, wa_split):
+    """What the service does with feature rows (``models.scoring.score_with_reasons``): the caller sends
+    the mapped columns; a derived value it sends too is recomputed, never trusted."""
+    from models.registry import load_registered
+    from models.scoring import score_with_reasons
+
+    _, test = wa_split
+    model = load_registered(wa_trained).model
+    rows = test[wa_trained.source.features].head(10)
+    sent = score_with_reasons(model, rows, wa_trained)
+    forged = score_with_reasons(model, rows.assign(charges_per_tenure_month=1e9), wa_trained)
+    assert sent == forged
+    np.testing.assert_allclose([s["churn_probability"] for s in sent], model.predict_proba(rows))
+    json.dumps(sent)

@@ -178,3 +178,39 @@ def test_stratified_split_is_80_20_and_reproducible(wa_table):
     assert abs(labels(train, cfg).mean() - rate) < 0.002 and abs(labels(test, cfg).mean() - rate) < 0.002
     again, _ = split(wa_table, cfg)
     assert again["rownames"].tolist() == train["rownames"].tolist()
+
+
+# -- derived columns: a bad one is the config's error, found before anything is tracked --------------
+
+
+@pytest.mark.parametrize(
+    "sql, needle",
+    [
+        ("total_charges / NULLIF(tenur, 0)", "unknown column 'tenur'"),
+        ("total_charges / (tenure", "Parser Error"),
+        ("churn = 'Yes'", "unknown column 'churn'"),  # the label: never an input
+        ("total_charges - avg(total_charges)", "row-wise"),
+        ("CAST(contract AS INTEGER)", "could not be computed"),  # binds, fails on the table's values
+    ],
+)
+def test_bad_derived_column_is_a_config_error_before_any_run(tmp_path, sql, needle):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.customer_table import train_stage
+    from pipelines.errors import ConfigError
+    from pipelines.stages import run_all
+
+    path = write_wa_config(
+        tmp_path, {"derived_columns": {"per_month": "total_charges / NULLIF(tenure, 0)", "bad": sql}}
+    )
+    s = load_settings(path)
+    for stage in (train_stage, run_all):
+        with pytest.raises(ConfigError, match="source.derived_columns") as exc:
+            stage(s)
+        assert "'bad'" in str(exc.value) and needle in str(exc.value) and str(path) in str(exc.value)
+    res = CliRunner().invoke(app, ["run", "--config", str(path)])
+    assert res.exit_code == 2 and "bad" in res.output + (res.stderr if res.stderr_bytes is not None else "")
+    assert (
+        not (s.workdir / "mlflow.db").exists() and not s.artifact_root.exists()
+    )  # no run, nothing registered
