@@ -29,6 +29,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CompetitorCampaign(_Strict):
+    """A simulated shift (pipelines/scenario.py, docs/monitoring.md): from ``start`` a competitor's
+    campaign adds fast port-outs with a faint lead-up and makes stayers ring its hotline."""
+
+    start: dt.date
+    extra_monthly_churn: float = Field(
+        0.08, ge=0, lt=1, description="monthly rate of extra competitor intents from start"
+    )
+    lead_days: tuple[int, int] = Field((5, 12), description="their lead-up: shorter than usual")
+    weak_share: float = Field(0.8, ge=0, le=1, description="share of them with a faint signal")
+    reach: float = Field(
+        0.25, ge=0, le=1, description="share of stayers who ring the competitor's hotline about the offer"
+    )
+
+
 class DataConfig(_Strict):
     """The simulator (pipelines/generate.py) and the number plan ingestion classifies calls by."""
 
@@ -55,6 +70,7 @@ class DataConfig(_Strict):
     )
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
+    campaign: CompetitorCampaign | None = Field(None, description="a simulated shift; None: none")
     own_service_numbers: list[str] = ["10000", "10001"]
     on_net_prefixes: list[str] = ["133", "149", "153", "173", "177", "180", "181", "189", "199"]
     off_net_prefixes: list[str] = [
@@ -443,6 +459,38 @@ class WarningConfig(_Strict):
         return self.medium_risk if self.min_probability is None else self.min_probability
 
 
+class RetrainRule(_Strict):
+    """When ``churn monitor`` recommends ``churn train`` (docs/monitoring.md)."""
+
+    auc_drop: float = Field(0.05, ge=0, description="matured ROC-AUC below the training run's by more")
+    z: float = Field(
+        2.0, ge=0, description="...and by more than z standard errors of the matured AUC (Hanley-McNeil)"
+    )
+    top_features: int = Field(
+        8, ge=0, description="drift on one of the champion's this many top features (mean |SHAP|)"
+    )
+
+
+class MonitoringConfig(_Strict):
+    """Scores kept by `churn warn` and the checks of `churn monitor` (models/drift.py, docs/monitoring.md)."""
+
+    retention_days: int = Field(400, gt=0, description="days of nightly scores kept (monitoring/scores)")
+    store_features: bool = Field(True, description="keep every scored row's feature values")
+    reference_rows: int = Field(20_000, gt=0, description="rows of the training reference (a sample)")
+    psi_bins: int = Field(10, ge=2, description="reference quantile bins of the PSI")
+    psi_alarm: float = Field(0.2, gt=0, description="PSI from which a feature (or the score) drifted")
+    natural_factor: float = Field(
+        1.5,
+        ge=0,
+        description="...or this times the PSI one training snapshot shows against the pooled reference "
+        "(the shift the model already lived with: holidays in a window), whichever is higher",
+    )
+    p_value: float = Field(1e-3, gt=0, lt=1, description="two-sample test level; an alarm needs both")
+    missing_alarm: float = Field(0.01, ge=0, le=1, description="missing share above the reference's by")
+    out_of_range_alarm: float = Field(0.01, ge=0, le=1, description="share outside the catalogue's range")
+    retrain: RetrainRule = RetrainRule()
+
+
 class Settings(_Strict):
     """The whole configuration. Paths are derived from ``workdir`` so one setting moves every output."""
 
@@ -461,6 +509,7 @@ class Settings(_Strict):
     deploy: DeployConfig = DeployConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     warnings: WarningConfig = WarningConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     config_path: Path | None = None
     source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
 

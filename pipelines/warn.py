@@ -45,6 +45,7 @@ from features.catalogue import FEATURE_NAMES
 from models import stakes
 from models.plots import plt
 from models.registry import load_registered
+from models.score_store import keep_scores
 from models.scoring import score_with_reasons
 from pipelines.errors import WarnError
 from pipelines.validate import validate_features
@@ -344,6 +345,7 @@ def score_night(settings: Settings, date: dt.date, loaded, clock: _Stopwatch) ->
     listed, tiers = choose(at_stake(feats, proba, cfg), cfg)
     log_choice(clock, len(listed), tiers, cfg)
     rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
+    keep_scores(settings, date, loaded.name, loaded.version, feats, proba, listed.index.to_numpy())
     return Night(len(feats), listed, rows, tiers, score_counts(proba))
 
 
