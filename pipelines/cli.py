@@ -202,6 +202,26 @@ def warn(
 
 
 @app.command()
+def monitor(
+    date: Annotated[str, typer.Option("--date", help="a feature date `churn warn` scored, YYYY-MM-DD")],
+    config: ConfigOpt = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="log nothing to MLflow")] = False,
+) -> None:
+    """Drift of D's kept scores against the model's training reference (PSI, two-sample test, missing and
+    out-of-range rates), matured-label performance, retraining advice; writes monitoring/reports/<D>/ and
+    an MLflow run. Exit 1 when a threshold is crossed (docs/monitoring.md), 2 when D was never scored."""
+    from pipelines.monitor import monitor as run_monitor
+
+    settings = _cdr_only(_setup(config), "monitor")
+    with _refused(*USER_ERRORS):
+        with workdir_lock(settings.workdir, "monitor"):
+            result = run_monitor(settings, date, log_to_mlflow=not no_mlflow)
+    typer.echo(result.headline())
+    if result.alarm:
+        raise typer.Exit(1)
+
+
+@app.command()
 def truth(config: ConfigOpt = None) -> None:
     """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot,
     and how often the champion's top-3 reasons name each churner's true cause (reason fidelity)."""
