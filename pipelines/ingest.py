@@ -92,7 +92,7 @@ class CdrIngest:
     kept: tuple[str, ...]
     removed: tuple[str, ...]
     classes: dict[str, dict[str, int]]  # calls per class of number called, per partition in data/raw
-    recipe: str  # the salt and number plan they were ingested with (see _recipe)
+    recipe: str  # the key, normalisation and number plan they were ingested with (see _recipe)
     landing: dict[str, str]  # content hash of each landing partition
     previous: dict[str, int]  # calls per class in the previous ingest (same recipe; else empty)
 
@@ -107,6 +107,9 @@ class CdrIngest:
 
 
 def salt(settings: Settings) -> bytes:
+    """The HMAC key: ``$<privacy.salt_env>``, else a random one created once (0600, atomically) in
+    the workdir. In production set it from the environment or a secrets file kept apart from the
+    data: the workdir's file sits beside the hashes it keys."""
     value = os.environ.get(settings.privacy.salt_env)
     if value:
         return value.encode()
@@ -185,8 +188,8 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     """Validate the landing export (unless already validated as is), then write ``data/raw``.
 
     Per CDR day partition: only partitions new or changed since the last ingestion (by the SHA-256
-    of their files, :data:`STATE`) go through the number-plan classification and the salted hash,
-    a DuckDB statement on all cores per day; unchanged ones are hard-linked as they are (same bytes,
+    of their files, :data:`STATE`) go through normalisation, the number-plan classification and the
+    keyed hash, a DuckDB statement on all cores per day, then the class-share checks; unchanged ones are hard-linked as they are (same bytes,
     same modification time) and partitions gone from the landing are gone from ``data/raw``. The
     whole folder is written beside and swapped in, so a failed run leaves the previous one.
     ``skip_validation`` is for the scale benchmarks on freshly generated data only.
@@ -200,12 +203,7 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     tmp.mkdir(parents=True)
     _copy_tables(src, tmp)
     cdr = _ingest_cdr(settings, src / "cdr", dst, tmp, key)
-    shares = share_failures(settings, cdr)
-    for w in (f for f in shares if f.severity == "warning"):
-        log.warning("%s", w)
-    if any(f.severity == "error" for f in shares):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValidationFailed([f for f in shares if f.severity == "error"])
+    _check_shares(settings, cdr, tmp)
     write_json_atomic(cdr.state(), tmp / STATE)
     replace_dir_atomic(tmp, dst)
     classes = {c: 0 for c in CALLEE_CLASSES}
@@ -223,7 +221,7 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     write_json_atomic(asdict(summary), settings.reports_dir / "ingest.json")
     log.info(
         "ingested %d calls in %d day partitions into %s (%s; %d unchanged kept, %d removed%s); "
-        "other-party numbers replaced by class + salted hash",
+        "other-party numbers replaced by class + keyed hash",
         summary.cdr_rows,
         summary.partitions,
         dst,
@@ -235,6 +233,17 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
         f": {_days(cdr.removed)}" if cdr.removed else "",
     )
     return summary
+
+
+def _check_shares(settings: Settings, cdr: CdrIngest, tmp: Path) -> None:
+    """Warn of the share failures that are warnings; raise on errors (``tmp`` removed, ``data/raw``
+    left as it was)."""
+    shares = share_failures(settings, cdr)
+    for w in (f for f in shares if f.severity == "warning"):
+        log.warning("%s", w)
+    if any(f.severity == "error" for f in shares):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValidationFailed([f for f in shares if f.severity == "error"])
 
 
 def _severity(value: float, limits: ShareLimits) -> str | None:

@@ -577,7 +577,7 @@ class Delivered:
 
 def _signature(calls: pd.DataFrame) -> tuple:
     try:
-        start = pd.to_datetime(calls["start_time"]).astype("int64").sum()
+        start = pd.to_datetime(calls["start_time"]).astype("datetime64[ns]").astype("int64").sum()
         return len(calls), int(start), int(pd.to_numeric(calls["duration_s"]).sum())
     except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
         return len(calls), int(pd.util.hash_pandas_object(calls[SCHEMAS["cdr"]], index=False).sum())
