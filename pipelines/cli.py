@@ -214,7 +214,7 @@ def monitor(
 
     settings = _cdr_only(_setup(config), "monitor")
     with _refused(*USER_ERRORS):
-        with workdir_lock(settings.workdir, "monitor"):
+        with stage_running("monitor", settings):
             result = run_monitor(settings, date, log_to_mlflow=not no_mlflow)
     typer.echo(result.headline())
     if result.alarm:
