@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from core.config import Settings
 from core.io import replace_dir_atomic, write_parquet_atomic
+from pipelines.scenario import campaign_hotline_calls, campaign_intents
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
     rng = np.random.default_rng([cfg.seed, chunk])
     n_days, start = len(days), pd.Timestamp(cfg.start_date)
     subs = _subscribers(rng, cfg, offset, n)
-    it = _intents(rng, cfg, subs)
+    it = campaign_intents(cfg, chunk, _intents(rng, cfg, subs))  # data.campaign: a shift (scenario.py)
     ce = (it["churn_cause"] == "contract_expiry").to_numpy()
     _contracts_end_before_leaving(rng, subs, it, ce, start)
     mult = _activity(rng, cfg, days, it)
@@ -465,7 +466,8 @@ def _hotline_calls(
     )
     hot += unhappy
     hot_num += [cfg.own_hotline] * len(unhappy)
-    return hot, hot_num
+    offer, offer_num = campaign_hotline_calls(cfg, chunk, it, n_days)  # data.campaign (scenario.py)
+    return hot + offer, hot_num + offer_num
 
 
 def _durations_and_directions(rng, calls: Calls, n: int) -> tuple[np.ndarray, np.ndarray]:
