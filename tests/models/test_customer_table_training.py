@@ -299,15 +299,12 @@ def test_derived_columns_are_model_inputs_computed_from_the_mapped_ones(wa_train
 
     cfg = wa_trained.source
     model = load_registered(wa_trained).model
-    assert (
-        set(cfg.derived_columns)
-        == {d.name for d in model.derived}
-        == {"charges_per_tenure_month", "total_vs_expected"}
-    )
+    assert list(cfg.derived_columns) == [d.name for d in model.derived]
+    assert {"charges_per_tenure_month", "total_vs_expected"} <= set(cfg.derived_columns)
     assert model.features == [*cfg.numeric_columns, *cfg.derived_columns, *cfg.categorical_columns]
     assert model.inputs == [*cfg.numeric_columns, *cfg.categorical_columns]
     _, parent, _ = _runs(wa_trained)
-    assert parent.data.params["n_derived"] == "2"
+    assert parent.data.params["n_derived"] == str(len(cfg.derived_columns))
     assert (
         "charges_per_tenure_month = total_charges / NULLIF(tenure, 0)"
         in parent.data.params["derived_columns"]
