@@ -32,6 +32,7 @@ from features.catalogue import FEATURE_NAMES
 from features.store import get_store, online_features
 from models.churn_model import Explanation
 from models.scoring import score_with_reasons
+from serving import monitoring_gauges
 from serving.bentoml_internals import (
     api_routes,
     cork_dispatcher,
@@ -128,6 +129,7 @@ class ChurnWarningService:
             fallback=self._overloaded,
         )
         metrics()
+        monitoring_gauges.start(self.settings)  # drift and matured AUC of the latest `churn monitor`
         log.disabled = False  # BentoML's logging set-up (root at WARNING) would hide the request log lines
         quiet_client_errors()  # a refused body: the request's one log line, no traceback quoting it
         logging.getLogger("churnwarn").setLevel(logging.INFO)

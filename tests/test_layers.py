@@ -25,6 +25,7 @@ LAZY_IMPORTS_ALLOWED = {
     "pipelines/warn.py": "PySpark is an optional extra, imported only when features.engine is spark",
     "serving/deploy.py": "the CLI imports it for serve / deployments / rollback, which need no MLflow or BentoML",
     "serving/middleware.py": "prometheus_client must be imported after the worker sets its multiprocess dir",
+    "serving/monitoring_gauges.py": "prometheus_client, as in serving/middleware.py",
     "serving/service.py": "the server's main process reads the service definition without loading MLflow",
 }
 

@@ -120,3 +120,47 @@ def test_a_competitor_campaign_raises_the_alarm_on_what_it_touched(trained, unsh
     after = result.matured[0].figures
     assert after.roc_auc < before.roc_auc - 0.05 and after.pr_auc < before.pr_auc
     assert result.advice.retrain
+
+
+@pytest.mark.slow
+def test_the_server_exposes_the_latest_report_as_gauges(unshifted):
+    import httpx
+
+    from serving.server import running_server
+
+    result = monitor(unshifted, D(2026, 5, 15), log_to_mlflow=False)
+    with running_server(unshifted, log_file=unshifted.workdir / "server-monitor.log") as url:
+        text = httpx.get(f"{url}/metrics", timeout=60).text
+    psi = next(d.psi for d in result.features if d.name == "tenure_days")
+    line = next(x for x in text.splitlines() if x.startswith('churnwarn_drift_psi{feature="tenure_days"}'))
+    assert float(line.split()[-1]) == pytest.approx(psi)
+    assert 'churnwarn_drift_alarm{feature="competitor_hotline_calls_7d"} 0.0' in text
+    assert f"churnwarn_matured_roc_auc {result.matured[-1].figures.roc_auc}" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (apt-get install chromium)")
+def test_the_html_report_opens_in_headless_chromium(unshifted, tmp_path):
+    import subprocess
+
+    from PIL import Image
+
+    folder = monitor(unshifted, D(2026, 5, 15), log_to_mlflow=False).folder
+    shot, dom = tmp_path / "report.png", tmp_path / "report.html"
+    base = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    url = (folder / "report.html").as_uri()
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,1600", url], check=True, timeout=120)
+    dom.write_text(
+        subprocess.run(
+            [*base, "--dump-dom", url], check=True, timeout=120, capture_output=True, text=True
+        ).stdout
+    )
+    assert Image.open(shot).size == (1200, 1600)
+    assert len(set(Image.open(shot).convert("L").getdata())) > 20  # text and figures, not a blank page
+    assert 'id="drifted">none<' in dom.read_text() and dom.read_text().count("<img") == 3
