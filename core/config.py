@@ -328,6 +328,7 @@ class DeployConfig(_Strict):
             "pandas",
             "numpy",
             "pyarrow",
+            "duckdb",  # a customer table's derived columns (features/derived.py, imported by the model)
             "pydantic",
             "pyyaml",
         ],
