@@ -62,7 +62,6 @@ class MonitorResult:
     advice: Advice
     folder: Path | None = None
     mlflow_run_id: str | None = None
-    psi_alarm: float = 0.2  # the threshold the verdicts used (the report draws it)
 
     @property
     def drifted(self) -> list[str]:
@@ -164,7 +163,6 @@ def monitor(settings: Settings, date: dt.date | str, log_to_mlflow: bool = True)
         training,
         matured,
         advice,
-        psi_alarm=cfg.psi_alarm,
     )
     run_id = log_run(settings, result, loaded) if log_to_mlflow else None
     result = MonitorResult(**{**vars(result), "mlflow_run_id": run_id})

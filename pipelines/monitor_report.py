@@ -43,7 +43,9 @@ def _psi_plot(result):
     ax.barh(
         [d.name for d in cols], [d.psi for d in cols], color=["#c33" if d.drifted else "#9bb" for d in cols]
     )
-    ax.axvline(result.psi_alarm, ls=":", c="k", label="alarm threshold")
+    ax.scatter(
+        [d.threshold for d in cols], [d.name for d in cols], marker="|", s=120, c="k", label="its threshold"
+    )
     ax.set(xlabel="PSI vs the training reference", title=f"Drift on {result.date} (red: alarm)")
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=8)
@@ -89,7 +91,8 @@ def report_html(result, pngs: dict[str, str]) -> str:
     """One static page: the verdict, the drift table, the matured performance, the figures inline."""
     e = html.escape
     rows = "".join(
-        f"<tr{' class=alarm' if d.drifted else ''}><td>{e(d.name)}</td><td>{d.psi:.3f}</td><td>{d.test}</td>"
+        f"<tr{' class=alarm' if d.drifted else ''}><td>{e(d.name)}</td><td>{d.psi:.3f}</td><td>{d.threshold:.2f}</td>"
+        f"<td>{d.test}</td>"
         f"<td>{d.p_value:.1e}</td><td>{d.missing_current:.1%}</td><td>{d.out_of_range:.1%}</td>"
         f"<td>{e('; '.join(d.reasons))}</td></tr>"
         for d in (result.score, *sorted(result.features, key=lambda d: -d.psi))
@@ -120,7 +123,7 @@ td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}tr.alarm{{backgr
 <tr><td>training (held out)</td><td></td><td></td><td>{t.roc_auc:.3f}</td><td>{t.pr_auc:.3f}</td>
 <td>{t.top_decile_lift:.2f}</td><td>{t.ece:.3f}</td><td></td></tr>{perf}</table>
 <h2>Drift per column</h2>
-<table><tr><th>column</th><th>PSI</th><th>test</th><th>p</th><th>missing</th><th>out of range</th><th>alarm</th></tr>
+<table><tr><th>column</th><th>PSI</th><th>threshold</th><th>test</th><th>p</th><th>missing</th><th>out of range</th><th>alarm</th></tr>
 {rows}</table>
 {imgs}
 </body></html>
