@@ -11,9 +11,10 @@ classes and hashes the same however the export wrote it.
 One Python function (:func:`normalise_array`) serves both engines: DuckDB calls it as an Arrow UDF,
 Spark as a pandas UDF (``pipelines/ingest_spark.py``; both named :data:`UDF_NAME`, so the one SQL text of ``pipelines/ingest.py``
 runs on either). Why it stays fast at 10^8 calls: parsing costs tens of µs a number, so each batch
-is reduced to its distinct numbers (dictionary encoding, in Arrow's C++), numbers already canonical
-(most of a clean export) are recognised by one vectorised regex and never parsed, and the rest are
-parsed once per process (an LRU cache): a subscriber's contacts recur day after day.
+is reduced to its distinct numbers (dictionary encoding, in Arrow's C++), separators and the
+commonest prefixes of mobiles (+86, 0086, 86, trunk 0) are dropped by vectorised regexes, numbers then
+canonical (most of any export) are recognised by one more and never parsed, and the rest are parsed
+once per process (an LRU cache): a subscriber's contacts recur day after day.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ _SEPARATORS = re.compile(r"[\s\-./()\[\]]")
 _CANONICAL = {
     "CN": r"^(?:1[3-9]\d{9}|0(?:10|2\d)\d{8}|0[3-9]\d{9,10}|00(?:[1-79]\d|8[0-57-9])\d{4,13}|1\d{4}|95\d{3})$"
 }
+# the commonest non-canonical forms, rewritten in Arrow before the canonical check (after the
+# separators are dropped): a mobile behind +86, 0086, 86 or the trunk 0. Only a fast path: what
+# they give is what parsing gives (tests/pipelines/test_ingest_numbers.py)
+_REWRITES = {"CN": ((r"^(?:\+|00)?86(1[3-9]\d{9})$", r"\1"), (r"^0(1[3-9]\d{9})$", r"\1"))}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class NumberPlan:
     international_prefix: str  # dialled before a foreign country code ("00")
     trunk_prefix: str  # dialled before a domestic area code ("0")
     canonical: str | None  # regex of numbers already canonical (the fast path), None: parse all
+    rewrites: tuple[tuple[str, str], ...]  # (regex, replacement): non-canonical forms made canonical
 
 
 @cache
@@ -61,6 +67,7 @@ def number_plan(region: str) -> NumberPlan:
         meta.preferred_international_prefix or meta.international_prefix or "00",
         meta.national_prefix or "",
         _CANONICAL.get(region),
+        _REWRITES.get(region, ()),
     )
 
 
@@ -100,15 +107,17 @@ def normalise_array(values: pa.Array | pa.ChunkedArray, region: str) -> pa.Array
     encoded = pc.dictionary_encode(values)
     distinct = encoded.dictionary
     plan = number_plan(region)
-    todo = (
-        pc.invert(pc.match_substring_regex(distinct, plan.canonical))
-        if plan.canonical
-        else pa.array([True] * len(distinct))
-    )
+    if not plan.canonical:
+        parsed = [normalise_number(v, region) for v in distinct.to_pylist()]
+        return pa.array(parsed, type=distinct.type).take(encoded.indices)
+    cleaned = pc.replace_substring_regex(distinct, _SEPARATORS.pattern, "")
+    for pattern, replacement in plan.rewrites:
+        cleaned = pc.replace_substring_regex(cleaned, pattern, replacement)
+    todo = pc.invert(pc.match_substring_regex(cleaned, plan.canonical))
     parsed = [normalise_number(v, region) for v in distinct.filter(todo).to_pylist()]
     if parsed:
-        distinct = pc.replace_with_mask(distinct, todo, pa.array(parsed, type=distinct.type))
-    return distinct.take(encoded.indices)
+        cleaned = pc.replace_with_mask(cleaned, todo, pa.array(parsed, type=distinct.type))
+    return cleaned.take(encoded.indices)
 
 
 def normalise_series(values: pd.Series, region: str) -> pd.Series:

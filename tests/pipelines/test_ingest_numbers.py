@@ -44,6 +44,7 @@ def test_every_messy_form_of_the_simulated_numbers_is_normalised_and_canonical_o
     messy = [m for c in pool for m in messy_forms(c)]
     assert len(messy) > 5 * len(pool)
     assert normalise_array(pa.array(messy), "CN").to_pylist() == clean
+    assert [normalise_number.__wrapped__(m, "CN") for m in messy] == clean  # parsing alone, no fast path
     # the fast path (no parsing) keeps only what parsing would keep as well
     assert [normalise_number.__wrapped__(c, "CN") for c in pool] == list(pool)
     assert pd.Series(list(pool)).str.fullmatch(number_plan("CN").canonical[1:-1]).all()
