@@ -73,6 +73,7 @@ def main() -> None:
     dates = [dt.date.fromisoformat(d) for d in args.dates.split(",")]
     table = rows(load_settings(args.config), dates, "unshifted")
     false = sum(r[2] != "none" for r in table)
+    advised = sum(r[5].startswith("recommend") for r in table)
     if args.campaign:
         start = dt.date.fromisoformat(args.campaign)
         dst = load_settings(args.config).workdir.parent / "monitor-campaign"
@@ -83,7 +84,8 @@ def main() -> None:
     headers = ["data", "feature date", "drift alarms", "largest PSI", "matured ROC-AUC", "advice"]
     note = (
         f"False-alarm rate on unshifted data: {false} of {len(dates)} dates "
-        f"({false / len(dates):.0%}). Thresholds: configs/default.yaml `monitoring:` (docs/monitoring.md)."
+        f"({false / len(dates):.0%}); retraining advised on {advised} of them. Thresholds: "
+        "configs/default.yaml `monitoring:` (docs/monitoring.md)."
     )
     write_report(__file__, "Drift alarms with and without a shift", [md_table(headers, table), note])
 

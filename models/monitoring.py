@@ -29,10 +29,17 @@ class Figures:
     pr_auc: float
     top_decile_lift: float
     ece: float
+    roc_auc_se: float = 0.0  # standard error of the ROC-AUC (0: not known)
 
     @classmethod
-    def of(cls, metrics: dict[str, float]) -> Figures:
-        return cls(*(float(metrics.get(k, float("nan"))) for k in FIGURES))
+    def of(cls, metrics: dict[str, float], rows: int | None = None) -> Figures:
+        """From logged metrics; with ``rows`` (and the logged ``base_rate``) the AUC's standard error."""
+        values = [float(metrics.get(k, float("nan"))) for k in FIGURES]
+        se = 0.0
+        if rows and "base_rate" in metrics:
+            churners = round(metrics["base_rate"] * rows)
+            se = auc_standard_error(values[0], churners, rows - churners)
+        return cls(*values, roc_auc_se=se if np.isfinite(se) else 0.0)
 
 
 @dataclass(frozen=True)
@@ -107,17 +114,19 @@ def retraining_advice(
     top_features: list[str],
 ) -> Advice:
     """The config's rule: the latest matured ROC-AUC below the training run's by more than
-    ``auc_drop`` and by more than ``z`` of its standard errors, or an alarm on one of the champion's
+    ``auc_drop`` and by more than ``z`` standard errors of that difference (both AUCs are estimates
+    from a few dozen churners), or an alarm on one of the champion's
     ``top_features`` most important features."""
     reasons = []
     if matured:
         last = matured[-1]
         drop = training.roc_auc - last.figures.roc_auc
-        if np.isfinite(drop) and drop > max(rule.auc_drop, rule.z * last.roc_auc_se):
+        se = float(np.hypot(last.roc_auc_se, training.roc_auc_se))  # of the difference of two AUCs
+        if np.isfinite(drop) and drop > max(rule.auc_drop, rule.z * se):
             reasons.append(
-                f"matured ROC-AUC {last.figures.roc_auc:.3f} (SE {last.roc_auc_se:.3f}) on {last.date} is "
-                f"{drop:.3f} below the training run's {training.roc_auc:.3f} (rule: {rule.auc_drop:g}, "
-                f"{rule.z:g} SE)"
+                f"matured ROC-AUC {last.figures.roc_auc:.3f} on {last.date} is {drop:.3f} below the "
+                f"training run's {training.roc_auc:.3f} (SE of the difference {se:.3f}; rule: "
+                f"{rule.auc_drop:g} and {rule.z:g} SE)"
             )
     top = set(top_features[: rule.top_features])
     hit = [d.name for d in drift if d.drifted and d.name in top]

@@ -216,8 +216,11 @@ def training_reference(settings: Settings, loaded: LoadedModel) -> pd.DataFrame:
 
 
 def training_figures(settings: Settings, loaded: LoadedModel) -> Figures:
-    """The held-out figures the version's training run logged."""
-    return Figures.of(use_tracking(settings).get_run(loaded.run_id).data.metrics)
+    """The held-out figures the version's training run logged (with its AUC's standard error, from
+    the run's ``n_test`` rows and ``base_rate``)."""
+    run = use_tracking(settings).get_run(loaded.run_id)
+    rows = run.data.params.get("n_test", "")
+    return Figures.of(run.data.metrics, int(rows) if rows.isdigit() else None)
 
 
 def top_features(loaded: LoadedModel, reference: pd.DataFrame, rows: int = 500) -> list[str]:

@@ -12,7 +12,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from core.config import MonitoringConfig, RetrainRule
 from models.drift import column_drift
 from models.metrics import expected_calibration_error
-from models.monitoring import Figures, auc_standard_error, matured_performance, retraining_advice
+from models.monitoring import (
+    Figures,
+    MaturedPerformance,
+    auc_standard_error,
+    matured_performance,
+    retraining_advice,
+)
 
 DAY = dt.date(2026, 5, 15)
 
@@ -68,3 +74,15 @@ def test_retraining_is_advised_on_a_real_auc_drop_or_drift_on_a_top_feature():
         "drift on top feature(s) b",
     )
     assert not retraining_advice(rule, train, [m], [drifted], ["a", "c", "b"]).retrain  # b is third
+
+
+def test_a_drop_within_the_noise_of_both_aucs_is_not_advised():
+    """A drop of 0.07: beyond 2 SE of the matured AUC alone, within 2 SE of the difference."""
+    m = MaturedPerformance(DAY, "1", 3000, 130, Figures(0.79, 0.3, 4.0, 0.02), 10, 0.3)
+    training = Figures.of({"roc_auc": 0.86, "base_rate": 0.0465}, rows=817)
+    assert training.roc_auc_se == pytest.approx(auc_standard_error(0.86, 38, 779))
+    assert 2 * m.roc_auc_se < 0.07 < 2 * np.hypot(m.roc_auc_se, training.roc_auc_se)
+    rule = RetrainRule(auc_drop=0.05, z=2.0)
+    assert not retraining_advice(rule, training, [m], [], []).retrain
+    exact = Figures(0.86, 0.5, 6.0, 0.02)  # a training figure taken as exact
+    assert retraining_advice(rule, exact, [m], [], []).retrain

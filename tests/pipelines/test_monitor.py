@@ -128,7 +128,7 @@ def test_the_server_exposes_the_latest_report_as_gauges(unshifted):
 
     from serving.server import running_server
 
-    result = monitor(unshifted, D(2026, 5, 15), log_to_mlflow=False)
+    result = monitor(unshifted, D(2026, 6, 12), log_to_mlflow=False)  # the newest report: the one served
     with running_server(unshifted, log_file=unshifted.workdir / "server-monitor.log") as url:
         text = httpx.get(f"{url}/metrics", timeout=60).text
     psi = next(d.psi for d in result.features if d.name == "tenure_days")
