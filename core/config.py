@@ -492,35 +492,6 @@ class MonitoringConfig(_Strict):
     retrain: RetrainRule = RetrainRule()
 
 
-class RetrainRule(_Strict):
-    """When ``churn monitor`` recommends ``churn train`` (docs/monitoring.md)."""
-
-    auc_drop: float = Field(0.05, ge=0, description="matured ROC-AUC below the training run's by more")
-    top_features: int = Field(
-        8, ge=0, description="drift on one of the champion's this many top features (mean |SHAP|)"
-    )
-
-
-class MonitoringConfig(_Strict):
-    """Scores kept by `churn warn` and the checks of `churn monitor` (models/drift.py, docs/monitoring.md)."""
-
-    retention_days: int = Field(400, gt=0, description="days of nightly scores kept (monitoring/scores)")
-    store_features: bool = Field(True, description="keep every scored row's feature values")
-    reference_rows: int = Field(20_000, gt=0, description="rows of the training reference (a sample)")
-    psi_bins: int = Field(10, ge=2, description="reference quantile bins of the PSI")
-    psi_alarm: float = Field(0.25, gt=0, description="PSI from which a feature (or the score) drifted")
-    natural_factor: float = Field(
-        1.5,
-        ge=0,
-        description="...or this times the PSI one training snapshot shows against the pooled reference "
-        "(the shift the model already lived with: holidays in a window), whichever is higher",
-    )
-    p_value: float = Field(1e-3, gt=0, lt=1, description="two-sample test level; an alarm needs both")
-    missing_alarm: float = Field(0.01, ge=0, le=1, description="missing share above the reference's by")
-    out_of_range_alarm: float = Field(0.01, ge=0, le=1, description="share outside the catalogue's range")
-    retrain: RetrainRule = RetrainRule()
-
-
 class Settings(_Strict):
     """The whole configuration. Paths are derived from ``workdir`` so one setting moves every output."""
 
