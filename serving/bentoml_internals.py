@@ -20,11 +20,14 @@ whether an upgrade broke one: run it, then widen the range.
   (``_bentoml_sdk.method.APIMethod.openapi_request``).
 - :func:`quiet_client_errors`: no traceback logged for a refused request
   (the logger of ``bentoml._internal.server.http_app.log_exception``).
+- :func:`quiet_instance_model_fields`: no pydantic deprecation warning per request from BentoML's
+  own request handling (``_bentoml_impl.server.app``, ``input_data.model_fields``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -41,6 +44,7 @@ from bentoml.exceptions import BentoMLException
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import BaseModel, ValidationError
+from pydantic.warnings import PydanticDeprecatedSince211
 from starlette.routing import Match
 
 KNOWN_VERSIONS = SpecifierSet(">=1.4.39,<1.5")  # where every patch below is known to hold
@@ -217,3 +221,22 @@ def quiet_client_errors() -> None:
 
     The records come from ``bentoml._internal.server.http_app.log_exception``, on that module's logger."""
     logging.getLogger(http_app.__name__).addFilter(_not_a_client_error)
+
+
+BENTOML_APP = "_bentoml_impl.server.app"  # the module of BentoML 1.4's request handling
+
+
+def quiet_instance_model_fields() -> None:
+    """Ignore the one pydantic deprecation warning BentoML 1.4 raises on every request.
+
+    Upstream cause: ``_bentoml_impl/server/app.py`` (``api_endpoint``) reads
+    ``input_data.model_fields`` on the request's input *instance*, which pydantic 2.11+ deprecates
+    (``PydanticDeprecatedSince211``, "Accessing the 'model_fields' attribute on the instance");
+    wherever deprecation warnings are shown it prints on every request. Only that message, only from
+    that module: anything else deprecated still shows."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Accessing the 'model_fields' attribute on the instance is deprecated",
+        category=PydanticDeprecatedSince211,
+        module=re.escape(BENTOML_APP),
+    )
