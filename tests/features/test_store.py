@@ -66,3 +66,22 @@ def test_importing_the_store_leaves_the_process_warning_filters_alone():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_online_rows_read_what_get_online_features_reads(trained):
+    """The service's read (the OnlineStore's own ``online_read``) against Feast's ``get_online_features``."""
+    import numpy as np
+
+    from features.catalogue import FEATURE_NAMES
+    from features.store import online_rows
+
+    table = pd.read_parquet(trained.feature_table)
+    ids = table["subscriber_id"].drop_duplicates().head(40).tolist()
+    ids = [*ids, "S-NOBODY", ids[0]]
+    store = get_store(trained)
+    names = list(FEATURE_NAMES)
+    rows, ref = online_rows(store, ids), online_features(store, ids, event_timestamps=True)
+    np.testing.assert_array_equal(rows.values, ref[FEATURE_NAMES].to_numpy(dtype="float64"))
+    assert rows.stamps == [None if pd.isna(t) else t.to_pydatetime() for t in ref["event_timestamp"]]
+    assert rows.stamps[-2] is None and np.isnan(rows.values[-2]).all()
+    assert FEATURE_NAMES == names
