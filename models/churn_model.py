@@ -115,8 +115,15 @@ class ChurnModel:
         one thread for small inputs (OpenMP start-up costs a single-subscriber request ~3-15 ms on a
         busy machine), every core for large ones. Same trees, same numbers as ``predict_proba``."""
         data = self._x(X) if self.categories or self.derived else self._matrix(X)
+        return self._booster_rows(data, **kw)
+
+    def _booster_rows(self, data, **kw) -> np.ndarray:
         threads = 1 if len(data) < PARALLEL_FROM_ROWS else 0  # 0: LightGBM's default, all cores
         return self.estimator.booster_.predict(data, num_threads=threads, **kw)
+
+    @property
+    def _numeric_booster(self) -> bool:
+        return self.kind == "lightgbm" and not (self.categories or self.derived)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The churn probability: the raw score through the calibrator fitted on validation rows.
@@ -162,11 +169,15 @@ class ChurnModel:
 
     def predict_and_explain(self, x: np.ndarray) -> tuple[np.ndarray, Explanation]:
         """Calibrated probabilities and SHAP explanation of numeric rows given as one float matrix
-        (columns in ``features`` order): the service's batched model step, through the same
-        :meth:`predict_proba` and :meth:`explain` as everything else."""
-        X = pd.DataFrame(
-            np.asarray(x, dtype="float64").reshape(-1, len(self.features)), columns=self.features
-        )
+        (columns in ``features`` order): the service's model step, through the same
+        :meth:`predict_proba` and :meth:`explain` as everything else. A numeric LightGBM model takes
+        the matrix straight to its booster (the calls those make, without a frame around one row)."""
+        x = np.asarray(x, dtype="float64").reshape(-1, len(self.features))
+        if self._numeric_booster:
+            raw, out = self._booster_rows(x), self._booster_rows(x, pred_contrib=True)
+            proba = raw if self.calibrator is None else self.calibrator(raw)
+            return proba, Explanation(out[:, -1].copy(), out[:, :-1], list(self.features))
+        X = pd.DataFrame(x, columns=self.features)
         return self.predict_proba(X), self.explain(X)
 
     def __getstate__(self):  # the SHAP explainer is rebuilt lazily after unpickling

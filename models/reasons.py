@@ -111,17 +111,30 @@ def top_reasons(
     7/30/90-day hotline counts are all COMPETITOR_HOTLINE): only the strongest of them is listed, so
     the ``k`` reasons a retention agent reads are ``k`` different reasons.
     """
-    tpl = load_templates()
-    k = k or settings.serving.top_reasons
-    contrib = explanation.contributions
-    order = np.argsort(-contrib, axis=1, kind="stable")
     values = in_order(X, explanation.features)
     dtypes = values.dtypes  # per column, without materialising each column as a Series
     numeric = [
         pd.api.types.is_numeric_dtype(dtypes[f]) or pd.api.types.is_bool_dtype(dtypes[f])
         for f in explanation.features
     ]
-    values = values.to_numpy(dtype=object)
+    return _pick(explanation, values.to_numpy(dtype=object), numeric, settings, k, lang)
+
+
+def top_reasons_matrix(
+    explanation: Explanation, x: np.ndarray, settings: Settings, k: int | None = None, lang: Lang = "en"
+) -> list[list[Reason]]:
+    """:func:`top_reasons` of all-numeric rows given as one float matrix in ``explanation.features``
+    order (the service's rows): the same reasons, without a frame."""
+    return _pick(explanation, x, [True] * len(explanation.features), settings, k, lang)
+
+
+def _pick(
+    explanation: Explanation, values: np.ndarray, numeric: list[bool], settings: Settings, k, lang: Lang
+) -> list[list[Reason]]:
+    tpl = load_templates()
+    k = k or settings.serving.top_reasons
+    contrib = explanation.contributions
+    order = np.argsort(-contrib, axis=1, kind="stable")
     out = []
     for i, idx in enumerate(order):
         row, codes = [], set()

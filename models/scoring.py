@@ -12,7 +12,7 @@ import pandas as pd
 from core.config import Settings
 from models import stakes
 from models.churn_model import ChurnModel, Explanation
-from models.reasons import Lang, suggested_action, top_reasons
+from models.reasons import Lang, suggested_action, top_reasons, top_reasons_matrix
 
 
 def score_with_reasons(
@@ -39,6 +39,27 @@ def score_with_reasons(
     proba = model.predict_proba(X) if proba is None else np.asarray(proba, dtype=float)
     reasons = top_reasons(model.explain(X) if explanation is None else explanation, X, settings, lang=lang)
     value = stakes.value_at_stake(X, settings.warnings)
+    return _answers(proba, value, reasons, settings, lang)
+
+
+def score_matrix(
+    x: np.ndarray,
+    value: np.ndarray,
+    settings: Settings,
+    lang: Lang,
+    proba: np.ndarray,
+    explanation: Explanation,
+) -> list[dict]:
+    """:func:`score_with_reasons` of all-numeric rows already predicted and explained (the service's
+    path): ``x`` in the model's feature order, ``value`` the rows' ``warnings.value_feature`` (NaN
+    when absent). The same answers, without a frame around each request's rows."""
+    reasons = top_reasons_matrix(explanation, x, settings, lang=lang)
+    return _answers(np.asarray(proba, dtype=float), np.asarray(value, dtype=float), reasons, settings, lang)
+
+
+def _answers(
+    proba: np.ndarray, value: np.ndarray, reasons: list, settings: Settings, lang: Lang
+) -> list[dict]:
     tiers, vip = stakes.risk_tier(proba, settings.warnings), stakes.vip_tier(value, settings.warnings)
     return [
         {
