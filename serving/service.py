@@ -7,12 +7,13 @@ else the MLflow registry's ``champion`` unless ``$CHURNWARN_MODEL_VERSION`` name
 (serving/model_source.py). ``$CHURNWARN_API_KEY``, when set, is required on the API routes
 (serving/middleware.py).
 
-Every route ends in the same model step: the rows of concurrent requests are gathered by BentoML's
-adaptive-batching dispatcher (the CORK dispatcher behind ``@bentoml.api(batchable=True)``) into one
-model call, then each request turns its own rows into warnings with ``models.scoring``. The
-dispatcher is called in-process rather than through a batchable API route: that route would add an
-HTTP round trip through the whole middleware stack to every single-subscriber request and expose
-the raw model step as an unauthenticated internal endpoint.
+Every route ends in the same model step on a float matrix (no DataFrame on the request path): a
+few rows (``serving.inline_max_rows``) are scored at once; more are gathered with those of concurrent
+requests by BentoML's adaptive-batching dispatcher (the CORK dispatcher behind
+``@bentoml.api(batchable=True)``) into one model call; then each request turns its own rows into
+warnings with ``models.scoring.score_matrix``. The dispatcher is called in-process rather than
+through a batchable API route: that route would add an HTTP round trip through the whole middleware
+stack to every request and expose the raw model step as an unauthenticated internal endpoint.
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ import logging
 import anyio.to_thread
 import bentoml
 import numpy as np
-import pandas as pd
 from pydantic import Field
 from starlette.responses import JSONResponse
 
 from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
-from features.store import get_store, online_features
+from features.store import OnlineRows, get_store, online_rows
 from models.churn_model import Explanation
-from models.scoring import score_with_reasons
+from models.scoring import score_matrix
 from serving import monitoring_gauges
 from serving.bentoml_internals import (
     api_routes,
@@ -40,6 +40,7 @@ from serving.bentoml_internals import (
     document_error_responses,
     label_metrics_by_route,
     quiet_client_errors,
+    quiet_instance_model_fields,
     require_request_bodies,
 )
 from serving.middleware import RequestMiddleware, metrics
@@ -79,6 +80,7 @@ ERRORS = {
 document_error_responses(ERRORS, ErrorOut)
 require_request_bodies()  # a route whose input has required fields says its body is required
 label_metrics_by_route()  # BentoML's request metrics: by route template or "unmatched", not raw path
+quiet_instance_model_fields()  # BentoML 1.4 reads `model_fields` on each request's input instance
 
 
 def _why_store(exc: BaseException) -> str:
@@ -95,7 +97,10 @@ def _workers() -> int:
     return load_settings().serving.workers
 
 
-@bentoml.service(name="churnwarn", workers=_workers(), traffic={"timeout": 60})
+# BentoML's access log is off: the request's one log line is RequestMiddleware's (serving/middleware.py)
+@bentoml.service(
+    name="churnwarn", workers=_workers(), traffic={"timeout": 60}, logging={"access": {"enabled": False}}
+)
 class ChurnWarningService:
     def __init__(self) -> None:
         # Imported here, in the workers only: it loads MLflow (~1.5 s), which the server's main
@@ -121,6 +126,8 @@ class ChurnWarningService:
                 f"does not serve ({unserved or list(model.categories)}): it cannot be served here"
             )
         self.columns = [FEATURE_NAMES.index(f) for f in model.features]  # catalogue order -> model order
+        value = self.settings.warnings.value_feature  # a warning's value at stake, when the catalogue has it
+        self.value_column = FEATURE_NAMES.index(value) if value in FEATURE_NAMES else None
         cfg = self.settings.serving
         self._model_step = cork_dispatcher(
             self._model_batch,
@@ -151,15 +158,13 @@ class ChurnWarningService:
             return False
         return self.loaded is not None
 
-    async def _read_store(self, ids: list[str]) -> pd.DataFrame:
+    async def _read_store(self, ids: list[str]) -> OnlineRows:
         """The online features of ``ids``, read in a worker thread and given up (TimeoutError) after
         serving.store_timeout_s: a slow or hanging store never blocks the event loop, so /livez,
         /metrics and feature-row requests keep answering. A given-up read finishes in its thread,
         bounded by the store's own timeouts (feast.online_store.socket_timeout for Redis)."""
         with anyio.fail_after(self.settings.serving.store_timeout_s):
-            return await anyio.to_thread.run_sync(
-                online_features, self.store, ids, True, abandon_on_cancel=True
-            )
+            return await anyio.to_thread.run_sync(online_rows, self.store, ids, abandon_on_cancel=True)
 
     async def _run(self, n: int, fn, *args):
         """``fn(*args)`` for ``n`` rows: on the event loop when small (a thread hop costs more than a
@@ -185,23 +190,28 @@ class ChurnWarningService:
         out = np.column_stack([proba, expl.base_values, expl.contributions])
         return np.split(out, np.cumsum([len(b) for b in batches])[:-1])
 
+    async def _model(self, x: np.ndarray) -> np.ndarray:
+        """(proba, base, contributions) per row of ``x``. Up to serving.inline_max_rows rows are scored
+        at once: the dispatcher would hold them for a batch, and the wait it learns under load stays
+        learnt until load returns (single requests took 65-81 ms after a burst, issue 15). Larger
+        steps go through the dispatcher, which joins concurrent ones into one model call."""
+        if len(x) <= self.settings.serving.inline_max_rows:
+            return (await self._model_batch((x,)))[0]
+        return await self._model_step(x)
+
     async def _score(
-        self, ids: list[str], X: pd.DataFrame, stamps: list, lang: Lang, status: list[str], request
+        self, ids: list[str], values: np.ndarray, stamps: list, lang: Lang, status: list[str], request
     ) -> list[ChurnWarning]:
-        """Warnings for rows ``X`` (catalogue columns); rows whose status is not ``ok`` get no score."""
+        """Warnings for ``values`` (rows of catalogue features); rows whose status is not ``ok`` get no score."""
         good = np.array([s == "ok" for s in status], dtype=bool)
         scored: list[dict] = []
         if good.any():
-            Xg = X if good.all() else X.loc[good].reset_index(drop=True)  # the common case copies nothing
-            x = Xg[FEATURE_NAMES].to_numpy(dtype="float64")[:, self.columns]
-            out = await self._model_step(x)
+            rows = values if good.all() else values[good]
+            x = rows[:, self.columns]
+            out = await self._model(x)
             expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
-            scored = await self._run(
-                len(Xg),
-                lambda: score_with_reasons(
-                    self.loaded.model, Xg, self.settings, lang, proba=out[:, 0], explanation=expl
-                ),
-            )
+            value = rows[:, self.value_column] if self.value_column is not None else np.full(len(x), np.nan)
+            scored = await self._run(len(x), score_matrix, x, value, self.settings, lang, out[:, 0], expl)
         m, it, result = metrics(), iter(scored), []
         for sid, ts, st in zip(ids, stamps, status, strict=False):
             m["warnings"].labels(st).inc()
@@ -262,19 +272,16 @@ class ChurnWarningService:
             raise ApiError(
                 503, f"the online feature store is unavailable: {_why_store(exc)}", "unavailable"
             ) from exc
-        known = ~np.isnan(rows[FEATURE_NAMES].to_numpy(dtype="float64")).any(axis=1)
-        stamps = [
-            ts if k else None
-            for ts, k in zip(rows["event_timestamp"].dt.to_pydatetime(), known, strict=False)
-        ]
-        return await self._score(ids, rows, stamps, lang, self._status(known, stamps), request)
+        known = ~np.isnan(rows.values).any(axis=1)  # a missing value: unknown, as Feast's NaN always was
+        stamps = [ts if k else None for ts, k in zip(rows.stamps, known, strict=True)]
+        return await self._score(ids, rows.values, stamps, lang, self._status(known, stamps), request)
 
     async def _by_rows(self, rows: list[FeatureRow], lang: Lang, request) -> list[ChurnWarning]:
         self._check_size(len(rows), "rows")
-        X = pd.DataFrame([r.features.model_dump() for r in rows], columns=FEATURE_NAMES)
+        values = np.array([[getattr(r.features, f) for f in FEATURE_NAMES] for r in rows], dtype="float64")
         stamps = [r.feature_timestamp for r in rows]  # UTC, validated (serving/schemas.py)
         status = self._status(np.ones(len(rows), dtype=bool), stamps)
-        return await self._score([r.subscriber_id for r in rows], X, stamps, lang, status, request)
+        return await self._score([r.subscriber_id for r in rows], values, stamps, lang, status, request)
 
     @staticmethod
     def _single(w: ChurnWarning) -> ChurnWarning:
