@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -355,7 +357,22 @@ def online_rows(store: FeatureStore, subscriber_ids: list[str]) -> OnlineRows:
     return OnlineRows(values, stamps)
 
 
+VIEW_RECHECK_S = 1.0  # the request path looks the view up in the registry at most this often
+_views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> (looked up at, view)
+
+
 def _servable_view(store: FeatureStore) -> FeatureView:
+    """:func:`_registry_view`, looked up again once it is :data:`VIEW_RECHECK_S` old: Feast's
+    registry cache takes a lock and a stat of the file on every call, which concurrent reads queue on
+    (a sixth of a worker's busy time at concurrency 32). A failed look-up is not kept."""
+    now = time.monotonic()
+    hit = _views.get(store)
+    if hit is None or now - hit[0] > VIEW_RECHECK_S:
+        hit = _views[store] = (now, _registry_view(store))
+    return hit[1]
+
+
+def _registry_view(store: FeatureStore) -> FeatureView:
     """The feature view from the registry's cache, gated as Feast gates an online read
     (``feast.utils._get_feature_views_to_use``): enabled, and generated or available online.
     ``list_feature_views`` keeps its parsed views per registry version (``get_feature_view`` parses
