@@ -650,7 +650,6 @@ class CustomerTableConfig(_Strict):
             return {k: {"sql": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
 
-
     @model_validator(mode="after")
     def _columns(self) -> CustomerTableConfig:
         features = [*self.numeric_columns, *self.categorical_columns]
