@@ -489,7 +489,21 @@ class MonitoringConfig(_Strict):
     p_value: float = Field(1e-3, gt=0, lt=1, description="two-sample test level; an alarm needs both")
     missing_alarm: float = Field(0.01, ge=0, le=1, description="missing share above the reference's by")
     out_of_range_alarm: float = Field(0.01, ge=0, le=1, description="share outside the catalogue's range")
+    holidays: list[tuple[dt.date, dt.date]] = Field(
+        default_factory=list,
+        description="the operator's public holidays, [first, last] day each: a feature whose window is at "
+        "least holiday_share holiday is expected to move, and its PSI shift is reported, not alarmed",
+    )
+    holiday_share: float = Field(0.25, gt=0, le=1, description="share of a window that makes it a holiday's")
     retrain: RetrainRule = RetrainRule()
+
+    @field_validator("holidays")
+    @classmethod
+    def _spans(cls, value: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+        for first, last in value:
+            if last < first:
+                raise ValueError(f"holiday {first} .. {last} ends before it starts")
+        return value
 
 
 class Settings(_Strict):

@@ -11,6 +11,7 @@ days before those.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -324,6 +325,25 @@ BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
 MONOTONE: list[int] = [
     f.risk if f.monotone else 0 for f in CATALOGUE
 ]  # LightGBM constraints, FEATURE_NAMES order
+
+
+def window_spans(feature: Feature, recent_days: int, baseline_days: int) -> tuple[tuple[int, int], ...]:
+    """The calendar windows ``feature`` reads, as (first, last) days before T (1 is T-1), one per part
+    of a comparison; none for a value as of T or per bill. Monitoring uses them to know which
+    features a holiday moves (models/drift.py)."""
+    spans = []
+    for part in feature.window.split(" vs. "):
+        if m := re.fullmatch(r"last (\d+) d.*", part):
+            spans.append((1, int(m.group(1))))
+        elif part == "recent":
+            spans.append((1, recent_days))
+        elif part == "baseline":
+            spans.append((recent_days + 1, recent_days + baseline_days))
+        elif part == "the same length before":
+            spans.append((recent_days + 1, 2 * recent_days))
+        elif not (part == "at T" or part.endswith(("bill", "bills"))):
+            raise ValueError(f"feature {feature.name}: window {feature.window!r} has no calendar reading")
+    return tuple(spans)
 
 
 def markdown_table() -> str:

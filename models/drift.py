@@ -18,11 +18,18 @@ zero (complaints, hotline calls) gets a bin for its zeros and a few above, and t
 with the data being judged. The test: Kolmogorov-Smirnov for a feature with more distinct values
 than bins, else a chi-square test of the binned counts (KS assumes continuity; counts and flags are
 not). Implemented with numpy and scipy, not Evidently: see docs/monitoring.md.
+
+Holidays: a 7-day feature scored right after the May holiday week is a real shift the model never
+saw in that window, but an expected one. When at least ``monitoring.holiday_share`` of one of a
+feature's windows is an operator holiday (``monitoring.holidays``), its PSI shift is reported as
+expected and does not alarm; missing and out-of-range alarms still do. The score's PSI shift is
+expected too when every feature shift of that night is.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import datetime as dt
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -49,6 +56,7 @@ class ColumnDrift:
     reference_shares: tuple[float, ...]
     current_shares: tuple[float, ...]
     reasons: tuple[str, ...]  # why it alarms; empty: no alarm
+    expected: tuple[str, ...] = ()  # a threshold crossed by a shift that is expected (a holiday)
 
     @property
     def drifted(self) -> bool:
@@ -150,3 +158,32 @@ def column_drift(
         tuple(float(s) for s in cur_s),
         tuple(reasons),
     )
+
+
+def holiday_share(spans: tuple[tuple[int, int], ...], date: dt.date, holidays: list) -> float:
+    """The largest share of holiday days in one of the windows (``(first, last)`` days before ``date``)."""
+    share = 0.0
+    for first, last in spans:
+        days = [date - dt.timedelta(days=k) for k in range(first, last + 1)]
+        held = sum(any(a <= d <= b for a, b in holidays) for d in days)
+        share = max(share, held / len(days))
+    return share
+
+
+def expect_holiday(d: ColumnDrift, share: float, cfg: MonitoringConfig) -> ColumnDrift:
+    """``d`` with its PSI alarm moved to ``expected`` when ``share`` of a window is holiday."""
+    shifted = [r for r in d.reasons if r.startswith("PSI")]
+    if share < cfg.holiday_share or not shifted:
+        return d
+    kept = tuple(r for r in d.reasons if not r.startswith("PSI"))
+    return replace(d, reasons=kept, expected=(f"{shifted[0]}; {share:.0%} of a window is a holiday",))
+
+
+def expect_score(score: ColumnDrift, features: tuple[ColumnDrift, ...]) -> ColumnDrift:
+    """The score's PSI alarm is expected when features shifted that night and every shift was."""
+    shifted = [r for r in score.reasons if r.startswith("PSI")]
+    if not shifted or any(f.drifted for f in features) or not any(f.expected for f in features):
+        return score
+    kept = tuple(r for r in score.reasons if not r.startswith("PSI"))
+    why = f"{shifted[0]}; the features that moved all moved for a holiday"
+    return replace(score, reasons=kept, expected=(why,))

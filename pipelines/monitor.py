@@ -28,8 +28,8 @@ import pandas as pd
 
 from core.config import Settings
 from features import engine
-from features.catalogue import BY_NAME, FEATURE_NAMES
-from models.drift import ColumnDrift, column_drift, natural_psi
+from features.catalogue import BY_NAME, FEATURE_NAMES, window_spans
+from models.drift import ColumnDrift, column_drift, expect_holiday, expect_score, holiday_share, natural_psi
 from models.monitoring import Advice, Figures, MaturedPerformance, matured_performance, retraining_advice
 from models.registry import LoadedModel, load_registered, use_tracking
 from models.score_store import read_scores, scored_dates
@@ -80,6 +80,8 @@ class MonitorResult:
         for d in (*self.features, self.score):
             if d.drifted:
                 lines.append(f"  DRIFT {d.name}: {'; '.join(d.reasons)}")
+            elif d.expected:
+                lines.append(f"  expected shift {d.name}: {'; '.join(d.expected)}")
         if not self.drifted:
             lines.append(f"  no drift (largest PSI {max(d.psi for d in self.features):.3f})")
         t = self.training
@@ -124,29 +126,8 @@ def monitor(settings: Settings, date: dt.date | str, log_to_mlflow: bool = True)
         raise WarnError(f"the scores of {date} were kept without features (monitoring.store_features)")
     loaded = _load(settings, str(scores["model_version"].iloc[0]))
     reference = training_reference(settings, loaded)
+    feats, score = drift(settings, reference, scores, date)
     cfg = settings.monitoring
-    snap = reference["event_timestamp"].to_numpy()
-    feats = tuple(
-        column_drift(
-            f,
-            reference[f],
-            scores[f],
-            cfg,
-            BY_NAME[f].lo,
-            BY_NAME[f].hi,
-            natural_psi(reference[f], snap, cfg.psi_bins),
-        )
-        for f in FEATURE_NAMES
-    )
-    score = column_drift(
-        SCORE,
-        reference[SCORE],
-        scores[SCORE],
-        cfg,
-        0.0,
-        1.0,
-        natural_psi(reference[SCORE], snap, cfg.psi_bins),
-    )
     training = training_figures(settings, loaded)
     matured = tuple(matured_dates(settings, date))
     top = top_features(loaded, reference)
@@ -168,6 +149,42 @@ def monitor(settings: Settings, date: dt.date | str, log_to_mlflow: bool = True)
     result = MonitorResult(**{**vars(result), "mlflow_run_id": run_id})
     folder = write_report(settings, result)
     return MonitorResult(**{**vars(result), "folder": folder})
+
+
+def drift(
+    settings: Settings, reference: pd.DataFrame, scores: pd.DataFrame, date: dt.date
+) -> tuple[tuple[ColumnDrift, ...], ColumnDrift]:
+    """Each feature's and the score's shift from the reference; a holiday's expected shifts muted."""
+    cfg = settings.monitoring
+    snap = reference["event_timestamp"].to_numpy()
+    fc = settings.features
+    feats = tuple(
+        expect_holiday(
+            column_drift(
+                f,
+                reference[f],
+                scores[f],
+                cfg,
+                BY_NAME[f].lo,
+                BY_NAME[f].hi,
+                natural_psi(reference[f], snap, cfg.psi_bins),
+            ),
+            holiday_share(window_spans(BY_NAME[f], fc.recent_days, fc.baseline_days), date, cfg.holidays),
+            cfg,
+        )
+        for f in FEATURE_NAMES
+    )
+    score = column_drift(
+        SCORE,
+        reference[SCORE],
+        scores[SCORE],
+        cfg,
+        0.0,
+        1.0,
+        natural_psi(reference[SCORE], snap, cfg.psi_bins),
+    )
+    score = expect_score(score, feats)
+    return feats, score
 
 
 def _parse(date: str) -> dt.date:

@@ -94,7 +94,7 @@ def report_html(result, pngs: dict[str, str]) -> str:
         f"<tr{' class=alarm' if d.drifted else ''}><td>{e(d.name)}</td><td>{d.psi:.3f}</td><td>{d.threshold:.2f}</td>"
         f"<td>{d.test}</td>"
         f"<td>{d.p_value:.1e}</td><td>{d.missing_current:.1%}</td><td>{d.out_of_range:.1%}</td>"
-        f"<td>{e('; '.join(d.reasons))}</td></tr>"
+        f"<td>{e('; '.join(d.reasons) or ('expected: ' + '; '.join(d.expected) if d.expected else ''))}</td></tr>"
         for d in (result.score, *sorted(result.features, key=lambda d: -d.psi))
     )
     perf = "".join(

@@ -3,11 +3,22 @@ false-alarm rate on samples drawn from one distribution is measured, not assumed
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
 from core.config import MonitoringConfig
-from models.drift import column_drift, natural_psi, psi, reference_edges, shares
+from models.drift import (
+    column_drift,
+    expect_holiday,
+    expect_score,
+    holiday_share,
+    natural_psi,
+    psi,
+    reference_edges,
+    shares,
+)
 
 CFG = MonitoringConfig()
 
@@ -71,3 +82,44 @@ def test_false_alarm_rate_without_a_shift_is_below_one_percent(draw):
     ref = draw(rng, 3000)
     alarms = sum(column_drift("x", ref, draw(rng, 800), CFG).drifted for _ in range(300))
     assert alarms / 300 < 0.01
+
+
+def test_a_holiday_week_shift_is_expected_on_its_windows_only():
+    """After the May holiday a 7-day window is mostly holiday: its PSI shift is reported, not alarmed;
+    a 30-day window holding the same five days still alarms, and so does a missing-value rise."""
+    cfg = MonitoringConfig(holidays=[(dt.date(2026, 5, 1), dt.date(2026, 5, 5))])
+    rng = np.random.default_rng(5)
+    ref, cur = rng.normal(0, 1, 3000), rng.normal(1.5, 1, 1000)
+    shifted = column_drift("calls_7d", ref, cur, cfg)
+    week = holiday_share(((1, 7),), dt.date(2026, 5, 8), cfg.holidays)
+    month = holiday_share(((1, 30),), dt.date(2026, 5, 15), cfg.holidays)
+    assert week == pytest.approx(5 / 7) and month == pytest.approx(5 / 30)
+    muted = expect_holiday(shifted, week, cfg)
+    assert not muted.drifted and "holiday" in muted.expected[0]
+    assert expect_holiday(shifted, month, cfg).drifted
+    cur[:50] = np.nan
+    assert expect_holiday(column_drift("calls_7d", ref, cur, cfg), week, cfg).drifted  # missing still alarms
+
+
+def test_the_score_shift_is_expected_only_when_every_feature_shift_was():
+    cfg = MonitoringConfig()
+    rng = np.random.default_rng(6)
+    ref, cur = rng.uniform(0, 1, 3000), rng.uniform(0.3, 1, 1000)
+    score = column_drift("churn_probability", ref, cur, cfg, 0.0, 1.0)
+    holiday = expect_holiday(column_drift("a", ref, cur, cfg), 0.7, cfg)
+    real = column_drift("b", ref, cur, cfg)
+    still = column_drift("c", ref, ref[:1000], cfg)
+    assert score.drifted and holiday.expected and real.drifted and not still.drifted
+    assert not expect_score(score, (holiday, still)).drifted
+    assert expect_score(score, (holiday, real)).drifted
+    assert expect_score(score, (still,)).drifted  # nothing moved for a holiday: the score's own shift
+
+
+def test_every_catalogue_window_has_a_calendar_reading_and_the_default_calendar_is_the_simulators():
+    from core.config import load_settings
+    from features.catalogue import CATALOGUE, window_spans
+    from pipelines.generate import HOLIDAYS
+
+    spans = {f.name: window_spans(f, 14, 60) for f in CATALOGUE}
+    assert spans["calls_change_pct_7d"] == ((1, 7), (15, 74)) and spans["tenure_days"] == ()
+    assert [tuple(h) for h in load_settings().monitoring.holidays] == HOLIDAYS
