@@ -29,6 +29,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CAUSES = ("contract_expiry", "competitor", "dissatisfaction", "disengagement", "silent")
+
+
+class ActionEffect(_Strict):
+    """One retention action in the simulator (docs/retention-loop.md): what it costs and whom it moves.
+
+    A contacted subscriber who would churn within the horizon stays with probability ``save[cause]``
+    (the simulator's true cause); a contacted *sleeping dog* (a content subscriber the contact
+    unsettles) leaves with probability ``provoke``; one who would have stayed anyway takes the offer
+    with probability ``windfall_accept`` (the offer's cost, no saving)."""
+
+    contact_cost: float = Field(ge=0, description="CNY per work order worked (agent time, call or visit)")
+    offer_cost: float = Field(0.0, ge=0, description="CNY paid when the subscriber accepts the offer")
+    save: dict[str, float] = Field(description="true cause -> P(a contacted would-be churner stays)")
+    provoke: float = Field(0.0, ge=0, le=1, description="P(a contacted sleeping dog leaves in the horizon)")
+    windfall_accept: float = Field(
+        0.0, ge=0, le=1, description="P(a contacted subscriber who would stay anyway takes the offer)"
+    )
+
+    @field_validator("save")
+    @classmethod
+    def _every_cause(cls, v: dict[str, float]) -> dict[str, float]:
+        if sorted(v) != sorted(CAUSES) or not all(0 <= p <= 1 for p in v.values()):
+            raise ValueError(f"save: a probability for each cause {list(CAUSES)}, got {v}")
+        return v
+
+
+class TreatmentConfig(_Strict):
+    """The simulator's truth of what retention actions do (docs/retention-loop.md); seeded by ``data.seed``."""
+
+    contact_rate: float = Field(
+        0.8, gt=0, le=1, description="share of worked orders that reach the subscriber"
+    )
+    sleeping_dog_share: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="share of content subscribers (no intent under way) a contact can push out",
+    )
+    actions: dict[str, ActionEffect]
+
+
 class CompetitorCampaign(_Strict):
     """A simulated shift (pipelines/scenario.py, docs/monitoring.md): from ``start`` a competitor's
     campaign adds fast port-outs with a faint lead-up and makes stayers ring its hotline."""
@@ -71,6 +113,9 @@ class DataConfig(_Strict):
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     campaign: CompetitorCampaign | None = Field(None, description="a simulated shift; None: none")
+    treatment: TreatmentConfig | None = Field(
+        None, description="what retention actions do (`churn outcomes --simulate`); None: no such truth"
+    )
     own_service_numbers: list[str] = ["10000", "10001"]
     on_net_prefixes: list[str] = ["133", "149", "153", "173", "177", "180", "181", "189", "199"]
     off_net_prefixes: list[str] = [
@@ -460,6 +505,22 @@ class WarningConfig(_Strict):
         return self.medium_risk if self.min_probability is None else self.min_probability
 
 
+class RetentionConfig(_Strict):
+    """Closing the loop: control groups on the nightly list and the evaluation of their outcomes."""
+
+    control_share: float = Field(
+        0.1, ge=0, lt=1, description="share of each tier's chosen subscribers held out uncontacted"
+    )
+    control_salt: str = Field(
+        "churnwarn-control", min_length=1, description="salt of the (subscriber, list date) assignment hash"
+    )
+    value_months: float = Field(
+        12.0, gt=0, description="months of monthly value a retained subscriber is worth"
+    )
+    min_group: int = Field(30, ge=2, description="fewer subscribers in a group: too small to conclude")
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the uplift intervals")
+
+
 class RetrainRule(_Strict):
     """When ``churn monitor`` recommends ``churn train`` (docs/monitoring.md)."""
 
@@ -525,6 +586,7 @@ class Settings(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     warnings: WarningConfig = WarningConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
     config_path: Path | None = None
     source: CustomerTableConfig | None = None  # set: train on a customer table instead (docs/real-data.md)
 
@@ -593,6 +655,16 @@ class Settings(_Strict):
     def deployments_file(self) -> Path:
         """The deploy history and which Bento is current (``churn deploy`` / ``rollback``)."""
         return self.workdir / "deployments.json"
+
+    @property
+    def outcomes_dir(self) -> Path:
+        """The ``work_order_outcomes`` landing table: one file per list date (the work-order system's export)."""
+        return self.workdir / "data" / "outcomes" / "work_order_outcomes"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        """``churn evaluate``'s reports, one folder per list date or range."""
+        return self.workdir / "evaluations"
 
 
 def load_settings(path: str | os.PathLike | None = None, **overrides) -> Settings:

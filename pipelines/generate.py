@@ -19,7 +19,9 @@ Output (``data/landing``, the operator's export as ingestion receives it, phone 
 ``cdr/date=YYYY-MM-DD/`` partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
 outcome) and, per snapshot, the churn probabilities the simulator's own process implies, from its
 latent state and from what it made visible (:func:`true_probabilities`). It is never a feature;
-it measures the AUC ceilings and whether reasons name causes.
+it measures the AUC ceilings and whether reasons name causes. With ``data.treatment``, the true uplift of
+each retention action per subscriber on each snapshot and the default list date goes there too
+(``treatment_effects.parquet``, :mod:`pipelines.treatment`).
 Subscribers are generated in chunks so 10^8 calls fit in memory.
 """
 
@@ -40,6 +42,7 @@ from tqdm.auto import tqdm
 
 from core.config import Settings
 from core.io import replace_dir_atomic, write_parquet_atomic
+from pipelines import treatment
 from pipelines.scenario import campaign_hotline_calls, campaign_intents
 
 log = logging.getLogger(__name__)
@@ -700,7 +703,13 @@ def generate(settings: Settings) -> GenerationSummary:
     t0 = time.perf_counter()
     tables, calls = _landing(settings)
     intents = tables.pop("intents")
-    write_parquet_atomic(_truth_intents(intents, cfg.start_date), settings.truth_dir / "intents.parquet")
+    truth_intents = _truth_intents(intents, cfg.start_date)
+    write_parquet_atomic(truth_intents, settings.truth_dir / "intents.parquet")
+    if cfg.treatment is not None and settings.features is not None:  # what retention actions would do
+        write_parquet_atomic(
+            treatment.truth_for_dates(truth_intents, treatment.truth_dates(settings), settings),
+            settings.truth_dir / treatment.TRUTH_FILE,
+        )
     write_parquet_atomic(
         true_probabilities(intents, settings.features.snapshots, settings),
         settings.truth_dir / "true_probability.parquet",
