@@ -112,7 +112,7 @@ RECORD_STAGES: tuple[Stage, ...] = (
         "day), scored with @champion, into warnings/<date>/.",
         deps=("data/raw", "reports/train.json", "configs/reasons.yaml"),
         outs=(Out("warnings", cache=False, persist=True),),
-        params=("warnings",),
+        params=("warnings", "retention"),
     ),
 )
 

@@ -37,13 +37,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.config import Settings, WarningConfig
+from core.config import RetentionConfig, Settings, WarningConfig
+from core.hashing import hash_uniform
 from core.io import remove_dead_leftovers, replace_dir_atomic
 from features import compute, engine
 from features import manifest as mf
 from features.catalogue import FEATURE_NAMES
 from models import stakes
 from models.plots import plt
+from models.reasons import load_templates
 from models.registry import load_registered
 from models.score_store import keep_scores
 from models.scoring import score_with_reasons
@@ -99,6 +101,7 @@ class ListSummary:
     files: tuple[str, ...]
     cpu_s: dict[str, float]  # per step, then "total": process CPU (all threads)
     timings_s: dict[str, float]  # per step, then "total": wall time
+    control: int = 0  # work orders held out as the control group (retention.control_share): no contact
 
     @property
     def total_seconds(self) -> float:
@@ -327,7 +330,9 @@ def nightly_list(
         loaded.model, night.rows, settings, lang, proba=night.listed["churn_probability"].to_numpy()
     )
     clock.lap("explain", f"{len(night.listed):,} listed subscribers explained")
-    table = _table(night.listed, explained, settings, loaded, date, lang)
+    table = with_control_group(
+        _table(night.listed, explained, settings, loaded, date, lang), settings.retention
+    )
     draft = _draft_summary(settings, date, loaded, lang, night.active, table, night.tiers)
     folder, summary = _write(settings, draft, table, night.score_counts, clock, out_root)
     return WarnResult(date, folder, summary, table)
@@ -433,6 +438,7 @@ def _draft_summary(
         files=FILES,
         cpu_s={},
         timings_s={},
+        control=int((table["group"] == CONTROL).sum()) if len(table) else 0,
     )
 
 
@@ -510,6 +516,41 @@ def _table(
     out["feature_date"], out["lang"] = pd.Timestamp(date), lang
     for c in ("value_at_stake", "expected_loss"):
         out[c] = out[c].astype("float64")
+    return out
+
+
+CONTROL = "control"  # the action code and group of a held-out work order
+
+
+def control_mask(ids, tiers, date: dt.date, cfg: RetentionConfig) -> np.ndarray:
+    """Which work orders are held out: in each tier the round(share x listed) whose keyed hash of
+    (subscriber, list date) is smallest, so a re-run of the list holds out the same subscribers and
+    the hold-out is random with respect to everything the list ranks on."""
+    frame = pd.DataFrame({"tier": np.asarray(tiers), "u": hash_uniform(ids, f"{cfg.control_salt}|{date}")})
+    rank = frame.groupby("tier")["u"].rank(method="first").to_numpy()
+    size = frame.groupby("tier")["u"].transform("size").to_numpy()
+    return rank <= np.floor(size * cfg.control_share + 0.5)
+
+
+def with_control_group(table: pd.DataFrame, cfg: RetentionConfig) -> pd.DataFrame:
+    """The work orders with their assignment: ``group`` (treatment or control) and the action the reasons
+    suggest kept as ``planned_action_code``/``_text``; a control work order's action is ``control`` (no
+    contact), so nothing downstream can dispatch a contact to it."""
+    if table.empty:
+        return table.assign(
+            group=pd.Series(dtype=str),
+            planned_action_code=pd.Series(dtype=str),
+            planned_action_text=pd.Series(dtype=str),
+        )
+    date, lang = table["feature_date"].iloc[0].date(), table["lang"].iloc[0]
+    control = control_mask(table["subscriber_id"], table["vip_tier"], date, cfg)
+    out = table.copy()
+    at = out.columns.get_loc("action_text") + 1
+    out.insert(at, "group", np.where(control, CONTROL, "treatment"))
+    out.insert(at + 1, "planned_action_code", table["action_code"].to_numpy())
+    out.insert(at + 2, "planned_action_text", table["action_text"].to_numpy())
+    out.loc[control, "action_code"] = CONTROL
+    out.loc[control, "action_text"] = load_templates()["actions"][CONTROL][lang]
     return out
 
 
@@ -664,7 +705,9 @@ td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}figure{{display
 <p>{summary.listed:,} work orders from {summary.active:,} active subscribers, ranked by expected loss
 (probability x monthly value; {summary.expected_loss_listed:,.0f} CNY a month on the list).
 Model {e(m.name)} v{e(m.version)} ({e(m.kind)}); no work order below probability
-{summary.min_probability:g}; a customer manager takes {summary.orders_per_manager} work orders a list.</p>
+{summary.min_probability:g}; a customer manager takes {summary.orders_per_manager} work orders a list.
+{summary.control:,} of them are held out at random as the control group (no contact) that `churn evaluate`
+compares the contacted ones with.</p>
 <table><tr><th>tier</th><th>active</th><th>managers</th><th>capacity</th><th>candidates</th><th>listed</th></tr>
 {tier_rows}</table>
 {imgs}

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from core.config import VipTier, WarningConfig
+from core.config import RetentionConfig, VipTier, WarningConfig
 from pipelines.errors import WarnError
-from pipelines.warn import capacities, choose, nightly_list
+from pipelines.warn import capacities, choose, control_mask, nightly_list
 
 
 def _cfg(**kw) -> WarningConfig:
@@ -136,9 +136,53 @@ def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, traine
     assert summary == day_list.summary.as_json()  # the typed summary is what the file holds
     assert list(summary) == [
         *("date", "created_at", "model", "lang", "active", "listed", "min_probability"),
-        *("orders_per_manager", "tiers", "expected_loss_listed", "files", "cpu_s", "timings_s"),
+        *("orders_per_manager", "tiers", "expected_loss_listed", "files", "cpu_s", "timings_s", "control"),
     ]
     assert list(summary["model"]) == ["name", "version", "alias", "kind", "run_id"]
+
+
+# Control groups (retention.control_share) --------------------------------------------------------
+CONTACT_ACTIONS = {
+    "renewal_offer",
+    "competitive_offer",
+    "care_call",
+    "service_recovery",
+    "tariff_review",
+    "none",
+}
+
+
+def test_control_mask_holds_out_the_share_of_each_tier_whatever_the_row_order():
+    cfg = RetentionConfig(control_share=0.2)
+    ids = np.array([f"S{i:07d}" for i in range(1000)])
+    tiers = np.where(np.arange(1000) < 100, "gold", "mass")
+    mask = control_mask(ids, tiers, dt.date(2026, 7, 1), cfg)
+    assert mask[:100].sum() == 20 and mask[100:].sum() == 180
+    order = np.random.default_rng(0).permutation(1000)
+    assert (control_mask(ids[order], tiers[order], dt.date(2026, 7, 1), cfg) == mask[order]).all()
+    assert (control_mask(ids, tiers, dt.date(2026, 7, 2), cfg) != mask).any()  # a new draw every list
+    assert not control_mask(ids, tiers, dt.date(2026, 7, 1), RetentionConfig(control_share=0)).any()
+
+
+def test_control_work_orders_are_stable_across_reruns_and_never_contacted(
+    day_list, trained, champion, tmp_path
+):
+    table = day_list.warnings
+    control = table[table["group"] == "control"]
+    assert len(control) == day_list.summary.control > 0
+    assert (control["action_code"] == "control").all() and not control["action_code"].isin(
+        CONTACT_ACTIONS
+    ).any()
+    assert control["planned_action_code"].isin(CONTACT_ACTIONS).all()
+    treated = table[table["group"] == "treatment"]
+    assert (treated["action_code"] == treated["planned_action_code"]).all()
+    for _, rows in table.groupby("vip_tier"):
+        assert (rows["group"] == "control").sum() == np.floor(
+            len(rows) * trained.retention.control_share + 0.5
+        )
+    again = nightly_list(trained, day_list.date, model=champion, out_root=tmp_path)
+    written = pd.read_parquet(again.folder / "warnings.parquet")
+    pd.testing.assert_series_equal(written["group"], table["group"].reset_index(drop=True), check_names=False)
 
 
 def test_summary_page_holds_the_three_plots(day_list):
@@ -291,7 +335,9 @@ def test_endpoint_and_nightly_list_give_the_same_probability_reasons_and_action(
             assert a["feature"] == b["feature"]
             assert a["value"] == pytest.approx(b["value"], rel=1e-9, abs=1e-9)
             assert a["contribution"] == pytest.approx(b["contribution"], rel=1e-9, abs=1e-12)
-        assert w["action"]["code"] == row.action_code and w["action"]["text"] == row.action_text
+        assert (
+            w["action"]["code"] == row.planned_action_code and w["action"]["text"] == row.planned_action_text
+        )
 
 
 def test_config_min_probability_defaults_to_medium_risk_and_tier_names_differ():
