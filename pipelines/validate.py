@@ -421,7 +421,18 @@ def _gx_frame(df: pd.DataFrame, suite) -> pd.DataFrame:
         for e in suite.expectations
     ]
     used = set().union(*named) if named and all(named) else set(df.columns)
-    return _vectorisable(df[[c for c in df.columns if c in used]]).copy()
+    return _arrow_text(_vectorisable(df[[c for c in df.columns if c in used]])).copy()
+
+
+def _arrow_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its columns of text (and missing values) held by Arrow: GX null-checks every
+    column of a column check, which on Python strings walks every value (a quarter of a 10^7-call
+    export's validation); Arrow keeps a validity bitmap. Same values, same comparisons."""
+    out = df.copy(deep=False)
+    for c in df.columns:
+        if df[c].dtype == object and pd.api.types.infer_dtype(df[c], skipna=True) in ("string", "empty"):
+            out[c] = df[c].astype("string[pyarrow]")
+    return out
 
 
 def _uses(expectation, columns: set) -> bool:
