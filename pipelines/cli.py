@@ -222,6 +222,54 @@ def monitor(
 
 
 @app.command()
+def outcomes(
+    date: Annotated[str, typer.Option("--date", help="the list date D of a `churn warn` list, YYYY-MM-DD")],
+    config: ConfigOpt = None,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate", help="play the list forward with the simulator's truth and write its outcomes"
+        ),
+    ] = False,
+) -> None:
+    """Work-order outcomes of the list of D (data/outcomes/work_order_outcomes/list_date=D.parquet): with
+    --simulate, written from the simulator's truth; without, the work-order system's export is checked.
+    Exit 2 naming the problem (unknown work orders, outcomes before D, duplicates...); nothing is written."""
+    from pipelines.outcomes import load_outcomes, outcome_file, parse_date, simulate_outcomes, summarise
+
+    settings = _cdr_only(_setup(config), "outcomes")
+    with _refused(*USER_ERRORS):
+        if simulate:
+            with stage_running("outcomes", settings):
+                result = simulate_outcomes(settings, date)
+        else:
+            day = parse_date(date)
+            _, records = load_outcomes(settings, day)
+            result = summarise(records, day, outcome_file(settings, day))
+    typer.echo(result.headline())
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    date: Annotated[str | None, typer.Option("--date", help="one list date D, YYYY-MM-DD")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="first list date of a range")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last list date of a range")] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="log nothing to MLflow")] = False,
+) -> None:
+    """Treated vs control: retention, uplift with its interval per action, predicted cause and VIP tier, and
+    the money (value retained, cost, net, ROI); writes evaluations/<D or from_to>/ (JSON, HTML) atomically
+    and an MLflow run. Exit 2 on a bad or missing outcome file (the previous evaluation is kept)."""
+    from pipelines.evaluate import evaluate as run_evaluate
+
+    settings = _cdr_only(_setup(config), "evaluate")
+    with _refused(*USER_ERRORS):
+        with stage_running("evaluate", settings):
+            result = run_evaluate(settings, date, date_from, date_to, log_to_mlflow=not no_mlflow)
+    typer.echo(result.headline())
+
+
+@app.command()
 def truth(config: ConfigOpt = None) -> None:
     """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot,
     and how often the champion's top-3 reasons name each churner's true cause (reason fidelity)."""

@@ -136,6 +136,8 @@ def play_forward(
             "contacted": contacted,
             "offer_accepted": accepted,
             "cost": np.where(treated, par["contact_cost"], 0.0) + np.where(accepted, par["offer_cost"], 0.0),
+            "contact_cost": np.where(treated, par["contact_cost"], 0.0),
+            "offer_cost": np.where(accepted, par["offer_cost"], 0.0),
             "churned": (y0 & ~saved) | provoked,
             "churn_date": churn_date.to_numpy(),
         }
