@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import time
 import warnings
 import weakref
@@ -35,6 +36,7 @@ with warnings.catch_warnings():
     )
     from feast.feature_view import FeatureViewState
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource  # no PySpark
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
     from feast.online_response import TIMESTAMP_POSTFIX
     from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -43,6 +45,7 @@ with warnings.catch_warnings():
     from feast.types import Float64
 
 from core.config import Settings
+from features import sqlite_online
 from features.catalogue import CATALOGUE, FEATURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -333,10 +336,15 @@ def online_rows(store: FeatureStore, subscriber_ids: list[str]) -> OnlineRows:
     """The ids' online values through Feast's own store read, without its response objects.
 
     ``get_online_features`` builds a protobuf response, then Python lists, then a frame: 10x the read
-    itself for one id. This asks the provider's ``online_read`` (the configured OnlineStore's: SQLite,
-    Redis) for the view's rows, after the same registry look-up and serving gate (a disabled view, or
-    one left MATERIALIZING, raises), and turns the values into one float matrix."""
+    itself for one id. After the same registry look-up and serving gate (a disabled view, or one left
+    MATERIALIZING, raises), a SQLite store is read by ``features.sqlite_online`` (Feast's query on
+    Feast's connection, its value protos decoded in bulk: Feast's own ``online_read`` parses one per
+    feature per id, ~8x the CPU for 100 ids); any other store by its provider's ``online_read``."""
     view = _servable_view(store)
+    online = store._get_provider().online_store
+    if isinstance(online, SqliteOnlineStore):
+        got = sqlite_online.read(online, store.config, view, JOIN_KEY, subscriber_ids, FEATURE_NAMES)
+        return OnlineRows(got.values, got.stamps)
     keys = [
         EntityKeyProto(join_keys=[JOIN_KEY], entity_values=[ValueProto(string_val=i)]) for i in subscriber_ids
     ]
@@ -355,6 +363,24 @@ def online_rows(store: FeatureStore, subscriber_ids: list[str]) -> OnlineRows:
             if kind is not None and kind != "null_val":
                 values[i, j] = getattr(value, kind)
     return OnlineRows(values, stamps)
+
+
+def online_rows_now(store: FeatureStore, subscriber_ids: list[str]) -> OnlineRows | None:
+    """:func:`online_rows` if the store can answer without waiting, else None: a SQLite store read on a
+    connection that fails at once on a writer's lock (``sqlite_online.unwaiting_connection``). The
+    service tries a few ids this way on its event loop, where a thread hop costs more than the read
+    (~0.2 ms of CPU against 0.1 ms); None (Redis, a network round trip; SQLite being loaded; any
+    SQLite error, which the thread's read then reports) sends the read to a thread."""
+    online = store._get_provider().online_store
+    if not isinstance(online, SqliteOnlineStore):
+        return None
+    view = _servable_view(store)
+    try:
+        conn = sqlite_online.unwaiting_connection(online, store.config)
+        got = sqlite_online.read(online, store.config, view, JOIN_KEY, subscriber_ids, FEATURE_NAMES, conn)
+    except sqlite3.Error:
+        return None
+    return OnlineRows(got.values, got.stamps)
 
 
 VIEW_RECHECK_S = 1.0  # the request path looks the view up in the registry at most this often

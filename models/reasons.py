@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -37,7 +37,11 @@ class Reason:
     action: str
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Its fields as a dict (``dataclasses.asdict`` deep-copies: 2/3 of scoring 100 rows)."""
+        return {f: getattr(self, f) for f in _REASON_FIELDS}
+
+
+_REASON_FIELDS = tuple(f.name for f in fields(Reason))
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,172 @@
+"""Many subscribers' rows from Feast's SQLite online store in one query, decoded in bulk.
+
+Feast's ``SqliteOnlineStore.online_read`` parses one ``ValueProto`` per feature per subscriber and
+converts a timestamp per feature: ~80% of a 100-id request's store read (docs/serving.md, "Reading
+the online store"). This reads the same table with the same query, through Feast's own pieces: its
+connection (``SqliteOnlineStore._get_conn``), table name (``_table_id``), entity-key serialisation
+(``serialize_entity_key``) and timestamp converter (``convert_timestamp``); the values are Feast's
+serialised ``ValueProto``: a Float64 feature's is 9 bytes (the ``double_val`` tag, then the
+little-endian double), which numpy reads for all rows at once; any other value goes through
+``ValueProto`` as Feast would parse it. ``tests/features/test_store.py`` compares the result with
+``get_online_features``, so a Feast upgrade that changes this contract fails the suite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import warnings
+import weakref
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+with warnings.catch_warnings():  # Feast's modules turn deprecation warnings on when imported
+    from feast import FeatureView
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.sqlite import (
+        SqliteOnlineStore,
+        _quote_id,
+        _table_id,
+        convert_timestamp,
+    )
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.repo_config import RepoConfig
+
+_DOUBLE = ValueProto(double_val=0.0).SerializeToString()  # tag byte + 8 bytes
+_DOUBLE_TAG, _DOUBLE_LEN = _DOUBLE[0], len(_DOUBLE)
+_CELL = np.dtype([("tag", "u1"), ("value", "<f8")])  # one such proto: protobuf's fixed64 is little-endian
+
+
+@dataclass(frozen=True)
+class SqliteRows:
+    """``values`` (ids x ``names``, NaN where no value) and each id's event time (None: not found)."""
+
+    values: np.ndarray
+    stamps: list[dt.datetime | None]
+
+
+def decode_values(blobs: list[bytes]) -> np.ndarray:
+    """Serialised ``ValueProto``s as float64 (NaN for a null or unset one): the 9-byte ``double_val``
+    ones read by numpy in one go, any other parsed by ``ValueProto`` (the value it holds, as a float)."""
+    n = len(blobs)
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    lens = np.fromiter(map(len, blobs), dtype=np.int64, count=n)
+    starts = np.cumsum(lens) - lens
+    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    fast = lens == _DOUBLE_LEN
+    fast[fast] = buf[starts[fast]] == _DOUBLE_TAG
+    if fast.any():
+        at = starts[fast, None] + np.arange(1, _DOUBLE_LEN)
+        out[fast] = buf[at].view("<f8").ravel()
+    for i in np.flatnonzero(~fast):
+        value = ValueProto.FromString(blobs[i])
+        kind = value.WhichOneof("val")
+        if kind is not None and kind != "null_val":
+            out[i] = float(getattr(value, kind))
+    return out
+
+
+@lru_cache(maxsize=1 << 16)  # a few MB at most; the ids asked for repeat
+def entity_key(join_key: str, value: str, version: int) -> bytes:
+    """A string entity key as Feast's online stores key it (``entity_key_serialization_version``)."""
+    proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=value)])
+    return serialize_entity_key(proto, entity_key_serialization_version=version)
+
+
+def read(
+    online: SqliteOnlineStore,
+    config: RepoConfig,
+    view: FeatureView,
+    join_key: str,
+    ids: list[str],
+    names,
+    conn: sqlite3.Connection | None = None,
+) -> SqliteRows:
+    """The rows of ``ids`` (in order, repeats allowed) for features ``names``, as Feast's
+    ``online_read`` would give them, from Feast's table on Feast's connection (or ``conn``)."""
+    keys = [entity_key(join_key, i, config.entity_key_serialization_version) for i in ids]
+    unique = list(dict.fromkeys(keys))
+    where = {k: n for n, k in enumerate(unique)}
+    table = _quote_id(_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
+    values = np.full((len(unique), len(names)), np.nan)
+    seconds = np.full(len(unique), -1, dtype=np.int64)
+    if unique:
+        conn, column = conn or online._get_conn(config), {name: j for j, name in enumerate(names)}
+        slow = _read_joined(conn, table, unique, column, values, seconds)
+        if slow:
+            _read_rows(conn, table, [unique[n] for n in slow], where, column, values)
+    stamps = [None if s < 0 else _stamp(s) for s in seconds.tolist()]
+    order = [where[k] for k in keys]
+    return SqliteRows(values[order], [stamps[n] for n in order])
+
+
+_unwaiting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # online store -> connection
+
+
+def unwaiting_connection(online: SqliteOnlineStore, config: RepoConfig) -> sqlite3.Connection:
+    """A read-only connection to Feast's SQLite file that never waits (busy timeout 0): a read that
+    meets a writer's lock (a load in progress) fails at once instead of waiting up to 5 s, so a
+    caller on an event loop can try it there and read in a thread only then. One per store object."""
+    conn = _unwaiting.get(online)
+    if conn is None:
+        uri = Path(online._get_db_path(config)).resolve().as_uri() + "?mode=ro"
+        conn = _unwaiting[online] = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
+    return conn
+
+
+def _read_joined(conn, table: str, keys: list[bytes], column: dict, values, seconds) -> list[int]:
+    """One row per subscriber (its feature names, and its value protos joined into one blob), so SQLite,
+    not Python, walks the feature rows; subscribers whose values are all 9-byte ``double_val`` protos
+    (every Float64 value Feast writes) are decoded together by numpy. Returns the positions of the
+    others (a null or missing value), for :func:`_read_rows`. ``event_ts + 0``: Feast stores epoch
+    seconds, and an expression skips its converter; every feature of a row is written with its time."""
+    rows = conn.execute(
+        f"SELECT entity_key, max(event_ts) + 0, group_concat(feature_name, char(31)), "
+        f"CAST(group_concat(value, '') AS BLOB) FROM {table} "
+        f"WHERE entity_key IN ({','.join('?' * len(keys))}) GROUP BY entity_key",
+        keys,
+    ).fetchall()
+    where = {k: n for n, k in enumerate(keys)}
+    groups: dict[str, list[tuple[int, bytes]]] = {}
+    for key, ts, features, blob in rows:
+        seconds[where[key]] = ts
+        groups.setdefault(features, []).append((where[key], blob or b""))
+    slow: list[int] = []
+    for features, members in groups.items():
+        cols = np.array([column.get(f, -1) for f in features.split("\x1f")], dtype=np.int64)
+        width = _DOUBLE_LEN * len(cols)
+        slow += [n for n, b in members if len(b) != width]
+        fit = [(n, b) for n, b in members if len(b) == width]
+        if not fit:
+            continue
+        at = np.array([n for n, _ in fit], dtype=np.int64)
+        cells = np.frombuffer(b"".join(b for _, b in fit), dtype=_CELL).reshape(len(fit), len(cols))
+        ok, keep = (cells["tag"] == _DOUBLE_TAG).all(axis=1), cols >= 0
+        values[np.ix_(at[ok], cols[keep])] = cells["value"][ok][:, keep]
+        slow += at[~ok].tolist()
+    return slow
+
+
+def _read_rows(conn, table: str, keys: list[bytes], where: dict, column: dict, values) -> None:
+    """Feast's own query for ``keys``, one row per feature, each value decoded by :func:`decode_values`."""
+    rows = conn.execute(
+        f"SELECT entity_key, feature_name, value FROM {table} WHERE entity_key IN ({','.join('?' * len(keys))})",
+        keys,
+    ).fetchall()
+    for key, feature, blob in rows:
+        if (j := column.get(feature)) is not None:
+            values[where[key], j] = decode_values([blob or b""])[0]
+
+
+@lru_cache(maxsize=1024)  # a snapshot's rows share their time
+def _stamp(seconds: int) -> dt.datetime | None:
+    """Feast's reading of a stored event time (``convert_timestamp``, then UTC as ``online_read``
+    labels it); None for the epoch, which get_online_features reports as 0 (not found)."""
+    ts = convert_timestamp(str(seconds).encode()).replace(tzinfo=dt.UTC)
+    return ts if ts.timestamp() >= 1 else None
