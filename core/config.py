@@ -293,6 +293,13 @@ class TrainingConfig(_Strict):
         "seeded by `seed`; the out-of-time validation and test rows are never sampled); None: all rows. "
         "docs/benchmarks/learning_curve.md shows how many rows reach the full set's PR-AUC",
     )
+    eval_rows: int | None = Field(
+        None,
+        gt=0,
+        description="bound each held-out snapshot (validation, test) to a stratified sample (by label) "
+        "of this many rows, seeded by `seed`; None: every row. On the Spark engine only these and the "
+        "training sample reach the driver",
+    )
     lightgbm: LightGBMConfig = LightGBMConfig()
     logistic: LogisticConfig = LogisticConfig()
 

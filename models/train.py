@@ -40,7 +40,7 @@ from models.champion import decide
 from models.evaluation import evaluate_candidate
 from models.registry import score_incumbent
 from models.tracking import TrainResult, record
-from models.training_data import TrainingSet, sample_training_set, split_out_of_time
+from models.training_data import TrainingSet, bound_held_out, sample_training_set, split_out_of_time
 from models.uncertainty import Uncertainty, assess
 
 __all__ = [
@@ -60,7 +60,9 @@ def train_and_register(
     """Sample the training rows (``training.sample_rows``), fit, evaluate, score the champion, decide,
     record. The alias moves only at the very end of recording: a failure anywhere before leaves the
     current champion as it was."""
-    data = sample_training_set(data, settings.training.sample_rows, settings.training.seed)
+    if data.sample is None:  # the Spark engine drew both on its executors (pipelines.training)
+        data = sample_training_set(data, settings.training.sample_rows, settings.training.seed)
+        data = bound_held_out(data, settings.training.eval_rows, settings.training.seed)
     if data.sample.requested is not None:
         s = data.sample
         log.info(

@@ -41,10 +41,21 @@ def split_out_of_time(
     strictly before their own snapshot, so a validation row may look back over days that were a
     training row's label window: that is history, known at the validation snapshot.
     """
+    ts = frame["event_timestamp"]
+    train_snaps, valid_t, test_t = split_snapshots(sorted(ts.unique()), settings)
+    return (
+        frame[ts.isin(train_snaps)].reset_index(drop=True),
+        frame[ts == valid_t].reset_index(drop=True),
+        frame[ts == test_t].reset_index(drop=True),
+    )
+
+
+def split_snapshots(snaps: list, settings: Settings) -> tuple[list, object, object]:
+    """The rule of :func:`split_out_of_time` on the sorted snapshot times alone: (train snapshots,
+    validation snapshot, test snapshot). Every row of a snapshot shares its time, so the Spark engine
+    splits its lazy frame with the same answer (``pipelines.training``)."""
     if settings.features is None:
         raise ValueError("the CDR path needs a features: section in the config")
-    ts = frame["event_timestamp"]
-    snaps = sorted(ts.unique())
     horizon = pd.Timedelta(days=settings.features.label_horizon_days)
     if len(snaps) < 3:
         raise ValueError(
@@ -57,17 +68,13 @@ def split_out_of_time(
             f"the validation snapshot {pd.Timestamp(valid_t).date()} does not close its {horizon.days}-day "
             f"label window before the held-out {pd.Timestamp(test_t).date()}"
         )
-    train = frame[ts + horizon <= valid_t]
-    if train.empty:
+    train = [t for t in snaps if t + horizon <= valid_t]
+    if not train:
         raise ValueError(
             f"no training snapshot ends its {horizon.days}-day label window before the validation snapshot "
             f"{pd.Timestamp(valid_t).date()}: add earlier features.snapshots"
         )
-    return (
-        train.reset_index(drop=True),
-        frame[ts == valid_t].reset_index(drop=True),
-        frame[ts == test_t].reset_index(drop=True),
-    )
+    return train, valid_t, test_t
 
 
 @dataclass(frozen=True)
@@ -151,15 +158,22 @@ def stratified_positions(strata: pd.DataFrame, n_rows: int | None, seed: int) ->
         raise ValueError(f"a sample needs a positive number of rows, got {n_rows}")
     codes = strata.groupby(list(strata.columns), sort=True, dropna=False).ngroup().to_numpy()
     sizes = np.bincount(codes)
-    quota = n_rows * sizes / total
-    alloc = np.floor(quota).astype(np.int64)
-    short = n_rows - int(alloc.sum())
-    alloc[np.argsort(-(quota - alloc), kind="stable")[:short]] += 1
+    alloc = allocate(sizes, n_rows)
     # a random key per row; each stratum keeps its `alloc` smallest keys
     order = np.lexsort((np.random.default_rng(seed).random(total), codes))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     rank = np.arange(total) - starts[codes[order]]
     return np.sort(order[rank < alloc[codes[order]]])
+
+
+def allocate(sizes: np.ndarray, n_rows: int) -> np.ndarray:
+    """Rows per stratum (``sizes`` in the strata's sorted order): the proportional quota rounded by
+    largest remainder, so within one row of it and summing to ``n_rows``. Shared by both engines."""
+    quota = n_rows * sizes / sizes.sum()
+    alloc = np.floor(quota).astype(np.int64)
+    short = n_rows - int(alloc.sum())
+    alloc[np.argsort(-(quota - alloc), kind="stable")[:short]] += 1
+    return alloc
 
 
 def _described(
@@ -190,6 +204,28 @@ def stratified_sample(
     strata = frame[[*by, label]]
     pos = stratified_positions(strata, n_rows, seed)
     return frame.iloc[pos].reset_index(drop=True), _described(strata, label, pos, n_rows, seed)
+
+
+def bound_held_out(data: TrainingSet, eval_rows: int | None, seed: int) -> TrainingSet:
+    """``data`` with each held-out part (validation, test) cut to a stratified sample by label of
+    ``eval_rows`` (``training.eval_rows``); ``None`` or a part no larger: unchanged. The totals are
+    recorded in ``params`` (``valid_rows_total``, ``test_rows_total``)."""
+    if eval_rows is None:
+        return data
+    changes, params = {}, {"eval_rows": eval_rows}
+    for part in ("valid", "test"):
+        y = np.asarray(getattr(data, f"y_{part}"))
+        params[f"{part}_rows_total"] = len(y)
+        pos = stratified_positions(pd.DataFrame({"churned": y}), eval_rows, seed)
+        if len(pos) == len(y):
+            continue
+        changes[f"X_{part}"] = getattr(data, f"X_{part}").iloc[pos].reset_index(drop=True)
+        changes[f"y_{part}"] = y[pos]
+        params[f"n_{part}"] = len(pos)
+        if part == "test":
+            changes["value_test"] = None if data.value_test is None else np.asarray(data.value_test)[pos]
+            changes["ids_test"] = None if data.ids_test is None else np.asarray(data.ids_test)[pos]
+    return replace(data, params=data.params | params, **changes)
 
 
 def sample_training_set(data: TrainingSet, n_rows: int | None, seed: int) -> TrainingSet:

@@ -29,9 +29,14 @@ def train_records(settings: Settings) -> TrainResult:
 
 def train(settings: Settings) -> TrainResult:
     """Feast features, out-of-time split, rules / logistic / LightGBM; registers the winner."""
-    labels = pd.read_parquet(settings.label_table)
-    frame = historical_features(settings, labels)
-    train_df, valid_df, test_df = split_out_of_time(frame, settings)
+    sample = None
+    if settings.features.engine == "spark":
+        from pipelines.training_spark import spark_rows  # the optional `spark` extra
+
+        train_df, valid_df, test_df, sample = spark_rows(settings)
+    else:
+        frame = historical_features(settings, pd.read_parquet(settings.label_table))
+        train_df, valid_df, test_df = split_out_of_time(frame, settings)
     params = {
         "split": "out-of-time: train / validation / test snapshots",
         "train_snapshots": ",".join(sorted({str(t.date()) for t in train_df["event_timestamp"]})),
@@ -42,6 +47,7 @@ def train(settings: Settings) -> TrainResult:
         "n_valid": len(valid_df),
         "n_test": len(test_df),
         "n_features": len(FEATURE_NAMES),
+        **(sample.held_out_params if sample is not None else {}),
     }
     log.info(
         "training on %d rows (%s), validating on %d (%s), testing on %d rows (%s)",
@@ -69,5 +75,6 @@ def train(settings: Settings) -> TrainResult:
         ids_test=test_df["subscriber_id"].to_numpy() if "subscriber_id" in test_df else None,
         # the snapshot stratifies training.sample_rows' sample; the keys name the rows on the MLflow run
         keys_train=train_df[["subscriber_id", "event_timestamp"]],
+        sample=None if sample is None else sample.train,
     )
     return train_and_register(settings, data, build_candidates(settings), baseline="rules")

@@ -111,3 +111,38 @@ def spark():
     session = spark_session(SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"}))
     yield session
     session.stop()
+
+
+@pytest.fixture
+def driver_results_limit(spark):
+    """``with driver_results_limit("384k"):`` the session refuses any Spark job whose results to the
+    driver add up to more (``spark.driver.maxResultSize``, read by every new stage): a step that
+    collected a whole table fails. Broadcast joins are off meanwhile: Spark collects a join's small
+    side on the driver to broadcast it (capped at 10 MB by ``autoBroadcastJoinThreshold``), which on
+    test-sized tables would be the whole table. Folders are listed by the driver itself, not by a
+    job that returns their file lists to it (Spark's parallel discovery above 32 folders, e.g. the CDR
+    days): the same metadata either way. Restored afterwards; the session is shared."""
+    from contextlib import contextmanager
+
+    conf = spark.sparkContext._jsc.sc().conf()  # the JVM's live SparkConf, not Python's copy
+    key = "spark.driver.maxResultSize"
+    sql = {
+        "spark.sql.autoBroadcastJoinThreshold": "-1",
+        "spark.sql.adaptive.autoBroadcastJoinThreshold": "-1",
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+    }
+
+    @contextmanager
+    def _limit(size: str):
+        before, sql_before = conf.get(key, "1g"), {k: spark.conf.get(k, None) for k in sql}
+        conf.set(key, size)
+        for k, v in sql.items():
+            spark.conf.set(k, v)
+        try:
+            yield
+        finally:
+            conf.set(key, before)
+            for k, v in sql_before.items():
+                spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+
+    return _limit

@@ -21,6 +21,8 @@ LAZY_IMPORTS_ALLOWED = {
     "features/engine.py": "PySpark is an optional extra, imported only when features.engine is spark",
     "features/store.py": "PySpark is an optional extra: Feast's Spark path only when features.engine is spark",
     "pipelines/ingest.py": "PySpark is an optional extra, imported only when features.engine is spark",
+    "pipelines/feature_build.py": "PySpark is an optional extra, imported only when features.engine is spark",
+    "pipelines/training.py": "PySpark is an optional extra, imported only when features.engine is spark",
     "pipelines/cli.py": "`churn --help` and each command import only what they use",
     "pipelines/warn.py": "PySpark is an optional extra, imported only when features.engine is spark",
     "serving/deploy.py": "the CLI imports it for serve / deployments / rollback, which need no MLflow or BentoML",

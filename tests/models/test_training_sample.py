@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from models.registry import use_tracking
 from models.training_data import (
     TrainingSet,
+    bound_held_out,
     sample_training_set,
     stratified_positions,
     stratified_sample,
@@ -141,3 +142,60 @@ def test_a_training_run_records_its_sample_on_mlflow(copy_trained):
     (inp,) = parent.inputs.dataset_inputs
     assert inp.dataset.name == "train_sample" and '"num_rows": 600' in inp.dataset.profile
     assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "training"
+
+
+def test_eval_rows_bound_each_held_out_part_by_label():
+    data = _training_set(_frame())
+    out = bound_held_out(data, 100, 7)
+    assert len(out.y_valid) == len(out.X_valid) == 100 and len(out.y_test) == 100
+    assert abs(out.y_test.mean() - data.y_test.mean()) < 2 / 100  # the churn rate kept within a row
+    assert (out.params["valid_rows_total"], out.params["test_rows_total"]) == (300, 400)
+    assert out.X_train is data.X_train and bound_held_out(data, None, 7) is data
+
+
+@pytest.mark.slow  # a JVM, Feast's Spark offline store and a training run
+def test_on_spark_only_the_sample_reaches_the_driver(trained, copy_trained, spark, driver_results_limit):
+    """The Spark engine samples on the executors: the training set (~600 KiB) would break a 384 KiB
+    limit on what jobs return to the driver; the per-stratum counts are the DuckDB path's."""
+    from features.store import apply_and_materialize, historical_features
+
+    s = copy_trained(features={"engine": "spark"}, training={"sample_rows": 300, "eval_rows": 250})
+    apply_and_materialize(s)  # the copied registry holds the DuckDB FileSource: register the SparkSource
+    with driver_results_limit("384k"):
+        with pytest.raises(Exception, match="maxResultSize"):  # the control: the training set collected
+            spark.read.parquet(str(s.feature_table)).toPandas()
+        result = train(s)
+    p = use_tracking(s).get_run(result.parent_run_id).data.params
+    assert (p["sample_rows"], p["train_rows_sampled"], p["n_train"]) == ("300", "300", "300")
+    assert (p["eval_rows"], p["n_valid"], p["n_test"]) == ("250", "250", "250")
+    assert int(p["test_rows_total"]) == len(
+        pd.read_parquet(trained.label_table).query("event_timestamp == event_timestamp.max()")
+    )
+
+    frame = historical_features(trained, pd.read_parquet(trained.label_table))  # the DuckDB path's rows
+    train_rows = frame[
+        frame["event_timestamp"].isin(pd.to_datetime(p["train_snapshots"].split(","), utc=True))
+    ]
+    _, duck = stratified_sample(train_rows, 300, 7)
+    assert int(p["train_rows_total"]) == duck.rows_total
+    assert float(p["train_churn_rate_sampled"]) == pytest.approx(duck.churn_rate_sampled, abs=1e-6)
+
+
+@pytest.mark.slow  # a JVM
+def test_the_spark_sample_keeps_the_duckdb_strata_and_is_deterministic(spark):
+    from models.training_data_spark import stratified_sample as spark_sample
+
+    frame = _frame(sizes=(900, 1200, 700), churn=(0.04, 0.06, 0.1))
+    lazy = spark.createDataFrame(frame).repartition(3)
+    rows, drawn = spark_sample(lazy, 500, 7)
+    duck_rows, duck = stratified_sample(frame, 500, 7)
+    strata = ["event_timestamp", "churned"]
+    rows["event_timestamp"] = rows["event_timestamp"].dt.tz_localize("UTC")
+    pd.testing.assert_series_equal(rows.groupby(strata).size(), duck_rows.groupby(strata).size())
+    assert drawn == duck  # the same description: sizes, strata, churn rates
+    again, _ = spark_sample(spark.createDataFrame(frame).repartition(5), 500, 7)
+    assert again["subscriber_id"].tolist() == rows["subscriber_id"].tolist()  # seeded, not by partition
+    other, _ = spark_sample(lazy, 500, 8)
+    assert other["subscriber_id"].tolist() != rows["subscriber_id"].tolist()
+    everything, all_of_them = spark_sample(lazy, None, 7)
+    assert len(everything) == all_of_them.rows_sampled == len(frame)
