@@ -97,10 +97,10 @@ def read(
     values = np.full((len(unique), len(names)), np.nan)
     seconds = np.full(len(unique), -1, dtype=np.int64)
     if unique:
-        conn, column = conn or online._get_conn(config), {name: j for j, name in enumerate(names)}
-        slow = _read_joined(conn, table, unique, column, values, seconds)
+        conn, names = conn or online._get_conn(config), tuple(names)
+        slow = _read_joined(conn, table, unique, where, names, values, seconds)
         if slow:
-            _read_rows(conn, table, [unique[n] for n in slow], where, column, values)
+            _read_rows(conn, table, [unique[n] for n in slow], where, names, values)
     stamps = [None if s < 0 else _stamp(s) for s in seconds.tolist()]
     order = [where[k] for k in keys]
     return SqliteRows(values[order], [stamps[n] for n in order])
@@ -120,7 +120,9 @@ def unwaiting_connection(online: SqliteOnlineStore, config: RepoConfig) -> sqlit
     return conn
 
 
-def _read_joined(conn, table: str, keys: list[bytes], column: dict, values, seconds) -> list[int]:
+def _read_joined(
+    conn, table: str, keys: list[bytes], where: dict, names: tuple, values, seconds
+) -> list[int]:
     """One row per subscriber (its feature names, and its value protos joined into one blob), so SQLite,
     not Python, walks the feature rows; subscribers whose values are all 9-byte ``double_val`` protos
     (every Float64 value Feast writes) are decoded together by numpy. Returns the positions of the
@@ -132,33 +134,42 @@ def _read_joined(conn, table: str, keys: list[bytes], column: dict, values, seco
         f"WHERE entity_key IN ({','.join('?' * len(keys))}) GROUP BY entity_key",
         keys,
     ).fetchall()
-    where = {k: n for n, k in enumerate(keys)}
     groups: dict[str, list[tuple[int, bytes]]] = {}
     for key, ts, features, blob in rows:
         seconds[where[key]] = ts
         groups.setdefault(features, []).append((where[key], blob or b""))
     slow: list[int] = []
     for features, members in groups.items():
-        cols = np.array([column.get(f, -1) for f in features.split("\x1f")], dtype=np.int64)
-        width = _DOUBLE_LEN * len(cols)
+        cols, keep = _columns(features, names)
+        width = _DOUBLE_LEN * len(keep)
         slow += [n for n, b in members if len(b) != width]
         fit = [(n, b) for n, b in members if len(b) == width]
         if not fit:
             continue
         at = np.array([n for n, _ in fit], dtype=np.int64)
-        cells = np.frombuffer(b"".join(b for _, b in fit), dtype=_CELL).reshape(len(fit), len(cols))
-        ok, keep = (cells["tag"] == _DOUBLE_TAG).all(axis=1), cols >= 0
-        values[np.ix_(at[ok], cols[keep])] = cells["value"][ok][:, keep]
+        cells = np.frombuffer(b"".join(b for _, b in fit), dtype=_CELL).reshape(len(fit), len(keep))
+        ok = (cells["tag"] == _DOUBLE_TAG).all(axis=1)
+        values[np.ix_(at[ok], cols)] = cells["value"][ok][:, keep]
         slow += at[~ok].tolist()
     return slow
 
 
-def _read_rows(conn, table: str, keys: list[bytes], where: dict, column: dict, values) -> None:
+@lru_cache(maxsize=64)  # a table's subscribers share their feature names, in one order or a few
+def _columns(features: str, names: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """For a subscriber's ``group_concat`` of feature names: the column in ``names`` of each feature
+    asked for, and which of its features those are."""
+    column = {name: j for j, name in enumerate(names)}
+    at = np.array([column.get(f, -1) for f in features.split("\x1f")], dtype=np.int64)
+    return at[at >= 0], at >= 0
+
+
+def _read_rows(conn, table: str, keys: list[bytes], where: dict, names: tuple, values) -> None:
     """Feast's own query for ``keys``, one row per feature, each value decoded by :func:`decode_values`."""
     rows = conn.execute(
         f"SELECT entity_key, feature_name, value FROM {table} WHERE entity_key IN ({','.join('?' * len(keys))})",
         keys,
     ).fetchall()
+    column = {name: j for j, name in enumerate(names)}
     for key, feature, blob in rows:
         if (j := column.get(feature)) is not None:
             values[where[key], j] = decode_values([blob or b""])[0]
