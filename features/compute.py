@@ -91,8 +91,9 @@ contacts AS (  -- distinct other parties (salted hashes) in the recent window an
         ) r GROUP BY 1, 2, 3
     ) h GROUP BY 1, 2
 ),
-streaks AS (  -- the zero-call days of the last 30 (2^30 - 1 minus the call-day bits): longest run
-    SELECT subscriber_id, snapshot_date, longest AS longest_zero_streak_30d FROM ({zero_runs}) z
+streaks AS (  -- usage's rows and the longest run of zero-call days of the last 30 (2^30 - 1 minus the
+    -- call-day bits): added to usage's rows, not a second reader of usage joined back (Spark would aggregate twice)
+    {zero_runs}
 ),
 compl AS (
     SELECT c.subscriber_id, n.snapshot_date,
@@ -151,7 +152,7 @@ SELECT
         AS contacts_change_pct,
     7 - bit_count(coalesce(u.call_day_bits, 0) & 127) AS zero_call_days_7d,
     30 - bit_count(coalesce(u.call_day_bits, 0)) AS zero_call_days_30d,
-    coalesce(s.longest_zero_streak_30d, 30) AS longest_zero_streak_30d,
+    coalesce(u.longest_run, 30) AS longest_zero_streak_30d,
     coalesce(u.days_since_last_call, $lookback) AS days_since_last_call,
     coalesce(u.competitor_hotline_calls_7d, 0) AS competitor_hotline_calls_7d,
     coalesce(u.competitor_hotline_calls_30d, 0) AS competitor_hotline_calls_30d,
@@ -192,9 +193,8 @@ SELECT
     CAST(a.churn_date IS NOT NULL AND a.churn_date < a.snapshot_date + CAST($horizon AS INTEGER) AS INTEGER)
         AS churned_within_horizon
 FROM active a
-LEFT JOIN usage u USING (subscriber_id, snapshot_date)
+LEFT JOIN streaks u USING (subscriber_id, snapshot_date)
 LEFT JOIN contacts ct USING (subscriber_id, snapshot_date)
-LEFT JOIN streaks s USING (subscriber_id, snapshot_date)
 LEFT JOIN compl cp USING (subscriber_id, snapshot_date)
 LEFT JOIN bill_feats bf USING (subscriber_id, snapshot_date)
 LEFT JOIN topups tu USING (subscriber_id, snapshot_date)
@@ -203,19 +203,24 @@ ORDER BY event_timestamp, subscriber_id
 
 
 def longest_run_sql(source: str, bits: str, width: int) -> str:
-    """Plain SQL: ``source``'s keys with ``longest``, the longest run of 1-bits in ``bits`` (``width`` bits).
+    """Plain SQL: ``source``'s rows and ``longest_run``, the longest run of 1-bits in ``bits`` (``width`` bits).
 
-    ``r1 = bits``, ``r(k) = r(k-1) & (r(k-1) >> 1)`` keeps the runs of at least k bits, so the longest
-    run is the number of non-zero ``r(k)``: one shift and one AND a level, in nested selects any SQL
-    engine runs.
+    Binary lifting, so the nesting is log2(width) selects, not one a bit: ``a_s`` (an AND of ``s``
+    shifts) marks where a run of at least ``s`` ones starts; ``c`` marks where one of the ``l`` found so
+    far starts, and ``c & (a_s >> l)`` where one of ``l + s`` does. Trying s = 16, 8, 4, 2, 1 in turn
+    and keeping each that still finds a run gives the longest. Bit operators and ``CASE`` only: any SQL
+    engine runs it, and each level is one cheap projection of ``source``'s rows (no join, no sort).
     """
-    q = f"SELECT subscriber_id, snapshot_date, {bits} AS r1 FROM {source}"
-    cols = ["r1"]
-    for k in range(2, width + 1):
-        q = f"SELECT *, r{k - 1} & (r{k - 1} >> 1) AS r{k} FROM ({q}) l{k}"
-        cols.append(f"r{k}")
-    longest = " + ".join(f"CASE WHEN {c} <> 0 THEN 1 ELSE 0 END" for c in cols)
-    return f"SELECT subscriber_id, snapshot_date, {longest} AS longest FROM ({q}) runs"
+    steps = [1 << j for j in range(width.bit_length() - 1, -1, -1)]  # 16, 8, 4, 2, 1 for 30 bits
+    marks = ", ".join(" & ".join(f"(run_z >> {j})" for j in range(s)) + f" AS run_a{s}" for s in steps)
+    q = f"SELECT *, {(1 << width) - 1} AS run_c0, 0 AS run_l0, {marks} FROM (SELECT *, {bits} AS run_z FROM {source}) r"
+    for i, s in enumerate(steps):
+        hit = f"run_c{i} & (run_a{s} >> run_l{i})"
+        q = (
+            f"SELECT *, CASE WHEN ({hit}) <> 0 THEN run_l{i} + {s} ELSE run_l{i} END AS run_l{i + 1}, "
+            f"CASE WHEN ({hit}) <> 0 THEN {hit} ELSE run_c{i} END AS run_c{i + 1} FROM ({q}) l{s}"
+        )
+    return f"SELECT *, run_l{len(steps)} AS longest_run FROM ({q}) runs"
 
 
 def feature_sql(settings: Settings) -> str:

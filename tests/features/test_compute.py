@@ -1,12 +1,13 @@
 """Feature values on a hand-made case, computed by hand."""
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
-from features.compute import compute_features
+from features.compute import compute_features, longest_run_sql
 
 T = pd.Timestamp("2026-03-01")
 
@@ -261,3 +262,31 @@ def test_bills_dated_at_or_after_t_are_not_used(service_call_and_fee_case):
     f = service_call_and_fee_case
     assert f.loc["D", "monthly_charge"] == 35  # Feb 28; the bills of T and later unused
     assert f.loc["E", "monthly_charge"] == 0  # its only bill is dated T: no bill yet
+
+
+@pytest.mark.parametrize("width", [1, 5, 8, 12])
+def test_longest_run_sql_equals_counting_bit_by_bit(width):
+    """The binary-lifting SQL against a plain loop, for every value of ``width`` bits."""
+
+    def longest(v: int) -> int:
+        best = run = 0
+        for i in range(width):
+            run = run + 1 if v >> i & 1 else 0
+            best = max(best, run)
+        return best
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT CAST(range AS BIGINT) AS v FROM range($n)", {"n": 1 << width})
+    got = dict(con.execute(f"SELECT v, longest_run FROM ({longest_run_sql('t', 'v', width)}) q").fetchall())
+    assert got == {v: longest(v) for v in range(1 << width)}
+
+
+def test_longest_run_sql_at_30_bits():
+    """The feature's width: the edges and a run at every length and place."""
+
+    cases = {0: 0, (1 << 30) - 1: 30, (1 << 29) - 1: 29, 1 << 29: 1, 0b1011: 2}
+    cases |= {((1 << n) - 1) << at: n for n in range(1, 31) for at in range(0, 31 - n)}
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest($v) AS v", {"v": list(cases)})
+    got = dict(con.execute(f"SELECT v, longest_run FROM ({longest_run_sql('t', 'v', 30)}) q").fetchall())
+    assert got == cases
