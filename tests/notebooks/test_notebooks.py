@@ -62,7 +62,9 @@ def text_of(nb) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("name", ["01_explore_signals.ipynb", "02_train_and_read_reasons.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["01_explore_signals.ipynb", "02_train_and_read_reasons.ipynb", "03_retention_loop.ipynb"]
+)
 def test_notebooks_are_committed_without_outputs(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -101,3 +103,17 @@ def test_train_and_read_reasons_runs(copy_trained, tmp_path):
     assert any("天" in line or "%" in line for line in zh), zh
     en = [line for line in text.splitlines() if line.strip().startswith("[en]")]
     assert len(en) >= 5 * 4 and any("->" in line for line in en)  # 3 reasons + an action per subscriber
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_retention_loop_runs(copy_trained, tmp_path):
+    settings = copy_trained()
+    nb = run_notebook(NOTEBOOKS / "03_retention_loop.ipynb", settings.config_path, tmp_path)
+    outs = outputs(nb)
+    assert not [o for o in outs if o["output_type"] == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outs) >= 2  # uplift by group, money by action
+    text = text_of(nb)
+    assert str(settings.workdir) in text
+    assert "work-order outcomes of the list of" in text and "retention treated" in text
+    assert (settings.evaluations_dir / str(settings.features.snapshots[-1]) / "report.html").exists()
