@@ -79,13 +79,18 @@ class EvaluationResult:
     run_id: str | None = None
 
     def headline(self) -> str:
+        """What the command line prints: :meth:`verdict` and where the report is."""
+        return f"{self.verdict()}: {self.folder}"
+
+    def verdict(self) -> str:
+        """Retention of both groups, the uplift with its interval (and the truth), the verdict, the money."""
         u, m = self.overall.uplift, self.overall.money
         truth = "" if self.overall.true_uplift is None else f" (true {self.overall.true_uplift:+.3f})"
         return (
             f"{self.orders:,} work orders of {len(self.dates)} list(s) {self.label}: retention treated "
             f"{u.retention_treated:.3f} vs control {u.retention_control:.3f}, uplift {u.uplift:+.3f} "
             f"[{u.low:+.3f}, {u.high:+.3f}]{truth}: {u.verdict}; net {m.net:,.0f} CNY "
-            f"(value retained {m.value_retained:,.0f}, cost {m.contact_cost + m.offer_cost:,.0f}): {self.folder}"
+            f"(value retained {m.value_retained:,.0f}, cost {m.contact_cost + m.offer_cost:,.0f})"
         )
 
     def as_json(self) -> dict:

@@ -147,7 +147,7 @@ def report_html(settings: Settings, result, pngs: dict[str, str]) -> str:
 td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}tr.small{{color:#888}}figure{{margin:.5em 0}}</style>
 </head><body>
 <h1>Retention evaluation {html.escape(result.label)}</h1>
-<p id="verdict"><b>{html.escape(result.headline())}</b></p>
+<p id="verdict"><b>{html.escape(result.verdict())}</b></p>
 <p>Uplift = retention of the contacted (treatment) minus retention of the randomised control group, with
 its {cfg.confidence:.0%} interval (Newcombe). Groups with fewer than {cfg.min_group} treated or control work
 orders are grey: too small to conclude anything. Value retained = uplift x the treated subscribers' monthly
