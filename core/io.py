@@ -63,6 +63,8 @@ def replace_dir_atomic(new: Path, final: Path) -> Path:
     if final.exists():
         os.replace(final, old)
     os.replace(new, final)
+    if old.is_file():  # a single-file table replaced by a folder (the engine changed)
+        old.unlink()
     shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -158,9 +160,35 @@ class HashCache:
 
 
 def cached_sha256(path: Path, cache: Path | None = None) -> str:
-    """:func:`sha256_files` of one file, read only when its stat differs from the cached one."""
+    """:func:`sha256_files` of one file, read only when its stat differs from the cached one.
+
+    A folder (a table written by Spark's executors) hashes as its data files' hashes by relative path,
+    each subfolder cached on its own: a build that adds one partition reads only that partition's files.
+    Hidden and ``_`` files (Spark's ``.crc`` and ``_SUCCESS``) are not data and are left out."""
+    path = Path(path)
     with HashCache(cache) as c:
-        return c.sha256(Path(path), [Path(path)])
+        if not path.is_dir():
+            return c.sha256(path, [path])
+        parts = sorted({f.parent for f in _data_files(path)})
+        listing = "\n".join(
+            f"{p.relative_to(path)}:{c.sha256(p, sorted(f for f in p.iterdir() if _is_data(f)))}"
+            for p in parts
+        )
+        c.forget_unseen(path)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _is_data(f: Path) -> bool:
+    return f.is_file() and not f.name.startswith((".", "_"))
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The data files under ``folder``: no hidden or ``_`` files, nor anything in such a folder."""
+    return [
+        f
+        for f in folder.rglob("*")
+        if _is_data(f) and not any(p.startswith((".", "_")) for p in f.relative_to(folder).parts)
+    ]
 
 
 def cached_content_hash(path: Path, cache: Path | None = None) -> str:

@@ -221,22 +221,31 @@ def plan(settings: Settings, manifest: dict | None, raw_fp: dict, definition: di
     return Plan("incremental", reason, new, keep, drop, mat, redo)
 
 
-def snapshot_summary(labels, snapshots: list[dt.date], settings: Settings) -> dict:
+def label_counts(labels) -> dict[dt.date, tuple[int, int]]:
+    """Per snapshot of a label table (pandas): (rows, churners). The Spark engine counts the same on
+    its executors (``pipelines.feature_build_spark.label_counts``)."""
+    grouped = labels.groupby(labels["event_timestamp"].dt.date)["churned"].agg(["size", "sum"])
+    return {day: (int(r["size"]), int(r["sum"])) for day, r in grouped.iterrows()}
+
+
+def snapshot_summary(
+    counts: dict[dt.date, tuple[int, int]], snapshots: list[dt.date], settings: Settings
+) -> dict:
     """Per snapshot: rows, churn rate and whether the label window lies inside the ingested data.
 
-    A label looks ``label_horizon_days`` ahead; when that runs past the last ingested day the label
-    only counts the churn seen so far (``labels_complete: false``), the same as a full build.
+    ``counts`` is :func:`label_counts` of the label table. A label looks ``label_horizon_days`` ahead;
+    when that runs past the last ingested day the label only counts the churn seen so far
+    (``labels_complete: false``), the same as a full build.
     """
     end = data_end(settings)
     horizon = dt.timedelta(days=settings.features.label_horizon_days)
-    days = labels["event_timestamp"].dt.date
     out = {}
     for day in sorted(snapshots):
-        churned = labels.loc[days == day, "churned"]
+        rows, churners = counts.get(day, (0, 0))
         window_end = day + horizon
         out[day.isoformat()] = {
-            "rows": int(len(churned)),
-            "churn_rate": float(churned.mean()) if len(churned) else None,
+            "rows": rows,
+            "churn_rate": churners / rows if rows else None,
             "label_window_end": window_end.isoformat(),
             "labels_complete": None if end is None else window_end <= end,
         }

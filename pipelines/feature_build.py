@@ -10,7 +10,9 @@ and why).
 Nothing is written unless the export passes validation (re-checked if it changed since) and the new
 rows pass the feature-table suite; labels, table and manifest are then each replaced atomically, the
 manifest last (a run stopped in between leaves a manifest that no longer matches the files, so the
-next run rebuilds). Nothing is rewritten when nothing changed.
+next run rebuilds). Nothing is rewritten when nothing changed. On ``features.engine: spark`` the
+tables are computed, checked and written by the executors instead (``pipelines.feature_build_spark``),
+with the same plan, order of replacement and manifest.
 
 The steps, each returning a frozen dataclass: :func:`plan_build` (what to do), :func:`compute_new`
 (the new rows, validated), :func:`assemble` (the whole tables), :func:`write_tables` (tables and
@@ -80,11 +82,17 @@ class Tables:
 
 @dataclass(frozen=True)
 class Written:
-    """The label table and manifest the build ends with, and whether this run wrote them."""
+    """The label counts per snapshot (``features.manifest.label_counts``) and manifest the build ends
+    with, and whether this run wrote them."""
 
-    labels: pd.DataFrame
+    counts: dict[dt.date, tuple[int, int]]
     manifest: dict
     changed: bool
+
+    @property
+    def churn_rate(self) -> float:
+        rows = sum(n for n, _ in self.counts.values())
+        return sum(c for _, c in self.counts.values()) / rows if rows else float("nan")
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,11 @@ def build_features(settings: Settings) -> FeatureBuild:
     ensure_ingested(settings)
     todo = plan_build(settings)
     delta = None
-    if todo.changes_tables:
+    if todo.changes_tables and settings.features.engine == "spark":
+        from pipelines import feature_build_spark  # the optional `spark` extra
+
+        written = feature_build_spark.build_tables(settings, todo)  # on the executors, not through here
+    elif todo.changes_tables:
         new = compute_new(settings, todo.plan)
         delta = online_delta(settings, todo, new)  # before the old table is replaced
         written = write_tables(settings, todo, assemble(settings, todo.plan, new))
@@ -118,7 +130,7 @@ def build_features(settings: Settings) -> FeatureBuild:
     result = FeatureBuild(
         rows=sum(v["rows"] for v in written.manifest["snapshots"].values()),
         snapshots=tuple(str(s) for s in settings.features.snapshots),
-        churn_rate=float(written.labels["churned"].mean()),
+        churn_rate=written.churn_rate,
         build=todo.plan.mode,
         computed=len(todo.plan.compute),
         kept=len(todo.plan.keep),
@@ -175,13 +187,18 @@ def write_tables(settings: Settings, todo: BuildPlan, tables: Tables) -> Written
     old one mismatches the files, so a run stopped in between rebuilds next time."""
     write_parquet_atomic(tables.labels, settings.label_table)
     write_parquet_atomic(tables.features, settings.feature_table)
-    manifest = _manifest(settings, todo, tables.labels)
+    return write_manifest(settings, todo, mf.label_counts(tables.labels))
+
+
+def write_manifest(settings: Settings, todo: BuildPlan, counts: dict) -> Written:
+    """The manifest of tables just written (by either engine), written last."""
+    manifest = _manifest(settings, todo, counts)
     write_json_atomic(manifest, mf.manifest_path(settings))
     _note_incomplete_labels(settings, manifest)
-    return Written(tables.labels, manifest, changed=True)
+    return Written(counts, manifest, changed=True)
 
 
-def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict:
+def _manifest(settings: Settings, todo: BuildPlan, counts: dict) -> dict:
     """The manifest of freshly written tables (the online store still to load)."""
     plan = todo.plan
     return {
@@ -197,7 +214,7 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
         },
         "raw_fingerprint": todo.raw_fingerprint,
         "definition": todo.definition,
-        "snapshots": mf.snapshot_summary(labels, list(settings.features.snapshots), settings),
+        "snapshots": mf.snapshot_summary(counts, list(settings.features.snapshots), settings),
         "tables": {
             key: {"file": path.name, "sha256": cached_sha256(path, mf.hash_cache(settings))}
             for key, path in (("features", settings.feature_table), ("labels", settings.label_table))
@@ -209,12 +226,21 @@ def _manifest(settings: Settings, todo: BuildPlan, labels: pd.DataFrame) -> dict
 def _refresh_manifest(settings: Settings, todo: BuildPlan) -> Written:
     """The tables as they are. When CDR days changed outside every snapshot's window (a day after the
     last snapshot, say) the manifest is rewritten to record the data the tables now stand for."""
-    labels = pd.read_parquet(settings.label_table)
+    counts = _label_counts(settings)
     if todo.raw_fingerprint == todo.previous.get("raw_fingerprint"):
-        return Written(labels, todo.previous, changed=False)
-    manifest = _manifest(settings, todo, labels) | {"online": todo.previous.get("online") or {}}
+        return Written(counts, todo.previous, changed=False)
+    manifest = _manifest(settings, todo, counts) | {"online": todo.previous.get("online") or {}}
     write_json_atomic(manifest, mf.manifest_path(settings))
-    return Written(labels, manifest, changed=False)
+    return Written(counts, manifest, changed=False)
+
+
+def _label_counts(settings: Settings) -> dict:
+    """Rows and churners per snapshot of the label table on disk, counted on the configured engine."""
+    if settings.features.engine == "spark":
+        from pipelines import feature_build_spark
+
+        return feature_build_spark.label_counts(settings)
+    return mf.label_counts(pd.read_parquet(settings.label_table, columns=["event_timestamp", "churned"]))
 
 
 def _note_incomplete_labels(settings: Settings, manifest: dict) -> None:
