@@ -29,6 +29,7 @@ import pandas as pd
 
 from core.config import Settings
 from models.uplift import Uplift, uplift
+from pipelines import evaluate_report as report
 from pipelines import treatment
 from pipelines.errors import WarnError
 from pipelines.outcomes import load_outcomes, outcome_file, parse_date
@@ -219,8 +220,6 @@ def evaluate(
     log_to_mlflow: bool = True,
 ) -> EvaluationResult:
     """Evaluate the list(s), write the report atomically, log it to MLflow; see the module docstring."""
-    from pipelines import evaluate_report as report
-
     dates = list_dates(settings, date, date_from, date_to)
     rows, missing, skipped = experiment_rows(settings, dates)
     overall, groups = estimates(rows, settings)

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
 
@@ -217,8 +218,6 @@ def _with_rule_columns(records: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFr
 
 
 def _suite():
-    import great_expectations as gx
-
     suite = gx.ExpectationSuite(name=TABLE)
     for e in (
         gxe.ExpectColumnValuesToNotBeNull(column="subscriber_id"),
