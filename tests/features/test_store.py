@@ -85,3 +85,19 @@ def test_online_rows_read_what_get_online_features_reads(trained):
     assert rows.stamps == [None if pd.isna(t) else t.to_pydatetime() for t in ref["event_timestamp"]]
     assert rows.stamps[-2] is None and np.isnan(rows.values[-2]).all()
     assert FEATURE_NAMES == names
+
+
+def test_a_full_load_in_many_online_writes_holds_every_subscribers_newest_row(trained_copy, monkeypatch):
+    """Feast writes a materialisation in batches of ``ONLINE_WRITE_ROWS`` rows (memory bounded at 10^6
+    subscribers): split into many, the online store still holds every subscriber's newest values."""
+    import features.store as store
+
+    monkeypatch.setattr(store, "ONLINE_WRITE_ROWS", 7)
+    (trained_copy.feast_dir / "online_store.db").unlink()
+    assert store.apply_and_materialize(trained_copy)["mode"] == "full"
+    table = pd.read_parquet(trained_copy.feature_table)
+    latest = table[table["event_timestamp"] == table["event_timestamp"].max()].set_index("subscriber_id")
+    ids = latest.index.tolist()
+    assert len(ids) > 10 * 7
+    online = online_features(get_store(trained_copy), ids).set_index("subscriber_id")
+    np.testing.assert_allclose(online.loc[ids, FEATURE_NAMES], latest.loc[ids, FEATURE_NAMES])
