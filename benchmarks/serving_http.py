@@ -12,7 +12,7 @@ by side: churnwarn (``serving.server.running_server``) and its floor, bare Bento
 - concurrency ``--concurrency`` for ``--duration`` s, in ``--rounds`` turns with the other server:
   warnings/s, p50 / p99, and the CPU time of the server's process tree per warning;
 - concurrency 1 again right after that burst (a learnt batching wait would show here);
-- a batch of 100 ids per request, ``--batches`` sequential requests.
+- a batch of 100 ids per request, ``--batches`` sequential requests, in ``--rounds`` turns too.
 Then the ratios to the floor against issue 15's targets, and churnwarn alone in a load test
 (``--load-seconds`` at ``--concurrency``, every non-200 or per-item error counted, resident memory of
 its process tree sampled each second). The client is one lean asyncio HTTP/1.1 client with
@@ -218,15 +218,26 @@ def side_by_side(ports: dict[str, int], ids: list[str], args) -> dict[str, dict[
             if r == args.rounds - 1:
                 res[name]["c1_after_burst"] = measure(port, targets[name], ids, 1, n=args.requests)
     for name, phases in bursts.items():
-        res[name]["burst"] = Phase(
-            [x for p in phases for x in p.latencies],
-            sum(p.errors for p in phases),
-            sum(p.wall for p in phases),
-            sum(p.cpu for p in phases),
-        )
-    for name, port in ports.items():
-        res[name]["batch100"] = measure(port, targets[name], ids, 1, n=args.batches, k=100)
+        res[name]["burst"] = _joined(phases)
+    batches: dict[str, list[Phase]] = {name: [] for name in ports}
+    for r in range(args.rounds):  # in turns too: a 100-id batch takes 30-200 ms as the load moves
+        n = args.batches // args.rounds + (r < args.batches % args.rounds)
+        for name, port in ports.items():
+            batches[name].append(measure(port, targets[name], ids, 1, n=n, k=100))
+    for name, phases in batches.items():
+        res[name]["batch100"] = _joined(phases, per_request=100)
     return res
+
+
+def _joined(phases: list[Phase], per_request: int = 1) -> Phase:
+    """One phase of the turns a measurement was cut into."""
+    return Phase(
+        [x for p in phases for x in p.latencies],
+        sum(p.errors for p in phases),
+        sum(p.wall for p in phases),
+        sum(p.cpu for p in phases),
+        per_request,
+    )
 
 
 def load_test(port: int, ids: list[str], concurrency: int, seconds: float) -> tuple[Phase, dict]:
@@ -333,7 +344,12 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=50, help="sequential requests of 100 ids")
     ap.add_argument("--load-seconds", type=float, default=30, help="seconds of churnwarn's load test")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5, help="the burst is cut in this many turns per server")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="the burst and the batches are cut in this many turns per server",
+    )
     args = ap.parse_args()
     settings = load_settings(args.config)
     t = pd.read_parquet(settings.feature_table, columns=["subscriber_id", "event_timestamp"])
@@ -369,7 +385,8 @@ def report(settings, ids, args, res, load: Phase, mem: dict, load_before) -> Non
             f"{load_before[2]:.1f} (1 / 5 / 15 min) when the measurement began, on "
             f"{psutil.cpu_count()} cores shared with other jobs: absolute figures move with it, the ratios "
             f"of one run are what the targets judge. The bursts take turns in {args.rounds} rounds "
-            f"of {args.duration / args.rounds:.0f} s per server.",
+            f"of {args.duration / args.rounds:.0f} s per server, the batches of 100 ids in {args.rounds} "
+            f"rounds of about {args.batches / args.rounds:.0f} requests per server.",
             phase_table(res, args.concurrency),
             targets_table(res),
             f"Load test, churnwarn alone, {args.load_seconds:.0f} s at concurrency {args.concurrency}: "

@@ -129,7 +129,7 @@ class ChurnWarningService:
         value = self.settings.warnings.value_feature  # a warning's value at stake, when the catalogue has it
         self.value_column = FEATURE_NAMES.index(value) if value in FEATURE_NAMES else None
         cfg = self.settings.serving
-        self._large_steps = 0  # large model steps under way outside the dispatcher (see _model)
+        self._large_steps = 0  # large model steps under way outside the dispatcher (see _warnings)
         self._model_step = cork_dispatcher(
             self._model_batch,
             max_latency_ms=cfg.batch_max_latency_ms,
@@ -198,20 +198,33 @@ class ChurnWarningService:
     async def _model(self, x: np.ndarray) -> np.ndarray:
         """(proba, base, contributions) per row of ``x``. Up to serving.inline_max_rows rows are scored
         at once: the dispatcher would hold them for a batch, and the wait it learns under load stays
-        learnt until load returns (single requests took 65-81 ms after a burst, issue 15). A larger
-        step is scored at once too when no other large step is under way: there is nothing to join
-        it with, and the dispatcher's waits (its training's, then its learnt one) made a batch of 100
-        ids at concurrency 1 take 220 ms at p99 against 48 ms at p50. Large steps that overlap go
-        through the dispatcher, which joins them into one model call."""
+        learnt until load returns (single requests took 65-81 ms after a burst, issue 15). Larger
+        steps go through the dispatcher, which joins concurrent ones into one model call."""
         if len(x) <= self.settings.serving.inline_max_rows:
             return (await self._model_batch((x,)))[0]
-        if self._large_steps:
-            return await self._model_step(x)
-        self._large_steps += 1
-        try:
-            return (await self._model_batch((x,)))[0]
-        finally:
-            self._large_steps -= 1
+        return await self._model_step(x)
+
+    async def _warnings(self, x: np.ndarray, value: np.ndarray, lang: Lang) -> list[dict]:
+        """The answers for rows ``x`` (model order) with their values at stake. A large step with no
+        other under way skips the dispatcher, and runs the model and the answers in one worker thread:
+        there is nothing to join it with, the dispatcher's waits (its training's, then its learnt one)
+        made a batch of 100 ids at concurrency 1 take 220 ms at p99 against 48 ms at p50, and each
+        thread hop is a wake-up that takes milliseconds on a busy machine."""
+        if len(x) > self.settings.serving.inline_max_rows and not self._large_steps:
+            self._large_steps += 1
+            try:
+                return await anyio.to_thread.run_sync(self._explained, x, value, lang)
+            finally:
+                self._large_steps -= 1
+        out = await self._model(x)
+        expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
+        return await self._run(len(x), score_matrix, x, value, self.settings, lang, out[:, 0], expl)
+
+    def _explained(self, x: np.ndarray, value: np.ndarray, lang: Lang) -> list[dict]:
+        """:meth:`_warnings` of a lone large step, in its worker thread: the model step, then the answers."""
+        metrics()["batch"].observe(len(x))
+        proba, expl = self.loaded.model.predict_and_explain(x)
+        return score_matrix(x, value, self.settings, lang, proba, expl)
 
     async def _score(
         self, ids: list[str], values: np.ndarray, stamps: list, lang: Lang, status: list[str], request
@@ -222,10 +235,8 @@ class ChurnWarningService:
         if good.any():
             rows = values if good.all() else values[good]
             x = rows[:, self.columns]
-            out = await self._model(x)
-            expl = Explanation(out[:, 1], out[:, 2:], list(self.loaded.model.features))
             value = rows[:, self.value_column] if self.value_column is not None else np.full(len(x), np.nan)
-            scored = await self._run(len(x), score_matrix, x, value, self.settings, lang, out[:, 0], expl)
+            scored = await self._warnings(x, value, lang)
         m, it, result = metrics(), iter(scored), []
         for sid, ts, st in zip(ids, stamps, status, strict=False):
             m["warnings"].labels(st).inc()
