@@ -49,7 +49,7 @@ def _churned_directly(settings, day: D) -> pd.Series:
 @pytest.fixture(scope="module")
 def unshifted(trained, tmp_path_factory):
     settings = _copy(trained, tmp_path_factory, "monitor")
-    for day in (D(2026, 5, 15), D(2026, 6, 12)):
+    for day in (D(2026, 5, 8), D(2026, 5, 15), D(2026, 6, 12)):
         nightly_list(settings, day)
     return settings
 
@@ -63,11 +63,13 @@ def test_every_active_subscriber_is_scored_and_kept(unshifted):
 
 
 def test_no_alarm_on_unshifted_dates_and_the_report_is_written(unshifted):
+    """2026-05-08 follows the May holiday week: its 7-day features shift, as expected, not alarmed."""
     results = [
         monitor(unshifted, day, log_to_mlflow=day == D(2026, 6, 12))
-        for day in (D(2026, 5, 15), D(2026, 6, 12))
+        for day in (D(2026, 5, 8), D(2026, 5, 15), D(2026, 6, 12))
     ]
-    assert [r.drifted for r in results] == [[], []]
+    assert [r.drifted for r in results] == [[], [], []]
+    assert "zero_call_days_7d" in [d.name for d in results[0].features if d.expected]
     last = results[-1]
     report = json.loads((last.folder / "report.json").read_text())
     assert report["drifted"] == [] and len(report["features"]) == len(FEATURE_NAMES)
@@ -83,14 +85,20 @@ def test_no_alarm_on_unshifted_dates_and_the_report_is_written(unshifted):
 
 def test_matured_metrics_equal_the_ones_from_the_churn_events(unshifted):
     result = monitor(unshifted, D(2026, 5, 15), log_to_mlflow=False)
-    (m,) = result.matured  # 2026-06-12's horizon runs past the data: not matured
-    scores = read_scores(unshifted, m.date)
-    y = _churned_directly(unshifted, m.date).reindex(scores["subscriber_id"], fill_value=False).to_numpy(int)
-    p = scores["churn_probability"].to_numpy()
-    assert m.churners == y.sum() > 0
-    assert m.figures.roc_auc == pytest.approx(roc_auc_score(y, p))
-    assert m.figures.pr_auc == pytest.approx(average_precision_score(y, p))
-    assert m.list_precision == pytest.approx(y[scores["listed"].to_numpy()].mean())
+    # 2026-05-08 and 2026-05-15 have matured; 2026-06-12's horizon runs past the data
+    assert [m.date for m in result.matured] == [D(2026, 5, 8), D(2026, 5, 15)]
+    for m in result.matured:
+        scores = read_scores(unshifted, m.date)
+        y = (
+            _churned_directly(unshifted, m.date)
+            .reindex(scores["subscriber_id"], fill_value=False)
+            .to_numpy(int)
+        )
+        p = scores["churn_probability"].to_numpy()
+        assert m.churners == y.sum() > 0
+        assert m.figures.roc_auc == pytest.approx(roc_auc_score(y, p))
+        assert m.figures.pr_auc == pytest.approx(average_precision_score(y, p))
+        assert m.list_precision == pytest.approx(y[scores["listed"].to_numpy()].mean())
 
 
 def test_cli_exits_2_on_a_date_never_scored(unshifted):
