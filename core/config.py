@@ -512,6 +512,24 @@ class WarningConfig(_Strict):
         return self.medium_risk if self.min_probability is None else self.min_probability
 
 
+class UpliftConfig(_Strict):
+    """The uplift model per action (``churn uplift``; docs/retention-loop.md): a T-learner on LightGBM."""
+
+    registered_model: str | None = Field(
+        None, description="registry name of the uplift model; None: <mlflow.registered_model>-uplift"
+    )
+    holdout_share: float = Field(
+        0.3, gt=0, lt=1, description="share of subscribers (by hash) whose experiments only evaluate (Qini)"
+    )
+    holdout_salt: str = Field("churnwarn-uplift-holdout", min_length=1)
+    min_treated: int = Field(50, ge=1, description="fewer treated work orders of an action: no model for it")
+    lightgbm: LightGBMConfig = Field(
+        default_factory=lambda: LightGBMConfig(
+            n_estimators=200, learning_rate=0.03, num_leaves=7, min_child_samples=100
+        )
+    )
+
+
 class RetentionConfig(_Strict):
     """Closing the loop: control groups on the nightly list and the evaluation of their outcomes."""
 
@@ -526,6 +544,28 @@ class RetentionConfig(_Strict):
     )
     min_group: int = Field(30, ge=2, description="fewer subscribers in a group: too small to conclude")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the uplift intervals")
+    explore_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of each list's work orders whose action is drawn at random among the eligible "
+        "actions (salted hash, recorded as action_source: explore), so the uplift model learns every "
+        "action's effect; 0: every action from the reasons (or the uplift model)",
+    )
+    explore_salt: str = Field(
+        "churnwarn-explore", min_length=1, description="salt of the (subscriber, list date) exploration hash"
+    )
+    explore_actions: tuple[str, ...] = Field(
+        ("renewal_offer", "competitive_offer", "tariff_review", "service_recovery", "care_call"),
+        min_length=1,
+        description="the actions an explored work order may draw",
+    )
+    policy: Literal["expected_loss", "probability", "uplift"] = Field(
+        "expected_loss",
+        description="how the nightly list chooses within each tier's capacity: by expected loss "
+        "(probability x value), by probability, or by the uplift model's expected net value",
+    )
+    uplift: UpliftConfig = Field(default_factory=lambda: UpliftConfig())
 
 
 class RetrainRule(_Strict):

@@ -17,8 +17,20 @@ from models.champion import CHALLENGER, CHAMPION, Incumbent
 from models.churn_model import ChurnModel
 from models.evaluation import metric_values
 from models.training_data import TrainingSet
+from models.uplift_model import UpliftModel
 
-__all__ = ["CHALLENGER", "CHAMPION", "ChurnPyfunc", "LoadedModel", "load_registered", "use_tracking"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "ChurnPyfunc",
+    "LoadedModel",
+    "LoadedUplift",
+    "UpliftPyfunc",
+    "load_registered",
+    "load_uplift",
+    "uplift_model_name",
+    "use_tracking",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +115,50 @@ def score_incumbent(settings: Settings, data: TrainingSet) -> Incumbent | None:
             exc,
         )
         return Incumbent(str(mv.version), error=str(exc))
+
+
+# The uplift model (models/uplift_model.py): registered under its own name, with the same aliases ------
+UPLIFT_ARTIFACT = "uplift_model"
+
+
+class UpliftPyfunc(mlflow.pyfunc.PythonModel):
+    """Lets any MLflow tool score the uplift model (estimated uplift per action); churnwarn unwraps it."""
+
+    def __init__(self, model: UpliftModel | None = None):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.model.uplift(model_input)
+
+
+@dataclass
+class LoadedUplift:
+    model: UpliftModel
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+
+
+def uplift_model_name(settings: Settings) -> str:
+    """``retention.uplift.registered_model``, else ``<mlflow.registered_model>-uplift``."""
+    return settings.retention.uplift.registered_model or f"{settings.mlflow.registered_model}-uplift"
+
+
+def load_uplift(settings: Settings, alias: str | None = CHAMPION, version: str | None = None) -> LoadedUplift:
+    """Load a registered uplift model by alias (default ``champion``) or number."""
+    client = use_tracking(settings)
+    name = uplift_model_name(settings)
+    mv = (
+        client.get_model_version_by_alias(name, alias)
+        if version is None
+        else client.get_model_version(name, str(version))
+    )
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    return LoadedUplift(
+        pyfunc.unwrap_python_model().model,
+        name,
+        str(mv.version),
+        alias if version is None else None,
+        mv.run_id,
+    )

@@ -270,6 +270,25 @@ def evaluate(
 
 
 @app.command()
+def uplift(
+    config: ConfigOpt = None,
+    date: Annotated[str | None, typer.Option("--date", help="one list date D, YYYY-MM-DD")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="first list date of a range")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last list date of a range")] = None,
+) -> None:
+    """Fit the uplift model (a T-learner per action on LightGBM) on the lists' work-order outcomes, judge it by
+    Qini curves on held-out subscribers' experiments, register it (<registered_model>-uplift): @champion when
+    it beats the champion on the same rows, else @challenger. `retention.policy: uplift` lists with it."""
+    from pipelines.uplift import fit_uplift
+
+    settings = _cdr_only(_setup(config), "uplift")
+    with _refused(*USER_ERRORS):
+        with stage_running("uplift", settings):
+            result = fit_uplift(settings, date, date_from, date_to)
+    typer.echo(result.headline())
+
+
+@app.command()
 def truth(config: ConfigOpt = None) -> None:
     """Print the ground-truth AUC ceiling next to the rule baseline (and the champion) on the held-out snapshot,
     and how often the champion's top-3 reasons name each churner's true cause (reason fidelity)."""

@@ -46,7 +46,7 @@ from features.catalogue import FEATURE_NAMES
 from models import stakes
 from models.plots import plt
 from models.reasons import load_templates
-from models.registry import load_registered
+from models.registry import LoadedUplift, load_registered, load_uplift, uplift_model_name
 from models.score_store import keep_scores
 from models.scoring import score_with_reasons
 from pipelines.errors import WarnError
@@ -102,6 +102,9 @@ class ListSummary:
     cpu_s: dict[str, float]  # per step, then "total": process CPU (all threads)
     timings_s: dict[str, float]  # per step, then "total": wall time
     control: int = 0  # work orders held out as the control group (retention.control_share): no contact
+    policy: str = "expected_loss"  # how the list was chosen within capacity (retention.policy)
+    uplift_model: ModelInfo | None = None  # the uplift model that chose it (policy: uplift)
+    explored: int = 0  # work orders whose action was drawn at random (retention.explore_share)
 
     @property
     def total_seconds(self) -> float:
@@ -218,6 +221,21 @@ RANKING = (
     RankKey("churn_probability", True),
     RankKey("subscriber_id", False),
 )
+# the other policies of retention.policy (this engine only): probability first, or the uplift model's
+# expected net value of the best action first; ties as above
+RANKINGS = {
+    "expected_loss": RANKING,
+    "probability": (
+        RankKey("churn_probability", True),
+        RankKey("expected_loss", True),
+        RankKey("subscriber_id", False),
+    ),
+    "uplift": (
+        RankKey("expected_net_value", True),
+        RankKey("expected_loss", True),
+        RankKey("subscriber_id", False),
+    ),
+}
 SCORED_COLUMNS = ("subscriber_id", "churn_probability", "value_at_stake", "expected_loss", "vip_tier")
 SCORE_BINS = np.linspace(0, 1, 51)  # the summary's score histogram
 
@@ -234,11 +252,11 @@ def score_counts(proba: np.ndarray) -> np.ndarray:
     return np.bincount(score_bin(proba), minlength=len(SCORE_BINS) - 1)
 
 
-def rank_order(frame: pd.DataFrame) -> np.ndarray:
-    """Positions of ``frame``'s rows in list order (:data:`RANKING`)."""
+def rank_order(frame: pd.DataFrame, ranking: tuple[RankKey, ...] = RANKING) -> np.ndarray:
+    """Positions of ``frame``'s rows in list order (:data:`RANKING`, or a policy's of :data:`RANKINGS`)."""
     keys = [
         -frame[k.column].to_numpy(dtype=float) if k.descending else frame[k.column].to_numpy()
-        for k in reversed(RANKING)  # lexsort: the last key is the primary one
+        for k in reversed(ranking)  # lexsort: the last key is the primary one
     ]
     return np.lexsort(keys)
 
@@ -271,17 +289,25 @@ def with_counts(
     ]
 
 
-def choose(scored: pd.DataFrame, cfg: WarningConfig) -> tuple[pd.DataFrame, list[TierCapacity]]:
+def choose(
+    scored: pd.DataFrame, cfg: WarningConfig, policy: str = "expected_loss"
+) -> tuple[pd.DataFrame, list[TierCapacity]]:
     """The work-order list from everyone's scores: within each tier the top by expected loss, up to its
     capacity and never below ``list_min_probability``; the list ranked by expected loss overall.
 
     ``scored`` has subscriber_id, churn_probability, value_at_stake, expected_loss, vip_tier (one row
     per active subscriber). Ties go to the higher probability, then the smaller subscriber id
-    (:data:`RANKING`), so the same scores always give the same list.
+    (:data:`RANKING`), so the same scores always give the same list. ``policy`` (``retention.policy``):
+    ``probability`` ranks by probability first; ``uplift`` ranks by ``expected_net_value`` (a column
+    ``scored`` then has) and takes only subscribers whose best action is worth more than it costs, at
+    any probability: the uplift model, not the churn score, says whom a contact changes.
     """
     tiers = capacities(scored["vip_tier"].to_numpy(), cfg)
-    cand = scored[scored["churn_probability"].to_numpy() >= cfg.list_min_probability]
-    cand = cand.iloc[rank_order(cand)]  # only the candidates are sorted (a few % of the base)
+    if policy == "uplift":
+        cand = scored[scored["expected_net_value"].to_numpy(dtype=float) > 0]
+    else:
+        cand = scored[scored["churn_probability"].to_numpy() >= cfg.list_min_probability]
+    cand = cand.iloc[rank_order(cand, RANKINGS[policy])]  # only the candidates are sorted
     within = cand.groupby("vip_tier", sort=False).cumcount().to_numpy()
     cap = cand["vip_tier"].map({t.tier: t.capacity for t in tiers}).fillna(0).to_numpy()
     listed = cand[within < cap]
@@ -307,6 +333,7 @@ def nightly_list(
     model=None,
     lang: str = "en",
     out_root: Path | None = None,
+    uplift_model: LoadedUplift | None = None,
 ) -> WarnResult:
     """Score every subscriber active as of ``date``, cut to capacity, explain the listed ones, write the files.
 
@@ -314,32 +341,37 @@ def nightly_list(
     :class:`WarnError` on a bad date, language or model, ``ValidationFailed`` on bad features; in
     either case nothing is written. With ``features.engine: spark`` the scoring and the choice run on
     Spark (``pipelines/warn_spark.py``) and only the chosen rows reach this process.
+    ``retention.policy: uplift`` chooses by the uplift model's expected net value (``uplift_model``,
+    default: the registry's uplift champion) and gives each work order the action it recommends.
     """
     _check_request(settings, lang)
     date = resolve_date(settings, date)
     clock = _Stopwatch()
     loaded = _usable_model(settings, model)
+    uplift = _usable_uplift(settings, uplift_model)
     clock.lap("load_model", f"model {loaded.name} v{loaded.version} ({loaded.model.kind}) loaded")
     if settings.features.engine == "spark":
         from pipelines import warn_spark  # PySpark: the optional `spark` extra
 
         night = warn_spark.score_night(settings, date, loaded, clock)
     else:
-        night = score_night(settings, date, loaded, clock)
+        night = score_night(settings, date, loaded, clock, uplift)
     explained = score_with_reasons(
         loaded.model, night.rows, settings, lang, proba=night.listed["churn_probability"].to_numpy()
     )
     clock.lap("explain", f"{len(night.listed):,} listed subscribers explained")
-    table = with_control_group(
-        _table(night.listed, explained, settings, loaded, date, lang), settings.retention
-    )
-    draft = _draft_summary(settings, date, loaded, lang, night.active, table, night.tiers)
+    table = _table(night.listed, explained, settings, loaded, date, lang)
+    table = with_control_group(with_exploration(table, settings.retention), settings.retention)
+    draft = _draft_summary(settings, date, loaded, lang, night.active, table, night.tiers, uplift)
     folder, summary = _write(settings, draft, table, night.score_counts, clock, out_root)
     return WarnResult(date, folder, summary, table)
 
 
-def score_night(settings: Settings, date: dt.date, loaded, clock: _Stopwatch) -> Night:
-    """Everyone's features, checks, scores and the choice, in this process (DuckDB)."""
+def score_night(
+    settings: Settings, date: dt.date, loaded, clock: _Stopwatch, uplift: LoadedUplift | None = None
+) -> Night:
+    """Everyone's features, checks, scores and the choice, in this process (DuckDB); with ``uplift``,
+    everyone's best action and its expected net value, and the choice by that value."""
     cfg = settings.warnings
     feats = active_features(settings, date)
     clock.lap("features", f"features of {len(feats):,} subscribers active on {date} computed")
@@ -347,7 +379,14 @@ def score_night(settings: Settings, date: dt.date, loaded, clock: _Stopwatch) ->
     log_checked(clock, checked)
     proba = loaded.model.predict_proba(feats)
     clock.lap("predict", f"{len(feats):,} subscribers scored")
-    listed, tiers = choose(at_stake(feats, proba, cfg), cfg)
+    scored = at_stake(feats, proba, cfg)
+    if uplift is not None:
+        best = uplift.model.best(feats, scored["value_at_stake"].to_numpy(), settings.retention.value_months)
+        scored = scored.assign(
+            recommended_action=best.action, expected_net_value=best.net_value, estimated_uplift=best.uplift
+        )
+        clock.lap("uplift", f"best actions of {len(feats):,} subscribers estimated")
+    listed, tiers = choose(scored, cfg, settings.retention.policy if uplift is not None else "expected_loss")
     log_choice(clock, len(listed), tiers, cfg)
     rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
     keep_scores(settings, date, loaded.name, loaded.version, feats, proba, listed.index.to_numpy())
@@ -374,6 +413,25 @@ def _check_request(settings: Settings, lang: str) -> None:
         )
     if lang not in LANGS:
         raise WarnError(f"--lang must be one of {LANGS}, got {lang!r}")
+
+
+def _usable_uplift(settings: Settings, uplift: LoadedUplift | None) -> LoadedUplift | None:
+    """The uplift model of ``retention.policy: uplift`` (``uplift`` or the registry's uplift champion);
+    None for the other policies."""
+    if settings.retention.policy != "uplift":
+        return None
+    if settings.features.engine == "spark":
+        raise WarnError("retention.policy: uplift runs on the duckdb engine only (features.engine: spark)")
+    if uplift is not None:
+        return uplift
+    try:
+        return load_uplift(settings)
+    except Exception as exc:  # mlflow raises its own types for a missing registry, model or alias
+        raise WarnError(
+            f"retention.policy is uplift but there is no champion uplift model {uplift_model_name(settings)!r} "
+            f"in {settings.tracking_uri}: run `churn uplift` on lists with outcomes first "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
 
 
 def _usable_model(settings: Settings, model):
@@ -421,6 +479,7 @@ def _draft_summary(
     active: int,
     table: pd.DataFrame,
     tiers: list[TierCapacity],
+    uplift: LoadedUplift | None = None,
 ) -> ListSummary:
     """The summary before the files are written (timings still open: :func:`_write` closes them)."""
     cfg = settings.warnings
@@ -439,6 +498,11 @@ def _draft_summary(
         cpu_s={},
         timings_s={},
         control=int((table["group"] == CONTROL).sum()) if len(table) else 0,
+        policy=settings.retention.policy,
+        uplift_model=None
+        if uplift is None
+        else ModelInfo(uplift.name, uplift.version, uplift.alias, uplift.model.kind, uplift.run_id),
+        explored=int((table["action_source"] == EXPLORE).sum()) if len(table) else 0,
     )
 
 
@@ -514,12 +578,54 @@ def _table(
     out["reasons"] = [w["reasons"] for w in explained]
     out["model_name"], out["model_version"] = loaded.name, loaded.version
     out["feature_date"], out["lang"] = pd.Timestamp(date), lang
+    out["policy"] = settings.retention.policy
+    out["action_source"] = "reasons"
+    out["expected_net_value"] = np.nan  # CNY: the uplift model's estimate for the work order's action
+    if "recommended_action" in listed:  # the uplift model's best action, the reasons as its explanation
+        texts = load_templates()["actions"]
+        out["action_code"] = listed["recommended_action"].to_numpy()
+        out["action_text"] = [texts[a][lang] for a in out["action_code"]]
+        out["action_source"] = "uplift"
+        out["expected_net_value"] = listed["expected_net_value"].to_numpy(dtype=float)
     for c in ("value_at_stake", "expected_loss"):
         out[c] = out[c].astype("float64")
     return out
 
 
 CONTROL = "control"  # the action code and group of a held-out work order
+POLICY_TEXT = {
+    "expected_loss": "expected loss (probability x monthly value)",
+    "probability": "churn probability",
+    "uplift": "the uplift model's expected net value of the best action (uplift x value - cost)",
+}
+EXPLORE = "explore"  # the action_source of a work order whose action was drawn at random
+
+
+def explore_draws(ids, date: dt.date, cfg: RetentionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Which work orders explore (keyed hash of (subscriber, list date) below ``explore_share``) and the
+    action each would draw, uniformly among ``explore_actions`` (a second, independent hash)."""
+    salt = f"{cfg.explore_salt}|{date}"
+    explore = hash_uniform(ids, salt) < cfg.explore_share
+    pick = np.floor(hash_uniform(ids, f"{salt}|action") * len(cfg.explore_actions)).astype(int)
+    return explore, np.asarray(cfg.explore_actions, dtype=object)[pick]
+
+
+def with_exploration(table: pd.DataFrame, cfg: RetentionConfig) -> pd.DataFrame:
+    """The work orders with ``retention.explore_share`` of them given a random action
+    (``action_source: explore``; the reasons stay, as what the model saw). The draw is made before the
+    control group is held out and is independent of it, so treated and control work orders of an
+    action are alike, and the uplift model sees every action tried on every kind of subscriber."""
+    if table.empty or cfg.explore_share == 0:
+        return table
+    date, lang = table["feature_date"].iloc[0].date(), table["lang"].iloc[0]
+    explore, drawn = explore_draws(table["subscriber_id"], date, cfg)
+    out = table.copy()
+    texts = load_templates()["actions"]
+    out.loc[explore, "action_code"] = drawn[explore]
+    out.loc[explore, "action_text"] = [texts[a][lang] for a in drawn[explore]]
+    out.loc[explore, "action_source"] = EXPLORE
+    out.loc[explore, "expected_net_value"] = np.nan
+    return out
 
 
 def control_mask(ids, tiers, date: dt.date, cfg: RetentionConfig) -> np.ndarray:
@@ -702,8 +808,8 @@ def summary_html(
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}figure{{display:inline-block;margin:.5em}}</style>
 </head><body>
 <h1>Churn warnings as of {date}</h1>
-<p>{summary.listed:,} work orders from {summary.active:,} active subscribers, ranked by expected loss
-(probability x monthly value; {summary.expected_loss_listed:,.0f} CNY a month on the list).
+<p>{summary.listed:,} work orders from {summary.active:,} active subscribers, ranked by {e(POLICY_TEXT[summary.policy])}
+({summary.expected_loss_listed:,.0f} CNY a month of expected loss on the list).
 Model {e(m.name)} v{e(m.version)} ({e(m.kind)}); no work order below probability
 {summary.min_probability:g}; a customer manager takes {summary.orders_per_manager} work orders a list.
 {summary.control:,} of them are held out at random as the control group (no contact) that `churn evaluate`

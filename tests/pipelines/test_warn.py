@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from core.config import RetentionConfig, VipTier, WarningConfig
 from pipelines.errors import WarnError
-from pipelines.warn import capacities, choose, control_mask, nightly_list
+from pipelines.warn import capacities, choose, control_mask, explore_draws, nightly_list, with_exploration
 
 
 def _cfg(**kw) -> WarningConfig:
@@ -72,6 +72,47 @@ def test_ties_break_on_probability_then_id_so_the_list_is_deterministic():
     scored = _scored([("b", 0.5, 100, "mass"), ("a", 0.5, 100, "mass"), ("c", 0.25, 200, "mass")])
     listed, _ = choose(scored, _cfg(mass_capacity=3))
     assert listed["subscriber_id"].tolist() == ["a", "b", "c"]
+
+
+def test_the_probability_policy_ranks_by_probability_and_the_uplift_policy_by_net_value():
+    scored = _scored([("m1", 0.95, 20, "mass"), ("m2", 0.50, 45, "mass"), ("m3", 0.05, 300, "mass")])
+    assert choose(scored, _cfg(mass_capacity=1))[0]["subscriber_id"].tolist() == ["m2"]  # EL 22.5
+    assert choose(scored, _cfg(mass_capacity=1), "probability")[0]["subscriber_id"].tolist() == ["m1"]
+    # the uplift policy: any probability, only a positive net value, the highest first
+    scored["expected_net_value"] = [-5.0, 12.0, 40.0]
+    listed, tiers = choose(scored, _cfg(mass_capacity=5), "uplift")
+    assert listed["subscriber_id"].tolist() == ["m3", "m2"]
+    assert {t.tier: t.candidates for t in tiers}["mass"] == 2
+
+
+def _orders(n=2000):
+    return pd.DataFrame(
+        {
+            "subscriber_id": [f"S{i:07d}" for i in range(n)],
+            "action_code": "care_call",
+            "action_text": "Care call to find the cause",
+            "vip_tier": "mass",
+            "feature_date": pd.Timestamp("2026-07-01"),
+            "lang": "en",
+            "action_source": "reasons",
+            "expected_net_value": np.nan,
+        }
+    )
+
+
+def test_exploration_draws_a_share_of_random_actions_the_same_way_on_every_run():
+    cfg = RetentionConfig(explore_share=0.3)
+    table = _orders()
+    out = with_exploration(table, cfg)
+    explored = out["action_source"] == "explore"
+    assert explored.mean() == pytest.approx(0.3, abs=0.04)
+    assert (out.loc[~explored, "action_code"] == "care_call").all()
+    shares = out.loc[explored, "action_code"].value_counts(normalize=True)
+    assert set(shares.index) == set(cfg.explore_actions) and shares.min() > 0.12  # about 1/5 each
+    pd.testing.assert_frame_equal(with_exploration(table.iloc[::-1], cfg).loc[out.index], out)
+    again, drawn = explore_draws(table["subscriber_id"], dt.date(2026, 7, 1), cfg)
+    assert (again == explored.to_numpy()).all()
+    assert with_exploration(table, RetentionConfig()).equals(table)  # explore_share 0: untouched
 
 
 # On the trained demo workdir ---------------------------------------------------------------------
