@@ -218,6 +218,12 @@ class FeatureConfig(_Strict):
     arpu_tiers: list[float] = Field(
         [50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3..."
     )
+    graph_top_contacts: int = Field(
+        10,
+        gt=0,
+        description="the call graph's 'closest contacts': this many numbers a subscriber called or "
+        "was called by most in the baseline window (features/graph.py)",
+    )
     max_staleness_days: int = Field(
         35,
         gt=0,

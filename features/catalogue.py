@@ -33,6 +33,9 @@ class Feature:
 
 
 _R_B = "recent vs. baseline"
+# graph features: departures in the last N days of the contacts of the baseline window; the closest
+# contacts are the `features.graph_top_contacts` (10) numbers with the most calls there
+_LEFT_30, _LEFT_60 = ("last 30 d (contacts: baseline)", "last 60 d (contacts: baseline)")
 CATALOGUE: tuple[Feature, ...] = (
     # usage drop (业务量突降)
     Feature(
@@ -316,6 +319,84 @@ CATALOGUE: tuple[Feature, ...] = (
         "social",
         risk=1,
         lo=-100,
+        hi=100,
+    ),
+    # the call graph (关系圈分析): closest contacts who left, matched by salted hash (features/graph.py)
+    Feature(
+        "top_contacts_left_30d",
+        "closest contacts who left (churn event of our subscriber with that number)",
+        "contacts",
+        _LEFT_30,
+        "contacts_left",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "top_contacts_left_60d",
+        "closest contacts who left (churn event of our subscriber with that number)",
+        "contacts",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "top_contacts_ported_60d",
+        "closest contacts who moved to another network (port-out)",
+        "contacts",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "top_contacts_left_share_60d",
+        "share of the closest contacts who left",
+        "%",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+        hi=100,
+    ),
+    Feature(
+        "top_contacts_left_call_share_60d",
+        "share of the calls with the closest contacts that were with contacts who left (call-weighted)",
+        "%",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+        hi=100,
+    ),
+    Feature(
+        "calls_to_left_contacts_60d",
+        "calls in the baseline window with any contact who has since left",
+        "calls",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+    ),
+    Feature(
+        "contacts_moved_off_net_60d",
+        "1 if one of the closest contacts moved to another network (port-out)",
+        "flag",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
+        hi=1,
+    ),
+    Feature(
+        "contact_churn_score",
+        "contacts who left, weighted by calls and by how recently they left (weight e^(-days/30)): "
+        "one label-propagation step over the call graph",
+        "%",
+        _LEFT_60,
+        "contacts_left",
+        risk=1,
+        lo=0,
         hi=100,
     ),
 )

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from core.config import Settings
+from features import graph
 from features.catalogue import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ bill_feats AS (
            avg(charge) FILTER (WHERE k BETWEEN 2 AND 4) AS prev_charge
     FROM bills WHERE k <= 4 GROUP BY 1, 2
 ),
+{graph_ctes}
 topups AS (
     SELECT r.subscriber_id, n.snapshot_date,
            min(date_diff('day', CAST(r.recharge_time AS DATE), n.snapshot_date)) AS days_since_recharge
@@ -189,7 +191,7 @@ SELECT
          THEN 100.0 * u.off_r / (u.on_r + u.off_r) ELSE 0 END AS offnet_share_recent,
     CASE WHEN coalesce(u.on_r, 0) + coalesce(u.off_r, 0) > 0 AND coalesce(u.on_b, 0) + coalesce(u.off_b, 0) > 0
          THEN 100.0 * u.off_r / (u.on_r + u.off_r) - 100.0 * u.off_b / (u.on_b + u.off_b) ELSE 0 END
-        AS offnet_share_change,
+        AS offnet_share_change,{graph_columns}
     CAST(a.churn_date IS NOT NULL AND a.churn_date < a.snapshot_date + CAST($horizon AS INTEGER) AS INTEGER)
         AS churned_within_horizon
 FROM active a
@@ -198,6 +200,7 @@ LEFT JOIN contacts ct USING (subscriber_id, snapshot_date)
 LEFT JOIN compl cp USING (subscriber_id, snapshot_date)
 LEFT JOIN bill_feats bf USING (subscriber_id, snapshot_date)
 LEFT JOIN topups tu USING (subscriber_id, snapshot_date)
+{graph_join}
 ORDER BY event_timestamp, subscriber_id
 """
 
@@ -232,8 +235,12 @@ def feature_sql(settings: Settings) -> str:
         )
         or "0"
     )
-    return _SQL.replace("{arpu_tier}", f"({tiers})").replace(
-        "{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30)
+    return (
+        _SQL.replace("{arpu_tier}", f"({tiers})")
+        .replace("{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30))
+        .replace("{graph_ctes}", graph.CTES)  # the call graph's CTEs, columns and join: features/graph.py
+        .replace("{graph_columns}", graph.COLUMNS)
+        .replace("{graph_join}", graph.JOIN)
     )
 
 
@@ -256,6 +263,7 @@ def feature_params(settings: Settings, snapshots: list[dt.date]) -> dict:
         "lookback": lookback_days(settings),
         "horizon": fc.label_horizon_days,
         "renewal": fc.renewal_window_days,
+        "top": fc.graph_top_contacts,
     }
 
 
@@ -278,6 +286,12 @@ def compute_features(
             src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
             con.execute(
                 f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})"
+            )
+        if graph.NUMBER_HASH not in con.table("subscribers").columns:
+            log.warning(graph.NO_HASH_WARNING, raw_dir)
+            con.execute(
+                f"CREATE OR REPLACE VIEW subscribers AS SELECT *, CAST(NULL AS VARCHAR) AS {graph.NUMBER_HASH} "
+                f"FROM read_parquet('{Path(raw_dir) / 'subscribers.parquet'}')"
             )
         df = con.execute(feature_sql(settings), feature_params(settings, snapshots)).df()
     finally:

@@ -20,7 +20,7 @@ from core.config import Settings
 # (SHORT_TENURE, PLAN_TYPE, TARIFF, VALUE_TIER, USAGE_LEVEL, CONTRACT_TERM) are risk profile, not a cause.
 CAUSE_CODES: dict[str, set[str]] = {
     "contract_expiry": {"CONTRACT_EXPIRY"},
-    "competitor": {"COMPETITOR_HOTLINE", "CONTACTS_OFF_NET"},
+    "competitor": {"COMPETITOR_HOTLINE", "CONTACTS_OFF_NET", "CONTACTS_LEFT"},  # contagion: contacts who left
     "dissatisfaction": {"COMPLAINTS", "BILL_SHOCK", "ARREARS", "SERVICE_CONTACT"},
     "disengagement": {
         "USAGE_DROP",

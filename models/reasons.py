@@ -86,6 +86,7 @@ def _sentence(
         "abs_value": abs(value),
         "recent": settings.features.recent_days,
         "baseline": settings.features.baseline_days,
+        "top_k": settings.features.graph_top_contacts,
         "meaning": meta.meaning,
         "unit": meta.unit,
         "plan_en": "Postpaid" if value >= 0.5 else "Prepaid",

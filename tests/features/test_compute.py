@@ -37,6 +37,7 @@ def hand_case(tmp_path, make_config, save_tables):
             "monthly_fee": [100.0, 30.0, 30.0],
             "vip_tier": "none",
             "region": "north",
+            "number_hash": ["ha", "hb", "h"],  # C's own number is A's baseline contact h
         }
     )
     cdr = pd.concat(
@@ -145,6 +146,15 @@ def test_hand_computed_values(hand_case):
         "days_since_recharge": 0.0,  # postpaid
         "offnet_share_recent": 100.0,  # the recent mobile calls are all off-net
         "offnet_share_change": 50.0,  # vs. half of them in the baseline
+        # the call graph: A's one baseline contact is h (60 calls), C's number; C ported out Feb 10, T-19
+        "top_contacts_left_30d": 1.0,
+        "top_contacts_left_60d": 1.0,
+        "top_contacts_ported_60d": 1.0,
+        "top_contacts_left_share_60d": 100.0,
+        "top_contacts_left_call_share_60d": 100.0,
+        "calls_to_left_contacts_60d": 60.0,
+        "contacts_moved_off_net_60d": 1.0,
+        "contact_churn_score": 100 * np.exp(-19 / 30),
     }
     assert set(expected) == set(FEATURE_NAMES)
     for name, value in expected.items():
@@ -170,6 +180,7 @@ def test_hand_computed_values(hand_case):
     assert b["days_since_contract_end"] == 365  # prepaid: no contract
     assert (b["days_since_own_hotline"], b["calls_change_pct_7d"]) == (90, 0)
     assert b["days_since_recharge"] == 19  # Feb 10; the top-up at T does not count yet
+    assert (b["top_contacts_left_60d"], b["contact_churn_score"]) == (0, 0)  # no calls: no contacts
     assert labels.loc["A", "churned"] == 1 and labels.loc["B", "churned"] == 0
 
 

@@ -12,7 +12,10 @@ time of day. That is what the SQL does: a call counts when ``CAST(start_time AS 
 and ``start_time < T``; a complaint when ``complaint_time >= T - N days`` (midnight) and ``< T``.
 
 A and B compare all columns, so they cover features added to the catalogue later without edits.
-C is table-driven: a new windowed count is one more row in ``WINDOWED``.
+C is table-driven: a new windowed count is one more row in ``WINDOWED``. The call graph's features
+(``features/graph.py``) get a C of their own: a close contact's departure on day T-k counts iff
+T-k is inside the window. Every world's subscribers call each other by their own numbers' hashes
+(``number_hash``), S0 always calls S1, and later events often make S1 leave on or after T.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ PROPERTY = hyp_settings(
 )
 
 CATEGORIES = ["billing", "network", "service"]
+EVENT_TYPES = ["port_out", "cancellation", "inactivity"]
 CALLEE_CLASSES = ["competitor_hotline", "own_service", "on_net", "off_net", "landline"]
 MONTH_ENDS = list(pd.date_range("2025-10-31", "2026-06-30", freq="ME"))  # bills are dated on these
 MAX_SUBS, MAX_CALLS, MAX_COMPLAINTS = 5, 60, 10
@@ -83,6 +87,7 @@ SCHEMA = {
         "monthly_fee": "float64",
         "vip_tier": "string",
         "region": "string",
+        "number_hash": "string",  # the subscriber's own number as calls to them carry it (callee_hash)
     },
     "cdr": {
         "subscriber_id": "string",
@@ -196,14 +201,21 @@ def _call(sid, when, callee_class, callee_hash, duration, direction) -> dict:
     }
 
 
+def _own_hash(sid: str) -> str:
+    """A subscriber's ``number_hash``: calls to that subscriber carry it as their ``callee_hash``."""
+    return "n" + sid
+
+
 def _calls(sids, offsets):
+    """Calls of ``sids`` with strangers (h0..h3) and with each other (their own numbers' hashes): the
+    call graph, whose features read contacts who left."""
     return st.lists(
         st.builds(
             _call,
             st.sampled_from(sids),
             offsets.map(_at),
             st.sampled_from(CALLEE_CLASSES),
-            st.sampled_from(["h0", "h1", "h2", "h3"]),
+            st.sampled_from(["h0", "h1", "h2", "h3", *map(_own_hash, sids)]),
             st.integers(0, 3600),
             st.sampled_from(["in", "out"]),
         ),
@@ -272,24 +284,43 @@ def worlds(draw) -> dict:
                 "monthly_fee": 50.0,
                 "vip_tier": "none",
                 "region": "north",
+                "number_hash": _own_hash(sid),
             }
         )
         for month_end in draw(st.sets(st.sampled_from(MONTH_ENDS), max_size=len(MONTH_ENDS))):
             bills.append(_bill(sid, month_end, draw(_money()), draw(_money())))
-        churn_day = draw(st.none() | st.integers(0 if i == 0 else -60, 60))
+        churn_day = draw(st.none() | st.integers(0 if i == 0 else -70, 60))
         if churn_day is not None:
             churn.append(
                 {
                     "subscriber_id": sid,
                     "event_date": T + pd.Timedelta(days=churn_day),
-                    "event_type": "port_out",
+                    "event_type": draw(st.sampled_from(EVENT_TYPES)),
                 }
             )
     any_time = st.one_of(_seconds_before_T().map(lambda s: -s), _seconds_from_T())
+    # S0 and S1 are close: a few calls between them in the baseline window (T-74 .. T-15), so S1
+    # leaving, before or after T, is what the call-graph features see or must not see
+    baseline = st.integers(15 * DAY, 74 * DAY).map(lambda s: _at(-s))
+    ties = draw(
+        st.lists(
+            st.builds(
+                _call,
+                st.just("S0"),
+                baseline,
+                st.just("on_net"),
+                st.just(_own_hash("S1")),
+                st.integers(0, 600),
+                st.sampled_from(["in", "out"]),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     return World(
         {
             "subscribers": _table("subscribers", subs),
-            "cdr": _table("cdr", draw(_calls(sids, any_time))),
+            "cdr": _table("cdr", ties + draw(_calls(sids, any_time))),
             "complaints": _table("complaints", draw(_complaints(sids, any_time))),
             "billing": _table("billing", bills),
             "churn_events": _table("churn_events", churn),
@@ -312,6 +343,7 @@ def later_events(draw, sids: list[str]) -> dict:
             "monthly_fee": 50.0,
             "vip_tier": "none",
             "region": "north",
+            "number_hash": _own_hash(sid),
         }
         for sid in new
     ]
@@ -330,13 +362,14 @@ def later_events(draw, sids: list[str]) -> dict:
     churn = draw(
         st.lists(
             st.builds(
-                lambda sid, d: {
+                lambda sid, d, kind: {
                     "subscriber_id": sid,
                     "event_date": T + pd.Timedelta(days=d),
-                    "event_type": "port_out",
+                    "event_type": kind,
                 },
-                st.sampled_from(everyone),
+                st.one_of(st.just(sids[1]), st.sampled_from(everyone)),  # S1: S0's close contact
                 _days_from_T(60),
+                st.sampled_from(EVENT_TYPES),
             ),
             max_size=3,
         )
@@ -505,3 +538,55 @@ def test_window_edges(feature, table, attrs, window, delta, edge, save_tables):
         "subscriber_id"
     )
     _check_window(feature, window, delta, before, after, "S0", when)
+
+
+# --- C for the call graph: a contact's departure counts iff inside the window --------------------
+
+
+def _graph_pair(k: int, kind: str, calls: int) -> World:
+    """G0, active at T, called G1 and a stranger ``calls`` times each in the baseline window (T-20);
+    G1 left on day T-k (``kind``). Ids of their own, so a drawn world's calls never reach them."""
+    subs = [
+        {
+            "subscriber_id": sid,
+            "activation_date": T - pd.Timedelta(days=400),
+            "plan": "prepaid",
+            "contract_end_date": pd.NaT,
+            "monthly_fee": 50.0,
+            "vip_tier": "none",
+            "region": "north",
+            "number_hash": _own_hash(sid),
+        }
+        for sid in ("G0", "G1")
+    ]
+    when = T - pd.Timedelta(days=20)
+    cdr = [_call("G0", when, "on_net", h, 60, "out") for h in (_own_hash("G1"), "hz") for _ in range(calls)]
+    churn = [{"subscriber_id": "G1", "event_date": T - pd.Timedelta(days=k), "event_type": kind}]
+    return World(
+        subscribers=_table("subscribers", subs),
+        cdr=_table("cdr", cdr),
+        churn_events=_table("churn_events", churn),
+    )
+
+
+@PROPERTY
+@given(world=worlds(), data=st.data())
+def test_a_contact_who_left_k_days_before_T_counts_iff_inside_the_window(world, data, save_tables):
+    k = data.draw(st.one_of(st.sampled_from([-1, 0, 1, 30, 31, 60, 61]), st.integers(-30, 100)), label="k")
+    kind = data.draw(st.sampled_from(EVENT_TYPES), label="event_type")
+    calls = data.draw(st.integers(1, 3), label="calls")
+    g0 = _features(_concat(world, _graph_pair(k, kind, calls)), save_tables).set_index("subscriber_id")
+    g0 = g0.loc["G0"]
+    in30, in60 = 1 <= k <= 30, 1 <= k <= 60
+    expected = {
+        "top_contacts_left_30d": in30,
+        "top_contacts_left_60d": in60,
+        "top_contacts_ported_60d": in60 and kind == "port_out",
+        "contacts_moved_off_net_60d": in60 and kind == "port_out",
+        "top_contacts_left_share_60d": 50 * in60,  # one of its two contacts
+        "top_contacts_left_call_share_60d": 50 * in60,
+        "calls_to_left_contacts_60d": calls * in60,
+        "contact_churn_score": 50 * np.exp(-k / 30) * in60,
+    }
+    got = {f: g0[f] for f in expected}
+    assert got == pytest.approx({f: float(v) for f, v in expected.items()}), f"G1 left on T-{k} ({kind})"
