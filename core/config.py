@@ -86,6 +86,33 @@ class CompetitorCampaign(_Strict):
     )
 
 
+class GraphConfig(_Strict):
+    """The call graph of the simulator (pipelines/graph.py, docs/data.md): on-net ties between simulated
+    subscribers, in communities with a few hubs, and churn contagion along them."""
+
+    ties_per_subscriber: float = Field(
+        6.0, ge=0, description="mean number of ties to other simulated subscribers (on-net friends)"
+    )
+    community_size: float = Field(20.0, ge=2, description="mean size of a calling circle (community)")
+    in_community_share: float = Field(0.8, ge=0, le=1, description="share of ties inside the community")
+    hub_share: float = Field(0.01, ge=0, le=1, description="share of subscribers who are hubs")
+    hub_attraction: float = Field(
+        30.0, ge=1, description="how much likelier a hub is the other end of a tie across communities"
+    )
+    tie_call_weight: float = Field(
+        3.0, gt=0, description="call rate along a tie of average strength, relative to an anonymous contact"
+    )
+    contagion_hazard_ratio: float = Field(
+        1.8,
+        ge=1,
+        description="a tie's churn multiplies the subscriber's intent hazard by this, at average tie "
+        "strength and at once (Nitzan & Libai 2011: +80% per defecting neighbour); 1: no contagion",
+    )
+    contagion_decay_days: float = Field(
+        30.0, gt=0, description="the extra hazard decays exponentially with this time constant"
+    )
+
+
 class DataConfig(_Strict):
     """The simulator (pipelines/generate.py) and the number plan ingestion classifies calls by."""
 
@@ -113,6 +140,9 @@ class DataConfig(_Strict):
     competitor_hotlines: list[str] = ["10086", "10010"]
     own_hotline: str = "10000"
     campaign: CompetitorCampaign | None = Field(None, description="a simulated shift; None: none")
+    graph: GraphConfig | None = Field(
+        GraphConfig(), description="on-net ties and churn contagion; None: anonymous contact pools"
+    )
     treatment: TreatmentConfig | None = Field(
         None, description="what retention actions do (`churn outcomes --simulate`); None: no such truth"
     )

@@ -13,16 +13,20 @@ silence, temporary usage dips.
 Prepaid subscribers top up their balance in their own rhythm; those leaving for competitor,
 dissatisfaction or disengagement reasons stop topping up when the lead-up begins, and some loyal
 ones pause for a month or two.
+With ``data.graph`` subscribers call each other along ties, and a departure raises the chance that a
+tie forms a competitor intent (contagion, :mod:`pipelines.graph`).
 
 Output (``data/landing``, the operator's export as ingestion receives it, phone numbers included):
 ``subscribers``, ``billing``, ``complaints``, ``churn_events``, ``recharges`` (parquet) and
 ``cdr/date=YYYY-MM-DD/`` partitions. Ground truth goes to ``data/truth``: each subscriber's intent (cause, onset, end,
-outcome) and, per snapshot, the churn probabilities the simulator's own process implies, from its
+outcome, contagion and its source), the ties (``ties.parquet``) and, per snapshot, the churn probabilities the simulator's own process implies, from its
 latent state and from what it made visible (:func:`true_probabilities`). It is never a feature;
 it measures the AUC ceilings and whether reasons name causes. With ``data.treatment``, the true uplift of
 each retention action per subscriber on each snapshot and the default list date goes there too
 (``treatment_effects.parquet``, :mod:`pipelines.treatment`).
-Subscribers are generated in chunks so 10^8 calls fit in memory.
+Subscribers are generated in chunks so 10^8 calls fit in memory, in two passes: every chunk's
+subscribers and base intents, then the graph and contagion over all of them, then chunk by chunk the
+behaviour of the final intents.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from tqdm.auto import tqdm
 
 from core.config import Settings
 from core.io import replace_dir_atomic, write_parquet_atomic
-from pipelines import treatment
+from pipelines import graph, treatment
 from pipelines.scenario import campaign_hotline_calls, campaign_intents
 
 log = logging.getLogger(__name__)
@@ -292,10 +296,11 @@ def _lean_off_net(
     return other
 
 
-def _contact_pool(rng, cfg, n: int) -> np.ndarray:
-    """CONTACTS numbers per subscriber: on-net, off-net, landline, international, service numbers."""
+def _contact_pool(rng, cfg, n: int, kind_p=(0.45, 0.44, 0.08, 0.01, 0.02)) -> np.ndarray:
+    """CONTACTS numbers per subscriber: on-net, off-net, landline, international, service numbers
+    (kinds in the shares ``kind_p``)."""
     m = n * CONTACTS
-    kind = rng.choice(5, m, p=[0.45, 0.44, 0.08, 0.01, 0.02])
+    kind = rng.choice(5, m, p=list(kind_p))
     out = _numbers(rng, cfg.on_net_prefixes, m)
     off = kind == 1
     out[off] = _numbers(rng, cfg.off_net_prefixes, off.sum())
@@ -337,12 +342,11 @@ class ChunkTables:
     complaints: pd.DataFrame
     churn_events: pd.DataFrame
     recharges: pd.DataFrame
-    intents: pd.DataFrame
     calls: int
 
 
-# Table order in the landing export; ``intents`` go to the ground truth.
-CHUNK_TABLES = ("subscribers", "billing", "complaints", "churn_events", "recharges", "intents")
+# Table order in the landing export.
+CHUNK_TABLES = ("subscribers", "billing", "complaints", "churn_events", "recharges")
 SORT_KEYS = {
     "billing": ["bill_date", "subscriber_id"],
     "complaints": ["complaint_time"],
@@ -351,21 +355,45 @@ SORT_KEYS = {
 }
 
 
-def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir: Path) -> ChunkTables:
-    """Simulate ``n`` subscribers from ``offset``: their calls go to ``cdr_dir``, the rest is returned.
+@dataclass(frozen=True)
+class People:
+    """A chunk's subscribers and their base intents, and its main random stream where they left it."""
 
-    The draws of the chunk's main stream follow a fixed order (subscribers, intents, contract ends,
-    activity, calls, complaints, bills, churn events); the off-net lean, the service-line calls and the
-    top-ups draw from streams of their own. Same seed, same chunk: same tables, bit for bit."""
+    rng: np.random.Generator
+    subscribers: pd.DataFrame
+    intents: pd.DataFrame
+
+
+def _people(cfg, chunk: int, offset: int, n: int) -> People:
+    """The first draws of the chunk's main stream: ``n`` subscribers from ``offset`` and their intents."""
     rng = np.random.default_rng([cfg.seed, chunk])
-    n_days, start = len(days), pd.Timestamp(cfg.start_date)
     subs = _subscribers(rng, cfg, offset, n)
     it = campaign_intents(cfg, chunk, _intents(rng, cfg, subs))  # data.campaign: a shift (scenario.py)
+    return People(rng, subs, it)
+
+
+def _chunk(
+    cfg,
+    chunk: int,
+    people: People,
+    it: pd.DataFrame,
+    days: pd.DatetimeIndex,
+    cdr_dir: Path,
+    slots: graph.TieSlots | None,
+) -> ChunkTables:
+    """Simulate a chunk's subscribers with their final intents ``it``: their calls go to ``cdr_dir``, the
+    rest is returned.
+
+    The draws of the chunk's main stream follow a fixed order (subscribers, intents, then here contract
+    ends, activity, calls, complaints, bills, churn events); the off-net lean, the service-line calls and
+    the top-ups draw from streams of their own. Same seed, same chunk: same tables, bit for bit."""
+    rng, subs = people.rng, people.subscribers
+    n_days, start = len(days), pd.Timestamp(cfg.start_date)
     ce = (it["churn_cause"] == "contract_expiry").to_numpy()
     _contracts_end_before_leaving(rng, subs, it, ce, start)
     mult = _activity(rng, cfg, days, it)
-    calls = _calls(rng, cfg, chunk, it, mult, ce)
-    duration, direction = _durations_and_directions(rng, calls, n)
+    calls = _calls(rng, cfg, chunk, it, mult, ce, slots)
+    duration, direction = _durations_and_directions(rng, calls, len(it))
     _write_cdr(calls, duration, direction, subs, days, chunk, cdr_dir)
     complaints = _complaints(rng, subs, it, n_days, start)
     billing = _billing(rng, cfg, subs, it, mult, start)
@@ -380,7 +408,6 @@ def _chunk(cfg, chunk: int, offset: int, n: int, days: pd.DatetimeIndex, cdr_dir
         complaints=complaints,
         churn_events=churn_events,
         recharges=recharges,
-        intents=it[present],
         calls=len(calls),
     )
 
@@ -394,11 +421,13 @@ def _contracts_end_before_leaving(
     )
 
 
-def _calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray, ce: np.ndarray) -> Calls:
+def _calls(
+    rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray, ce: np.ndarray, slots: graph.TieSlots | None
+) -> Calls:
     """Every call of the chunk: contact calls at the activity's rate, then hotline calls, then one call
     per subscriber, second and number (exact duplicates dropped)."""
     n_days = mult.shape[1]
-    calls = _contact_calls(rng, cfg, chunk, it, mult)
+    calls = _contact_calls(rng, cfg, chunk, it, mult, slots)
     hot, hot_num = _hotline_calls(rng, cfg, chunk, it, ce, n_days)
     if hot:
         h = np.array(hot, dtype=np.int64)
@@ -426,9 +455,13 @@ def drop_duplicate_calls(calls: Calls, n_days: int) -> Calls:
     return Calls(calls.sub_idx[keep], calls.day_idx[keep], calls.seconds[keep], calls.other[keep], calls.pool)
 
 
-def _contact_calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray) -> Calls:
+def _contact_calls(
+    rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray, slots: graph.TieSlots | None = None
+) -> Calls:
     """Calls to the subscriber's own contacts: a Poisson count a day at the subscriber's base rate times
-    the activity multiplier; competitor lead-ups lean to off-net contacts (a stream of its own)."""
+    the activity multiplier; competitor lead-ups lean to off-net contacts (a stream of its own). With
+    ``slots`` (the call graph), the first contacts are ties to other subscribers, called in proportion
+    to the tie's strength, and no call reaches a tie whose number went dead when its owner left."""
     n = len(it)
     base = np.clip(np.exp(rng.normal(np.log(cfg.median_daily_calls), 0.7, n)), 0.3, 25)
     counts = rng.poisson(base[:, None] * mult)
@@ -437,9 +470,17 @@ def _contact_calls(rng, cfg, chunk: int, it: pd.DataFrame, mult: np.ndarray) -> 
     sub_idx, day_idx = np.repeat(sub_idx, reps).astype(np.int64), np.repeat(day_idx, reps).astype(np.int64)
     m = len(sub_idx)
     seconds = np.clip(rng.normal(14 * 3600, 4 * 3600, m), 0, 86_399).astype(np.int64)
-    other = sub_idx * CONTACTS + rng.integers(0, CONTACTS, m)
-    pool = _contact_pool(rng, cfg, n)
+    if slots is None:
+        other = sub_idx * CONTACTS + rng.integers(0, CONTACTS, m)
+        pool = _contact_pool(rng, cfg, n)
+    else:
+        other = graph.pick_slots(rng, slots, sub_idx, CONTACTS)
+        pool = _contact_pool(rng, cfg, n, graph.ANONYMOUS_KIND_P)
+        pool[slots.position] = slots.number
     other = _lean_off_net(np.random.default_rng([cfg.seed, chunk, 2]), cfg, it, pool, sub_idx, day_idx, other)
+    if slots is not None:
+        ok = graph.live_calls(slots, other, day_idx, len(pool))
+        sub_idx, day_idx, seconds, other = sub_idx[ok], day_idx[ok], seconds[ok], other[ok]
     return Calls(sub_idx, day_idx, seconds, other, pool)
 
 
@@ -602,7 +643,9 @@ def _churn_events(rng, it: pd.DataFrame, n_days: int, start: pd.Timestamp) -> pd
     )
 
 
-def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings) -> pd.DataFrame:
+def true_probabilities(
+    intents: pd.DataFrame, snapshots: list[dt.date], settings: Settings, ties: graph.Ties | None = None
+) -> pd.DataFrame:
     """Two ceilings per snapshot T, for subscribers active at T (``true_probability``, ``reachable_probability``).
 
     ``true_probability``: P(churn within the label horizon | the simulator's latent state at T).
@@ -621,6 +664,11 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
     their probability is the pool's churn rate under the simulator's own process for their hazard
     and plan (:func:`_pool_probability`). It is still an upper bound: it reads onsets and causes
     exactly, where a model sees them through Poisson noise, weak signals and ramping drops.
+
+    With the call graph (``ties``), a subscriber with no intent under way at T may still form a
+    contagion intent that ends inside the horizon (:func:`pipelines.graph.contagion_probability`): the
+    latent ceiling adds that chance from every tie's departure (those in the horizon included), the
+    reachable one only from the ties who left before T, which the records show.
     """
     cfg, horizon = settings.data, settings.features.label_horizon_days
     lmin, lmax = cfg.lead_days
@@ -639,6 +687,11 @@ def true_probabilities(intents: pd.DataFrame, snapshots: list[dt.date], settings
             p,
             _pool_probability(intents["daily_hazard"].to_numpy(), silent_share, t, horizon, lengths, q),
         )
+        if ties is not None:
+            free = ~((onset <= t) & (end >= t))  # no intent under way at T
+            args = (cfg, ties, intents, t, horizon, lengths, q)
+            p = p + free * graph.contagion_probability(*args)
+            reach = reach + free * graph.contagion_probability(*args, left_before=t)
         out.append(
             pd.DataFrame(
                 {
@@ -701,41 +754,60 @@ def generate(settings: Settings) -> GenerationSummary:
     """Write the landing tables and ground truth for ``settings.data`` (atomically: all or nothing)."""
     cfg = settings.data
     t0 = time.perf_counter()
-    tables, calls = _landing(settings)
-    intents = tables.pop("intents")
+    landing = _landing(settings)
+    tables, intents = landing.tables, landing.intents
     truth_intents = _truth_intents(intents, cfg.start_date)
     write_parquet_atomic(truth_intents, settings.truth_dir / "intents.parquet")
+    write_parquet_atomic(_truth_ties(landing.ties, intents), settings.truth_dir / TIES_FILE)
     if cfg.treatment is not None and settings.features is not None:  # what retention actions would do
         write_parquet_atomic(
             treatment.truth_for_dates(truth_intents, treatment.truth_dates(settings), settings),
             settings.truth_dir / treatment.TRUTH_FILE,
         )
     write_parquet_atomic(
-        true_probabilities(intents, settings.features.snapshots, settings),
+        true_probabilities(intents, settings.features.snapshots, settings, landing.ties),
         settings.truth_dir / "true_probability.parquet",
     )
     summary = GenerationSummary(
         len(tables["subscribers"]),
-        calls,
+        landing.calls,
         len(tables["churn_events"]),
         int((intents["churn_cause"] != "none").sum()),
         time.perf_counter() - t0,
     )
     log.info(
-        "generated %d subscribers, %d calls (%.0f rows/s), %d churn events, %d intents -> %s",
+        "generated %d subscribers, %d calls (%.0f rows/s), %d churn events, %d intents (%d by contagion) -> %s",
         summary.subscribers,
         summary.calls,
         summary.rows_per_second,
         summary.churn_events,
         summary.intents,
+        int(intents["contagion"].sum()),
         settings.landing_dir,
     )
     return summary
 
 
-def _landing(settings: Settings) -> tuple[dict[str, pd.DataFrame], int]:
-    """Every chunk into a folder beside ``data/landing``, swapped in whole; the tables (intents
-    included) and the number of calls."""
+TIES_FILE = "ties.parquet"  # data/truth: the call graph, each tie from both ends
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What :func:`_landing` wrote (the tables) and the truth behind it: every subscriber's final intent
+    (row order, ``contagion`` and ``contagion_source`` row included), the ties (None: no graph)."""
+
+    tables: dict[str, pd.DataFrame]
+    calls: int
+    intents: pd.DataFrame
+    ties: graph.Ties | None
+
+
+def _landing(settings: Settings) -> Landing:
+    """Every chunk into a folder beside ``data/landing``, swapped in whole.
+
+    Two passes: first every chunk's subscribers and base intents, then (with ``data.graph``) the ties
+    and the contagion intents spread over all of them in time order, then chunk by chunk the
+    behaviour of the final intents, calls included."""
     cfg = settings.data
     days = pd.date_range(cfg.start_date, cfg.end_date, freq="D", inclusive="left")
     landing = settings.landing_dir
@@ -743,34 +815,72 @@ def _landing(settings: Settings) -> tuple[dict[str, pd.DataFrame], int]:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "cdr").mkdir(parents=True)
     tmp.chmod(0o700)  # phone numbers: the export is its owner's alone (docs/data.md)
+    offsets = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
+    people = [
+        _people(cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset))
+        for k, offset in enumerate(offsets)
+    ]
+    intents = pd.concat([p.intents for p in people], ignore_index=True)
+    ties = None
+    if cfg.graph is None:
+        intents = intents.assign(contagion=False, contagion_source=-1)
+    else:
+        ties = graph.build_ties(cfg, len(intents))
+        intents = graph.spread(cfg, ties, intents)
+        msisdn = np.concatenate([p.subscribers["msisdn"].to_numpy().astype(str) for p in people])
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in CHUNK_TABLES}
     calls = 0
-    chunks = range(0, cfg.n_subscribers, cfg.chunk_subscribers)
-    for k, offset in enumerate(tqdm(chunks, desc="generating", unit="chunk", disable=None)):
-        out = _chunk(
-            cfg, k, offset, min(cfg.chunk_subscribers, cfg.n_subscribers - offset), days, tmp / "cdr"
-        )
+    for k, offset in enumerate(tqdm(offsets, desc="generating", unit="chunk", disable=None)):
+        n = len(people[k].subscribers)
+        it = intents.iloc[offset : offset + n].reset_index(drop=True)
+        slots = None if ties is None else graph.tie_slots(cfg, ties, offset, n, CONTACTS, msisdn, intents)
+        out = _chunk(cfg, k, people[k], it, days, tmp / "cdr", slots)
+        people[k] = None  # its subscribers are in ``out`` now
         calls += out.calls
         for name in CHUNK_TABLES:
             parts[name].append(getattr(out, name))
     tables = {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
     for name, df in tables.items():
-        if name == "intents":
-            continue
         sort = SORT_KEYS.get(name, ["subscriber_id"])
         df.sort_values(sort, ignore_index=True).to_parquet(tmp / f"{name}.parquet", index=False)
     replace_dir_atomic(tmp, landing)
-    return tables, calls
+    return Landing(tables, calls, intents, ties)
 
 
 def _truth_intents(intents: pd.DataFrame, start_date: dt.date) -> pd.DataFrame:
-    """The intents as ground truth: onset and end as dates (none for subscribers without an intent)."""
+    """The intents as ground truth: onset and end as dates (none for subscribers without an intent),
+    ``contagion`` and the subscriber whose departure set a contagion intent off (``contagion_source``).
+    Subscribers who left before the data starts are not in the export, nor here."""
     start = pd.Timestamp(start_date)
-    return intents.assign(
-        onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(
-            x["churn_cause"] != "none"
-        ),
-        end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(
-            x["churn_cause"] != "none"
-        ),
-    ).drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])
+    ids = intents["subscriber_id"].to_numpy()
+    src = intents["contagion_source"].to_numpy()
+    present = ~(intents["churns"].to_numpy() & (intents["end_day"].to_numpy() < 0))
+    return (
+        intents.assign(
+            onset_date=lambda x: (start + pd.to_timedelta(x["onset_day"].clip(upper=50_000), unit="D")).where(
+                x["churn_cause"] != "none"
+            ),
+            end_date=lambda x: (start + pd.to_timedelta(x["end_day"].clip(upper=50_000), unit="D")).where(
+                x["churn_cause"] != "none"
+            ),
+            contagion_source=pd.Series(np.where(src >= 0, ids[np.maximum(src, 0)], None), dtype=object),
+        )
+        .drop(columns=["onset_day", "end_day", "daily_hazard", "prepaid"])[present]
+        .reset_index(drop=True)
+    )
+
+
+def _truth_ties(ties: graph.Ties | None, intents: pd.DataFrame) -> pd.DataFrame:
+    """The call graph as ground truth: ``subscriber_id``, ``contact_id`` (both ends listed), ``strength``
+    (mean 1) and ``same_community``. Empty without ``data.graph``."""
+    ids = intents["subscriber_id"].to_numpy()
+    if ties is None:
+        ties = graph.Ties(*(np.zeros(0, np.int64),) * 3, np.zeros(0, bool), np.zeros(1, np.int64))
+    return pd.DataFrame(
+        {
+            "subscriber_id": ids[ties.src],
+            "contact_id": ids[ties.dst],
+            "strength": ties.strength.astype(np.float64),
+            "same_community": ties.inside.astype(bool),
+        }
+    )

@@ -171,8 +171,14 @@ def test_reachable_ceiling_sees_only_visible_lead_ups(sim):
         last["onset_date"] < t0
     )  # at least a day of lead-up before T
     assert shows.sum() > 50
-    # a visible lead-up is read exactly; everyone else gets their indistinguishable pool's rate
-    np.testing.assert_allclose(last.loc[shows, "reachable_probability"], last.loc[shows, "true_probability"])
+    # a visible lead-up under way is read exactly; everyone else gets their indistinguishable pool's rate
+    under_way = shows & (last["end_date"] >= t0)
+    np.testing.assert_allclose(
+        last.loc[under_way, "reachable_probability"], last.loc[under_way, "true_probability"]
+    )
+    # one that is over: only the contagion from ties who leave from T on is hidden
+    over = last[shows & ~under_way]
+    assert (over["reachable_probability"] <= over["true_probability"] + 1e-12).all()
     hidden = last[~shows]
     assert hidden["reachable_probability"].max() < 0.1 < last.loc[shows, "reachable_probability"].max()
     churned = ev[(ev["event_date"] >= t0) & (ev["event_date"] < t0 + pd.Timedelta(days=30))]["subscriber_id"]
