@@ -5,10 +5,12 @@ form (``pipelines/numbers.py``: ``+86 138-0013-8000`` and ``13800138000`` are on
 each call keeps only what features need: the class of number called (competitor hotline, own service
 number, on-net, off-net, landline, international, service, unknown) and a keyed hash (HMAC-SHA256,
 96 bits), so repeated contacts stay countable without the number. Subscribers lose their own number
-(msisdn). The key comes from the environment variable named by ``privacy.salt_env`` or, failing
-that, a random secret created once in the workdir (``data/.secrets/salt``): never from the
-repository. The shares of the classes are checked against ``validation.unknown_share`` and against
-the previous ingest (``validation.share_change``): a broken number format fails here, not in a model.
+(msisdn) for its hash under the same key (``number_hash``): calls to a subscriber carry it as
+``callee_hash``, which is how the call graph's features find contacts who left. The key comes from
+the environment variable named by ``privacy.salt_env`` or, failing that, a random secret created
+once in the workdir (``data/.secrets/salt``): never from the repository. The shares of the classes
+are checked against ``validation.unknown_share`` and against the previous ingest
+(``validation.share_change``): a broken number format fails here, not in a model.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from core.io import (
     write_json_atomic,
     write_secret,
 )
+from features.graph import NUMBER_HASH
 from features.manifest import hash_cache
 from pipelines import numbers
 from pipelines.errors import Failure, ValidationFailed
@@ -201,7 +204,7 @@ def ingest(settings: Settings, *, skip_validation: bool = False) -> IngestSummar
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _copy_tables(src, tmp)
+    _copy_tables(src, tmp, settings, key)
     cdr = _ingest_cdr(settings, src / "cdr", dst, tmp, key)
     _check_shares(settings, cdr, tmp)
     write_json_atomic(cdr.state(), tmp / STATE)
@@ -294,14 +297,19 @@ def _days(days: tuple[str, ...], most: int = 5) -> str:
     return ", ".join(days[:most]) + (f" and {len(days) - most} more" if len(days) > most else "")
 
 
-def _copy_tables(src: Path, dst: Path) -> None:
+def _copy_tables(src: Path, dst: Path, settings: Settings, key: bytes) -> None:
     """Subscribers and the small tables, their schema's columns only.
 
     Data minimisation: only the columns the schema names pass (an extra column, say a phone number in
-    a real export, stops here), and the subscriber's own number never does.
+    a real export, stops here), and the subscriber's own number never does: it becomes
+    :data:`NUMBER_HASH`, the keyed hash calls to that subscriber carry as ``callee_hash``, so the call
+    graph's features (``features/graph.py``) can tell which contacts are our subscribers and whether
+    they left, without a number.
     """
+    subs = pd.read_parquet(src / "subscribers.parquet", columns=SCHEMAS["subscribers"])
     keep = [c for c in SCHEMAS["subscribers"] if c not in PRIVATE_SUBSCRIBER_COLUMNS]
-    pd.read_parquet(src / "subscribers.parquet", columns=keep).to_parquet(
+    own = pseudonymise(subs["msisdn"], key, settings)
+    subs[keep].assign(**{NUMBER_HASH: np.where(subs["msisdn"].isna(), None, own)}).to_parquet(
         dst / "subscribers.parquet", index=False, **PORTABLE_PARQUET
     )
     for name in SMALL_TABLES:

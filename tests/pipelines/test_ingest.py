@@ -99,6 +99,17 @@ def test_ingested_calls_carry_class_and_hash_only(trained):
     assert cdr["callee_hash"].str.fullmatch(r"[0-9a-f]{24}").all()
 
 
+def test_subscribers_keep_their_number_only_as_the_callee_hash(trained):
+    """A subscriber's own number is hashed as calls to it are: the call graph matches without numbers."""
+    from pipelines.ingest import salt
+
+    land = pd.read_parquet(trained.landing_dir / "subscribers.parquet")
+    raw = pd.read_parquet(trained.raw_dir / "subscribers.parquet")
+    assert list(raw["subscriber_id"]) == list(land["subscriber_id"]) and "msisdn" not in raw
+    assert list(raw["number_hash"]) == list(pseudonymise(land["msisdn"], salt(trained), trained))
+    assert raw["number_hash"].str.fullmatch(r"[0-9a-f]{24}").all() and raw["number_hash"].is_unique
+
+
 def test_small_tables_are_copied_to_raw(trained):
     for name in ("billing", "complaints", "churn_events", "recharges"):
         pd.testing.assert_frame_equal(
