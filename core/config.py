@@ -252,7 +252,7 @@ class FeatureConfig(_Strict):
         10,
         gt=0,
         description="the call graph's 'closest contacts': this many numbers a subscriber called or "
-        "was called by most in the baseline window (features/graph.py)",
+        "was called by most in the baseline window (features/call_graph.py)",
     )
     max_staleness_days: int = Field(
         35,

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from core.config import Settings
-from features import graph
+from features import call_graph
 from features.catalogue import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -238,9 +238,10 @@ def feature_sql(settings: Settings) -> str:
     return (
         _SQL.replace("{arpu_tier}", f"({tiers})")
         .replace("{zero_runs}", longest_run_sql("usage", "1073741823 - coalesce(call_day_bits, 0)", 30))
-        .replace("{graph_ctes}", graph.CTES)  # the call graph's CTEs, columns and join: features/graph.py
-        .replace("{graph_columns}", graph.COLUMNS)
-        .replace("{graph_join}", graph.JOIN)
+        # the call graph's CTEs, columns and join: features/call_graph.py
+        .replace("{graph_ctes}", call_graph.CTES)
+        .replace("{graph_columns}", call_graph.COLUMNS)
+        .replace("{graph_join}", call_graph.JOIN)
     )
 
 
@@ -287,10 +288,10 @@ def compute_features(
             con.execute(
                 f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src}', hive_partitioning = {t == 'cdr'})"
             )
-        if graph.NUMBER_HASH not in con.table("subscribers").columns:
-            log.warning(graph.NO_HASH_WARNING, raw_dir)
+        if call_graph.NUMBER_HASH not in con.table("subscribers").columns:
+            log.warning(call_graph.NO_HASH_WARNING, raw_dir)
             con.execute(
-                f"CREATE OR REPLACE VIEW subscribers AS SELECT *, CAST(NULL AS VARCHAR) AS {graph.NUMBER_HASH} "
+                f"CREATE OR REPLACE VIEW subscribers AS SELECT *, CAST(NULL AS VARCHAR) AS {call_graph.NUMBER_HASH} "
                 f"FROM read_parquet('{Path(raw_dir) / 'subscribers.parquet'}')"
             )
         df = con.execute(feature_sql(settings), feature_params(settings, snapshots)).df()

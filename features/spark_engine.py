@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.config import Settings, SparkConfig
-from features import graph
+from features import call_graph
 from features.compute import RAW_TABLES, feature_params, feature_sql, split_labels
 from features.spark_sql import SNAPSHOTS_VIEW, to_spark
 
@@ -72,9 +72,9 @@ def register_raw(spark: SparkSession, raw_dir: Path) -> None:
     for t in RAW_TABLES:
         src = raw_dir / ("cdr" if t == "cdr" else f"{t}.parquet")
         frame = spark.read.parquet(str(src))
-        if t == "subscribers" and graph.NUMBER_HASH not in frame.columns:
-            log.warning(graph.NO_HASH_WARNING, raw_dir)
-            frame = frame.withColumn(graph.NUMBER_HASH, F.lit(None).cast("string"))
+        if t == "subscribers" and call_graph.NUMBER_HASH not in frame.columns:
+            log.warning(call_graph.NO_HASH_WARNING, raw_dir)
+            frame = frame.withColumn(call_graph.NUMBER_HASH, F.lit(None).cast("string"))
         frame.createOrReplaceTempView(t)
 
 

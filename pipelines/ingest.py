@@ -39,7 +39,7 @@ from core.io import (
     write_json_atomic,
     write_secret,
 )
-from features.graph import NUMBER_HASH
+from features.call_graph import NUMBER_HASH
 from features.manifest import hash_cache
 from pipelines import numbers
 from pipelines.errors import Failure, ValidationFailed
@@ -303,7 +303,7 @@ def _copy_tables(src: Path, dst: Path, settings: Settings, key: bytes) -> None:
     Data minimisation: only the columns the schema names pass (an extra column, say a phone number in
     a real export, stops here), and the subscriber's own number never does: it becomes
     :data:`NUMBER_HASH`, the keyed hash calls to that subscriber carry as ``callee_hash``, so the call
-    graph's features (``features/graph.py``) can tell which contacts are our subscribers and whether
+    graph's features (``features/call_graph.py``) can tell which contacts are our subscribers and whether
     they left, without a number.
     """
     subs = pd.read_parquet(src / "subscribers.parquet", columns=SCHEMAS["subscribers"])

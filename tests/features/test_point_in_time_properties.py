@@ -13,7 +13,7 @@ and ``start_time < T``; a complaint when ``complaint_time >= T - N days`` (midni
 
 A and B compare all columns, so they cover features added to the catalogue later without edits.
 C is table-driven: a new windowed count is one more row in ``WINDOWED``. The call graph's features
-(``features/graph.py``) get a C of their own: a close contact's departure on day T-k counts iff
+(``features/call_graph.py``) get a C of their own: a close contact's departure on day T-k counts iff
 T-k is inside the window. Every world's subscribers call each other by their own numbers' hashes
 (``number_hash``), S0 always calls S1, and later events often make S1 leave on or after T.
 """

@@ -1,4 +1,4 @@
-"""The call-graph features (``features/graph.py``): hand-computed values, and no number in the output."""
+"""The call-graph features (``features/call_graph.py``): hand-computed values, and no number in the output."""
 
 from __future__ import annotations
 
