@@ -9,7 +9,9 @@ the demo, on the full daily record (per subscriber and day before T: calls, on-/
 competitor-hotline and service-line calls, complaints, top-ups; summed over 1..56-day windows, each
 against the subscriber's own rate before the window as a ratio and a Poisson z-score; days since
 each kind of event; zero-call days and the current silent run; the last bills against the fee;
-contract days, tenure, plan) plus the catalogue's features. Trained on growing shares of the
+contract days, tenure, plan; and the call graph's records: the subscribers it called, matched by
+the callee hash, and which of them left before T, when, how and how much it called them) plus the
+catalogue's features. Trained on growing shares of the
 subscribers, its held-out ROC-AUC shows whether more data still helps (the learning curve) and where
 it levels off: the *records* ceiling a model of these records can be held to.
 
@@ -44,6 +46,66 @@ WINDOWS = (1, 2, 3, 4, 5, 7, 10, 14, 21, 28, 42, 56)
 SERIES = ("calls", "off", "onn", "comp", "own", "complaints", "recharge")
 RATES = ("calls", "off", "onn")  # series compared with the subscriber's own rate before the window
 HISTORY_DAYS = 90
+GRAPH_WINDOWS = (14, 30, 60, 90)  # contacts who left in the last ... days
+GRAPH_DECAY_DAYS = 30.0  # a departure's weight in the exposure score decays with this time constant
+
+
+def subscriber_hashes(settings, index: pd.Series) -> np.ndarray:
+    """Each subscriber's own number's keyed hash, as calls to it carry it (``callee_hash``): the ingested
+    subscribers' ``number_hash`` when ingestion wrote it, else the landing export's number hashed alike."""
+    from pipelines.ingest import pseudonymise, salt
+
+    raw = pd.read_parquet(settings.raw_dir / "subscribers.parquet")
+    if "number_hash" in raw:
+        return raw.set_index("subscriber_id")["number_hash"].reindex(index.index).to_numpy()
+    subs = pd.read_parquet(settings.landing_dir / "subscribers.parquet", columns=["subscriber_id", "msisdn"])
+    own = pd.Series(pseudonymise(subs["msisdn"], salt(settings), settings), index=subs["subscriber_id"])
+    return own.reindex(index.index).to_numpy()
+
+
+class GraphRecords:
+    """The call graph as the records show it: calls per (caller row, callee row, day) between
+    subscribers, and each subscriber's churn event (day and type) from ``churn_events``."""
+
+    def __init__(self, settings, index: pd.Series, start: pd.Timestamp):
+        raw = settings.raw_dir
+        own = pd.DataFrame({"callee_hash": subscriber_hashes(settings, index), "b": np.arange(len(index))})
+        con = duckdb.connect()
+        con.register("own", own.dropna())
+        pairs = con.execute(f"""
+            SELECT c.subscriber_id, o.b,
+              date_diff('day', DATE '{start.date()}', CAST(c.start_time AS DATE)) AS d, count(*) AS n
+            FROM read_parquet('{raw}/cdr/*/*.parquet') c JOIN own o USING (callee_hash)
+            GROUP BY 1, 2, 3""").df()
+        self.a = index.loc[pairs["subscriber_id"]].to_numpy()
+        self.b, self.d, self.n = (pairs[c].to_numpy() for c in ("b", "d", "n"))
+        ev = pd.read_parquet(raw / "churn_events.parquet")
+        self.gone = np.full(len(index), np.inf)
+        rows = index.loc[ev["subscriber_id"]].to_numpy()
+        self.gone[rows] = (ev["event_date"] - start).dt.days.to_numpy()
+        self.ported = np.zeros(len(index), bool)
+        self.ported[rows] = (ev["event_type"] == "port_out").to_numpy()
+
+    def features(self, rows: np.ndarray, T: int) -> pd.DataFrame:
+        """Per row of ``rows``: its subscriber contacts before day ``T`` and those who left before T."""
+        seen = self.d < T
+        tie = pd.DataFrame({"a": self.a[seen], "b": self.b[seen], "n": self.n[seen]})
+        tie = tie.groupby(["a", "b"], as_index=False)["n"].sum()
+        gone = self.gone[tie["b"].to_numpy()]
+        left = gone < T  # a churn event before T: in the records at T
+        ago = np.where(left, T - gone, np.inf)
+        share = tie["n"] / tie.groupby("a")["n"].transform("sum")
+        cols = {"contacts": np.ones(len(tie)), "contacts_left_ever": left, "contact_calls_left": share * left}
+        for w in GRAPH_WINDOWS:
+            cols[f"contacts_left_{w}d"] = ago <= w
+            cols[f"contacts_ported_{w}d"] = (ago <= w) & self.ported[tie["b"].to_numpy()]
+            cols[f"contact_calls_left_{w}d"] = share * (ago <= w)
+        cols["contact_exposure"] = share * np.where(left, np.exp(-ago / GRAPH_DECAY_DAYS), 0.0)
+        f = pd.DataFrame(cols).assign(a=tie["a"]).groupby("a").sum()
+        f["contacts_days_since_left"] = pd.Series(ago).groupby(tie["a"]).min()
+        f = f.reindex(rows).fillna({"contacts_days_since_left": np.inf}).fillna(0)
+        f["contacts_days_since_left"] = f["contacts_days_since_left"].clip(upper=T + 1)
+        return f.add_prefix("graph_").reset_index(drop=True)
 
 
 def daily_series(settings, index: pd.Series) -> tuple[dict[str, np.ndarray], pd.Timestamp]:
@@ -192,6 +254,7 @@ class Workdir:
         self.index = pd.Series(np.arange(len(self.subs)), index=self.subs.index)
         self.series, self.start = daily_series(settings, self.index)
         self.bills = pd.read_parquet(settings.raw_dir / "billing.parquet")
+        self.graph = GraphRecords(settings, self.index, self.start)
         self.catalogue = pd.read_parquet(settings.feature_table)
         self.catalogue["t"] = self.catalogue["event_timestamp"].dt.tz_localize(None)
 
@@ -199,6 +262,10 @@ class Workdir:
         rows = self.labels[self.labels["t"] == t].reset_index(drop=True)
         rec = record_features(
             self.index, self.series, self.start, self.subs, self.bills, rows, pd.Timestamp(t)
+        )
+        T = (pd.Timestamp(t) - self.start).days
+        rec = pd.concat(
+            [rec, self.graph.features(self.index.loc[rows["subscriber_id"]].to_numpy(), T)], axis=1
         )
         cat = rows[["subscriber_id", "t"]].merge(self.catalogue, on=["subscriber_id", "t"], how="left")[
             FEATURE_NAMES
