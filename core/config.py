@@ -559,6 +559,10 @@ class UpliftConfig(_Strict):
     )
     holdout_salt: str = Field("churnwarn-uplift-holdout", min_length=1)
     min_treated: int = Field(50, ge=1, description="fewer treated work orders of an action: no model for it")
+    learner: Literal["t", "x"] = Field(
+        "t",
+        description="meta-learner: t (a P(churn) model per action and one on control) or x (Kuenzel et al.)",
+    )
     lightgbm: LightGBMConfig = Field(
         default_factory=lambda: LightGBMConfig(
             n_estimators=200, learning_rate=0.03, num_leaves=7, min_child_samples=100

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
+from lightgbm import LGBMClassifier, LGBMRegressor
 
 from core.config import LightGBMConfig
 
 KIND = "t-learner (LightGBM)"
+X_KIND = "x-learner (LightGBM)"
 
 
 @dataclass
@@ -42,6 +43,9 @@ class UpliftModel:
     cost: dict[str, float]  # mean cost (CNY) of a treated work order of the action in the experiments
     n_train: dict[str, int] = field(default_factory=dict)  # rows per model ("control" and each action)
     kind: str = KIND
+    # X-learner (fit_x_learner): per action, the effect regressors on the control and the treated rows
+    # and the share of treated rows g; the uplift is g x tau0(x) + (1 - g) x tau1(x)
+    effects: dict[str, tuple[LGBMRegressor, LGBMRegressor, float]] | None = None
 
     @property
     def actions(self) -> list[str]:
@@ -49,11 +53,17 @@ class UpliftModel:
 
     def uplift(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per row and action: estimated P(stay | contacted with the action) - P(stay | no contact)."""
-        x = X[self.features].to_numpy(dtype=float)
+        return pd.DataFrame(self.uplift_matrix(X[self.features].to_numpy(dtype=float)), index=X.index)
+
+    def uplift_matrix(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`uplift` of rows already in :attr:`features` order (the endpoint's float matrix)."""
+        if self.effects is not None:
+            return {
+                a: np.clip(g * tau0.predict(x) + (1 - g) * tau1.predict(x), -1, 1)
+                for a, (tau0, tau1, g) in self.effects.items()
+            }
         p0 = self.control.predict_proba(x)[:, 1]
-        return pd.DataFrame(
-            {a: p0 - m.predict_proba(x)[:, 1] for a, m in self.treated.items()}, index=X.index
-        )
+        return {a: p0 - m.predict_proba(x)[:, 1] for a, m in self.treated.items()}
 
     def net_value(self, X: pd.DataFrame, value: np.ndarray, value_months: float) -> pd.DataFrame:
         """Per row and action: uplift x monthly ``value`` x ``value_months`` - the action's cost (CNY)."""
@@ -63,15 +73,18 @@ class UpliftModel:
 
     def best(self, X: pd.DataFrame, value: np.ndarray, value_months: float) -> Recommendation:
         """Each row's action of highest expected net value, that value and the action's uplift."""
-        net = self.net_value(X, value, value_months)
-        up = self.uplift(X)
-        pick = net.to_numpy().argmax(axis=1)
+        return self.best_matrix(X[self.features].to_numpy(dtype=float), value, value_months)
+
+    def best_matrix(self, x: np.ndarray, value: np.ndarray, value_months: float) -> Recommendation:
+        """:meth:`best` of rows already in :attr:`features` order."""
+        up = self.uplift_matrix(x)
+        actions = list(up)
+        gain = np.column_stack([up[a] for a in actions])
+        worth = np.nan_to_num(np.asarray(value, dtype=float)) * value_months
+        net = gain * worth[:, None] - np.array([self.cost[a] for a in actions])
+        pick = net.argmax(axis=1)
         rows = np.arange(len(net))
-        return Recommendation(
-            action=np.asarray(net.columns, dtype=object)[pick],
-            net_value=net.to_numpy()[rows, pick],
-            uplift=up.to_numpy()[rows, pick],
-        )
+        return Recommendation(np.asarray(actions, dtype=object)[pick], net[rows, pick], gain[rows, pick])
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,49 @@ def fit_t_learner(
     if not models:
         raise ValueError(f"no action has {min_treated} treated work orders to learn from")
     return UpliftModel(features, control, models, costs, n)
+
+
+def fit_x_learner(
+    X: pd.DataFrame,
+    action: np.ndarray,
+    treated: np.ndarray,
+    churned: np.ndarray,
+    cost: np.ndarray,
+    cfg: LightGBMConfig,
+    min_treated: int = 50,
+    seed: int = 7,
+) -> UpliftModel:
+    """The X-learner (Kuenzel et al. 2019) on top of :func:`fit_t_learner`'s outcome models: per action,
+    the imputed effects (on P(stay)) mu0(x) - y of its treated rows and y - mu_a(x) of the control rows,
+    each regressed on the features; combined with the treated share g of (treated + control) rows. It
+    uses the large control group to sharpen each action's small treated group."""
+    t = fit_t_learner(X, action, treated, churned, cost, cfg, min_treated, seed)
+    x = X.to_numpy(dtype=float)
+    action, treated = np.asarray(action, dtype=object), np.asarray(treated, dtype=bool)
+    y = np.asarray(churned, dtype=float)
+    p0 = t.control.predict_proba(x)[:, 1]
+    effects = {}
+    for a, model in t.treated.items():
+        rows = treated & (action == a)
+        tau1 = _regressor(cfg, seed).fit(x[rows], p0[rows] - y[rows])
+        tau0 = _regressor(cfg, seed).fit(x[~treated], y[~treated] - model.predict_proba(x[~treated])[:, 1])
+        effects[a] = (tau0, tau1, rows.sum() / (rows.sum() + (~treated).sum()))
+    return UpliftModel(t.features, t.control, t.treated, t.cost, t.n_train, X_KIND, effects)
+
+
+def _regressor(cfg: LightGBMConfig, seed: int) -> LGBMRegressor:
+    return LGBMRegressor(
+        n_estimators=cfg.n_estimators,
+        learning_rate=cfg.learning_rate,
+        num_leaves=cfg.num_leaves,
+        min_child_samples=cfg.min_child_samples,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
+
+
+LEARNERS = {"t": fit_t_learner, "x": fit_x_learner}
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ with its group (treatment or control), the action it carried (``planned_action_c
 action, or a random one for ``retention.explore_share`` of them), and whether the subscriber churned
 within the horizon. The features are the list date's rows from the same ``compute_features`` the
 churn model and the nightly list read. Subscribers are split by a keyed hash
-(``retention.uplift.holdout_share``): the model (:mod:`models.uplift_model`, a T-learner per action)
-is fitted on the rest and judged on them by Qini curves, one per action.
+(``retention.uplift.holdout_share``): the model (:mod:`models.uplift_model`, a T- or X-learner per
+action, ``retention.uplift.learner``) is fitted on the rest and judged on them by Qini curves, one per action.
 
 The fit is logged to MLflow (params, Qini coefficients, the figure) and registered as a new version
 of the uplift model (``<mlflow.registered_model>-uplift``). It takes ``@champion`` when there is none
@@ -35,7 +35,7 @@ from features.catalogue import FEATURE_NAMES
 from models.champion import CHALLENGER, CHAMPION, Decision, Incumbent, decide
 from models.plots import plt
 from models.registry import UpliftPyfunc, load_uplift, uplift_model_name, use_tracking
-from models.uplift_model import QiniCurve, UpliftModel, fit_t_learner, qini_by_action
+from models.uplift_model import LEARNERS, QiniCurve, UpliftModel, qini_by_action
 from pipelines.errors import WarnError
 from pipelines.evaluate import list_dates
 from pipelines.outcomes import load_outcomes, outcome_file
@@ -142,7 +142,7 @@ def fit_uplift(
     (X, rows), (Xh, held) = ex.part(False), ex.part(True)
     cfg = settings.retention.uplift
     try:
-        model = fit_t_learner(
+        model = LEARNERS[cfg.learner](
             X, rows["action"], rows["treated"], rows["churned"], rows["cost"], cfg.lightgbm,
             cfg.min_treated, settings.training.seed,
         )  # fmt: skip
@@ -205,6 +205,7 @@ def _register(
         mlflow.log_params(
             {
                 "learner": model.kind,
+                "learner_key": settings.retention.uplift.learner,
                 "dates": ",".join(str(d) for d in result.dates),
                 "holdout_share": settings.retention.uplift.holdout_share,
                 **{f"lgbm_{k}": v for k, v in settings.retention.uplift.lightgbm.model_dump().items()},

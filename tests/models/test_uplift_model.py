@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.config import LightGBMConfig
-from models.uplift_model import fit_t_learner, qini_curve
+from models.uplift_model import LEARNERS, fit_t_learner, qini_curve
 
 CFG = LightGBMConfig(n_estimators=100, learning_rate=0.05, num_leaves=7, min_child_samples=50)
 
@@ -26,9 +26,10 @@ def _experiment(n=12_000, seed=0):
     return X, action, treated, churned, cost, true_a, true_b
 
 
-def test_the_t_learner_finds_whom_each_action_moves_and_what_it_costs():
+@pytest.mark.parametrize("learner", ["t", "x"])
+def test_the_learners_find_whom_each_action_moves_and_what_it_costs(learner):
     X, action, treated, churned, cost, true_a, true_b = _experiment()
-    model = fit_t_learner(X, action, treated, churned, cost, CFG, min_treated=50)
+    model = LEARNERS[learner](X, action, treated, churned, cost, CFG, min_treated=50)
     assert model.actions == ["a", "b"] and model.cost == {"a": 50.0, "b": 5.0}
     assert model.n_train["control"] == (~treated).sum()
     up = model.uplift(X)
