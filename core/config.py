@@ -248,6 +248,12 @@ class FeatureConfig(_Strict):
     arpu_tiers: list[float] = Field(
         [50.0, 100.0, 200.0], description="ARPU thresholds (CNY) of tiers 1, 2, 3..."
     )
+    duckdb_memory_limit: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory_limit for the feature query (e.g. '8GB'): past it DuckDB spills "
+        "to <workdir>/data/duckdb_tmp instead of growing; None: DuckDB's default, 80% of the machine's memory",
+    )
     graph_top_contacts: int = Field(
         10,
         gt=0,

@@ -36,41 +36,45 @@ active AS (
 calls AS (  -- every call in the lookback before each snapshot, never one at or after it
     SELECT c.subscriber_id, n.snapshot_date,
            date_diff('day', CAST(c.start_time AS DATE), n.snapshot_date) AS ago,  -- 1 = the day before T
-           c.duration_s, c.direction, c.callee_class
+           CAST(c.duration_s AS DOUBLE) AS duration_s, c.direction, c.callee_class
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date AS TIMESTAMP)
      AND c.start_time >= CAST(n.snapshot_date - CAST($lookback AS INTEGER) AS TIMESTAMP)
 ),
 usage AS (  -- one pass, one row per subscriber and snapshot; "last N days" is ago <= N (T-N .. T-1)
-    SELECT subscriber_id, snapshot_date,  -- integer sums: the same result in whatever order the engine adds
-        sum(CASE WHEN ago <= $recent THEN duration_s ELSE 0 END) / 60.0 AS minutes_r,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN duration_s ELSE 0 END) / 60.0 AS minutes_b,
-        sum(CASE WHEN ago <= $recent AND direction = 'out' THEN duration_s ELSE 0 END) / 60.0 AS out_r,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'out' THEN duration_s ELSE 0 END) / 60.0 AS out_b,
-        sum(CASE WHEN ago <= $recent AND direction = 'in' THEN duration_s ELSE 0 END) / 60.0 AS in_r,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'in' THEN duration_s ELSE 0 END) / 60.0 AS in_b,
-        sum(CASE WHEN ago <= $recent THEN 1 ELSE 0 END) AS calls_r,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN 1 ELSE 0 END) AS calls_b,
-        sum(CASE WHEN ago <= 7 THEN 1 ELSE 0 END) AS calls_7d,
-        sum(CASE WHEN ago <= $recent AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_r,
-        sum(CASE WHEN ago <= $recent AND callee_class = 'off_net' THEN 1 ELSE 0 END) AS off_r,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'on_net' THEN 1 ELSE 0 END) AS on_b,
-        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'off_net' THEN 1 ELSE 0 END) AS off_b,
+    -- count(CASE .. THEN 1 END), not sum(CASE .. THEN 1 ELSE 0 END), and seconds summed as DOUBLE: DuckDB
+    -- updates a count or a DOUBLE sum for about half what a HUGEINT sum costs (the integer sum's type).
+    -- Whole seconds add exactly in a DOUBLE up to 2^53, so the sums are the same in whatever order an
+    -- engine adds; a window without calls sums to NULL, which the final select's coalesce makes 0
+    SELECT subscriber_id, snapshot_date,
+        sum(CASE WHEN ago <= $recent THEN duration_s END) / 60.0 AS minutes_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN duration_s END) / 60.0 AS minutes_b,
+        sum(CASE WHEN ago <= $recent AND direction = 'out' THEN duration_s END) / 60.0 AS out_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'out' THEN duration_s END) / 60.0 AS out_b,
+        sum(CASE WHEN ago <= $recent AND direction = 'in' THEN duration_s END) / 60.0 AS in_r,
+        sum(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND direction = 'in' THEN duration_s END) / 60.0 AS in_b,
+        count(CASE WHEN ago <= $recent THEN 1 END) AS calls_r,
+        count(CASE WHEN ago > $recent AND ago <= $recent + $baseline THEN 1 END) AS calls_b,
+        count(CASE WHEN ago <= 7 THEN 1 END) AS calls_7d,
+        count(CASE WHEN ago <= $recent AND callee_class = 'on_net' THEN 1 END) AS on_r,
+        count(CASE WHEN ago <= $recent AND callee_class = 'off_net' THEN 1 END) AS off_r,
+        count(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'on_net' THEN 1 END) AS on_b,
+        count(CASE WHEN ago > $recent AND ago <= $recent + $baseline AND callee_class = 'off_net' THEN 1 END) AS off_b,
         -- weekly minutes over 8 weeks, week w = 0 (oldest) .. 7 (last): slope from the sums
-        sum(CASE WHEN ago <= 56 THEN duration_s * CAST(7 - floor((ago - 1) / 7.0) AS INTEGER) ELSE 0 END) / 60.0 AS trend_sxy,
-        sum(CASE WHEN ago <= 56 THEN duration_s ELSE 0 END) / 60.0 AS trend_sy,
+        sum(CASE WHEN ago <= 56 THEN duration_s * CAST(7 - floor((ago - 1) / 7.0) AS INTEGER) END) / 60.0 AS trend_sxy,
+        sum(CASE WHEN ago <= 56 THEN duration_s END) / 60.0 AS trend_sy,
         -- the days with a call in the last 30 days as bits (bit k-1 = day T-k): day counts and streaks
         bit_or(CASE WHEN ago <= 30 THEN CAST(1 AS BIGINT) << CAST(ago - 1 AS INTEGER) ELSE 0 END) AS call_day_bits,
-        sum(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+        count(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 END)
             AS competitor_hotline_calls_7d,
-        sum(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+        count(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 END)
             AS competitor_hotline_calls_30d,
-        sum(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 ELSE 0 END)
+        count(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'competitor_hotline' THEN 1 END)
             AS competitor_hotline_calls_90d,
         min(CASE WHEN direction = 'out' AND callee_class = 'competitor_hotline' THEN ago END) AS days_since_competitor_hotline,
-        sum(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_7d,
-        sum(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_30d,
-        sum(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'own_service' THEN 1 ELSE 0 END) AS own_hotline_calls_90d,
+        count(CASE WHEN ago <= 7 AND direction = 'out' AND callee_class = 'own_service' THEN 1 END) AS own_hotline_calls_7d,
+        count(CASE WHEN ago <= 30 AND direction = 'out' AND callee_class = 'own_service' THEN 1 END) AS own_hotline_calls_30d,
+        count(CASE WHEN ago <= 90 AND direction = 'out' AND callee_class = 'own_service' THEN 1 END) AS own_hotline_calls_90d,
         min(CASE WHEN direction = 'out' AND callee_class = 'own_service' THEN ago END) AS days_since_own_hotline,
         min(ago) AS days_since_last_call
     FROM calls GROUP BY 1, 2
@@ -283,6 +287,9 @@ def compute_features(
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET preserve_insertion_order = false")  # the result is ordered explicitly
+        con.execute(f"SET temp_directory = '{settings.workdir / 'data' / 'duckdb_tmp'}'")  # where it spills
+        if settings.features.duckdb_memory_limit:
+            con.execute(f"SET memory_limit = '{settings.features.duckdb_memory_limit}'")
         for t in RAW_TABLES:
             src = f"{Path(raw_dir) / 'cdr'}/*/*.parquet" if t == "cdr" else Path(raw_dir) / f"{t}.parquet"
             con.execute(

@@ -4,8 +4,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from core.config import load_settings
+from core.config import FeatureConfig, load_settings
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features, longest_run_sql
 
@@ -301,3 +302,17 @@ def test_longest_run_sql_at_30_bits():
     con.execute("CREATE TABLE t AS SELECT unnest($v) AS v", {"v": list(cases)})
     got = dict(con.execute(f"SELECT v, longest_run FROM ({longest_run_sql('t', 'v', 30)}) q").fetchall())
     assert got == cases
+
+
+def test_the_duckdb_memory_limit_bounds_the_query(service_call_and_fee_case, tmp_path):
+    """``features.duckdb_memory_limit`` reaches DuckDB: the same values under a limit they fit in, and
+    an error, not a bigger process, under one nothing fits in."""
+    s = load_settings(tmp_path / "config.yaml")  # the fixture's settings and tables
+    s.features.duckdb_memory_limit = "256MB"
+    feats, _ = compute_features(s.raw_dir, [T.date()], s)
+    pd.testing.assert_frame_equal(feats.set_index("subscriber_id"), service_call_and_fee_case)
+    s.features.duckdb_memory_limit = "1MB"
+    with pytest.raises(duckdb.OutOfMemoryException):
+        compute_features(s.raw_dir, [T.date()], s)
+    with pytest.raises(ValidationError, match="duckdb_memory_limit"):
+        FeatureConfig(snapshots=["2026-03-01", "2026-04-01"], duckdb_memory_limit="a lot")
