@@ -10,10 +10,12 @@ events say whether and when that subscriber left.
 
 Definitions, at snapshot T (``$top`` is ``features.graph_top_contacts``):
 
-- a subscriber's **ties** are the mobile numbers (on-net or off-net, by salted hash) called or
-  calling in the baseline window (days T - recent - baseline .. T - recent - 1), weighted by the
-  number of calls; the **top contacts** are the ``$top`` ties with the most calls (then minutes,
-  then hash: one order on every engine);
+- a subscriber's **ties** are the on-net numbers (by salted hash) called or calling in the
+  baseline window (days T - recent - baseline .. T - recent - 1), weighted by the number of calls;
+  the **closest contacts** are the ``$top`` ties with the most calls (then minutes, then hash: one
+  order on every engine). On-net only: only a number of our network can be one of our subscribers
+  (the number plan classes numbers by prefix), and off-net numbers would add a third of the scan
+  for no contact who can be seen leaving;
 - a contact **left** in the last N days when one of our subscribers with that number has a churn
   event dated T - N .. T - 1 (any kind); it **moved to another network** when that event is a
   ``port_out``. Events dated T or later are never read.
@@ -30,13 +32,13 @@ DECAY_DAYS = 30  # the contact-churn score's decay: a departure 30 days ago weig
 # ``snaps``, ``subscribers`` and ``churn_events`` and end in ``graph`` (one row per subscriber and
 # snapshot with ties).
 CTES = f"""
-graph_ties AS (  -- mobile contacts of the baseline window, by salted hash: calls and seconds per tie
+graph_ties AS (  -- on-net contacts of the baseline window, by salted hash: calls and seconds per tie
     SELECT c.subscriber_id, n.snapshot_date, c.callee_hash,
            count(*) AS tie_calls, sum(c.duration_s) AS tie_seconds
     FROM cdr c JOIN snaps n
       ON c.start_time < CAST(n.snapshot_date - CAST($recent AS INTEGER) AS TIMESTAMP)
      AND c.start_time >= CAST(n.snapshot_date - CAST($recent + $baseline AS INTEGER) AS TIMESTAMP)
-    WHERE c.callee_class IN ('on_net', 'off_net') AND c.callee_hash IS NOT NULL
+    WHERE c.callee_class = 'on_net' AND c.callee_hash IS NOT NULL
     GROUP BY 1, 2, 3
 ),
 graph_left AS (  -- our subscribers who left, by the hash of their own number: when, and whether by porting out

@@ -35,8 +35,8 @@ class Feature:
 
 
 _R_B = "recent vs. baseline"
-# graph features: departures in the last N days of the contacts of the baseline window; the closest
-# contacts are the `features.graph_top_contacts` (10) numbers with the most calls there
+# graph features: departures in the last N days of the on-net contacts of the baseline window; the
+# closest contacts are the `features.graph_top_contacts` (10) on-net numbers with the most calls there
 _LEFT_30, _LEFT_60 = ("last 30 d (contacts: baseline)", "last 60 d (contacts: baseline)")
 CATALOGUE: tuple[Feature, ...] = (
     # usage drop (业务量突降)
@@ -326,7 +326,7 @@ CATALOGUE: tuple[Feature, ...] = (
     # the call graph (关系圈分析): closest contacts who left, matched by salted hash (features/call_graph.py)
     Feature(
         "top_contacts_left_30d",
-        "closest contacts who left (churn event of our subscriber with that number)",
+        "closest on-net contacts who left (churn event of our subscriber with that number)",
         "contacts",
         _LEFT_30,
         "contacts_left",
@@ -335,7 +335,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "top_contacts_left_60d",
-        "closest contacts who left (churn event of our subscriber with that number)",
+        "closest on-net contacts who left (churn event of our subscriber with that number)",
         "contacts",
         _LEFT_60,
         "contacts_left",
@@ -344,7 +344,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "top_contacts_ported_60d",
-        "closest contacts who moved to another network (port-out)",
+        "closest on-net contacts who moved to another network (port-out)",
         "contacts",
         _LEFT_60,
         "contacts_left",
@@ -353,7 +353,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "top_contacts_left_share_60d",
-        "share of the closest contacts who left",
+        "share of the closest on-net contacts who left",
         "%",
         _LEFT_60,
         "contacts_left",
@@ -363,7 +363,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "top_contacts_left_call_share_60d",
-        "share of the calls with the closest contacts that were with contacts who left (call-weighted)",
+        "share of the calls with the closest on-net contacts that were with contacts who left (call-weighted)",
         "%",
         _LEFT_60,
         "contacts_left",
@@ -373,7 +373,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "calls_to_left_contacts_60d",
-        "calls in the baseline window with any contact who has since left",
+        "calls in the baseline window with any on-net contact who has since left",
         "calls",
         _LEFT_60,
         "contacts_left",
@@ -382,7 +382,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "contacts_moved_off_net_60d",
-        "1 if one of the closest contacts moved to another network (port-out)",
+        "1 if one of the closest on-net contacts moved to another network (port-out)",
         "flag",
         _LEFT_60,
         "contacts_left",
@@ -392,7 +392,7 @@ CATALOGUE: tuple[Feature, ...] = (
     ),
     Feature(
         "contact_churn_score",
-        "contacts who left, weighted by calls and by how recently they left (weight e^(-days/30)): "
+        "on-net contacts who left, weighted by calls and by how recently they left (weight e^(-days/30)): "
         "one label-propagation step over the call graph",
         "%",
         _LEFT_60,

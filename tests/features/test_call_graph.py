@@ -45,9 +45,9 @@ def _calls(callee: str, n: int, days_before: int, callee_class: str = "on_net") 
 
 @pytest.fixture
 def graph_case(tmp_path, make_config, save_tables):
-    """A's ties in the baseline window (T-74 .. T-15): c1 5 calls, c2 4, c3 3 (off-net), c5 3 landline
-    calls (not a mobile contact); c4 10 calls in the recent window only (not a tie). With the 2
-    closest contacts: c1 and c2."""
+    """A's on-net ties in the baseline window (T-74 .. T-15): c1 5 calls, c2 4, c3 3; c5 3 off-net
+    and c6 3 landline calls (not on-net: no tie); c4 10 calls in the recent window only (not a tie).
+    With the 2 closest contacts: c1 and c2."""
     s = load_settings(
         make_config(tmp_path, features={"snapshots": ["2026-03-01", "2026-04-01"], "graph_top_contacts": 2})
     )
@@ -64,8 +64,9 @@ def graph_case(tmp_path, make_config, save_tables):
     cdr = pd.DataFrame(
         _calls("c1", 5, 30)
         + _calls("c2", 4, 50)
-        + _calls("c3", 3, 70, "off_net")  # a ported number may be classed off-net: still the same hash
-        + _calls("c5", 3, 20, "landline")
+        + _calls("c3", 3, 70)
+        + _calls("c5", 3, 20, "off_net")  # X5 left on T-5: an off-net number is never a tie
+        + _calls("c6", 3, 20, "landline")
         + _calls("c4", 10, 3)
     )
     churn = pd.DataFrame(

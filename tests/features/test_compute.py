@@ -147,13 +147,13 @@ def test_hand_computed_values(hand_case):
         "days_since_recharge": 0.0,  # postpaid
         "offnet_share_recent": 100.0,  # the recent mobile calls are all off-net
         "offnet_share_change": 50.0,  # vs. half of them in the baseline
-        # the call graph: A's one baseline contact is h (60 calls), C's number; C ported out Feb 10, T-19
+        # the call graph: A's one on-net baseline contact is h (30 calls), C's number; C ported out Feb 10, T-19
         "top_contacts_left_30d": 1.0,
         "top_contacts_left_60d": 1.0,
         "top_contacts_ported_60d": 1.0,
         "top_contacts_left_share_60d": 100.0,
         "top_contacts_left_call_share_60d": 100.0,
-        "calls_to_left_contacts_60d": 60.0,
+        "calls_to_left_contacts_60d": 30.0,  # the off-net half of the calls to h are no tie
         "contacts_moved_off_net_60d": 1.0,
         "contact_churn_score": 100 * np.exp(-19 / 30),
     }
