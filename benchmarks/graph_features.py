@@ -171,11 +171,77 @@ def records_row(path: Path | None) -> list[str] | None:
     ]
 
 
+VARIANTS = {
+    "with the graph features": list(FEATURE_NAMES),
+    "without them": [n for n in FEATURE_NAMES if n not in GRAPH],
+}
+
+
+def compare(settings: Settings) -> dict[str, tuple]:
+    """Per variant: the training set, the champion's kind, model, held-out probabilities, scores, codes."""
+    results = {}
+    for label, features in VARIANTS.items():
+        print(f"{settings.workdir}: {label}, {len(features)} features")
+        data = training_set(settings, features)
+        kind, model, proba, scores = champion(settings, data)
+        results[label] = (data, kind, model, proba, scores, top_codes(settings, model, data.X_test))
+    return results
+
+
+def paired_row(
+    path: str, settings: Settings, results: dict, unc: UncertaintyConfig
+) -> tuple[list[str], float, float]:
+    """One workdir's line of the seeds table, and its difference with the standard error its interval implies."""
+    w, wo = results["with the graph features"], results["without them"]
+    y = w[0].y_test
+    d = _interval(unc, settings.training.seed, "roc_auc", y, w[3], wo[3])
+    se = (d.high - d.low) / (2 * 1.96)
+    row = [
+        f"`{path}`",
+        str(settings.data.seed),
+        f"{settings.data.n_subscribers:,}",
+        f"{int(y.sum()):,}",
+        f"{w[4]['roc_auc']:.4f}",
+        f"{wo[4]['roc_auc']:.4f}",
+        f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]",
+    ]
+    return row, d.estimate, se
+
+
+def signal_lines(settings: Settings) -> str:
+    """How strongly a close contact's departure marks churn on the training snapshots, and contagion."""
+    f = pd.read_parquet(settings.feature_table).merge(
+        pd.read_parquet(settings.label_table), on=["subscriber_id", "event_timestamp"]
+    )
+    hit = f["top_contacts_left_60d"] > 0
+    out = (
+        f"On every snapshot: {hit.mean():.1%} of subscribers had a closest contact leave in the 60 days "
+        f"before; their churn rate {f.loc[hit, 'churned'].mean():.2%} vs. {f.loc[~hit, 'churned'].mean():.2%} "
+        "for the rest."
+    )
+    truth = pd.read_parquet(intents_file(settings))
+    if "contagion" in truth:
+        churners = f[f["churned"] == 1].merge(truth[["subscriber_id", "contagion"]], on="subscriber_id")
+        by = churners.groupby("contagion")["top_contacts_left_60d"].apply(lambda v: (v > 0).mean())
+        share = churners["contagion"].mean()
+        out += (
+            f" Churners whose intent was contagion: {share:.1%} of churner rows; {by.get(True, float('nan')):.0%} "
+            f"of them had a closest contact leave, vs. {by.get(False, float('nan')):.0%} of the other churners."
+        )
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config", required=True, help="config of a generated workdir after `churn run`")
+    p.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="configs of more generated workdirs (other seeds): their paired differences, and all pooled",
+    )
     p.add_argument(
         "--records-ceiling", type=Path, help="benchmarks/records_ceiling.py's report on that workdir"
     )
@@ -183,16 +249,7 @@ def main() -> None:
     t0 = time.perf_counter()
     settings = load_settings(args.config)
     unc = UncertaintyConfig()
-    variants = {
-        "with the graph features": list(FEATURE_NAMES),
-        "without them": [n for n in FEATURE_NAMES if n not in GRAPH],
-    }
-    results = {}
-    for label, features in variants.items():
-        print(f"{label}: {len(features)} features")
-        data = training_set(settings, features)
-        kind, model, proba, scores = champion(settings, data)
-        results[label] = (data, kind, model, proba, scores, top_codes(settings, model, data.X_test))
+    results = compare(settings)
     data = results["with the graph features"][0]
     y = data.y_test
     n_pos, n_neg = int(y.sum()), int((y == 0).sum())
@@ -239,6 +296,24 @@ def main() -> None:
         [n, f"{(feats[n] > 0).mean():.3f}", f"{feats[n].mean():.3f}", f"{feats[n].max():.0f}"] for n in GRAPH
     ]
     n_subs = settings.data.n_subscribers
+    seeds = [paired_row(args.config, settings, results, unc)]
+    for path in args.also:
+        other = load_settings(path)
+        seeds.append(paired_row(path, other, compare(other), unc))
+    blocks = []
+    if len(seeds) > 1:  # inverse-variance pooled difference over the workdirs
+        wts = np.array([1 / s[2] ** 2 for s in seeds])
+        est = float(np.sum(wts * np.array([s[1] for s in seeds])) / wts.sum())
+        se = float(1 / np.sqrt(wts.sum()))
+        blocks = [
+            "The paired ROC-AUC difference on each workdir (95% paired bootstrap), and pooled (inverse-variance "
+            f"weights, s.e. from each interval): {est:+.4f} ± {1.96 * se:.4f} (95%).",
+            md_table(
+                ["workdir", "seed", "subscribers", "churners", "with", "without", "with - without [95% CI]"],
+                [s[0] for s in seeds],
+                "llrrrrr",
+            ),
+        ]
     write_report(
         __file__,
         "Call-graph features: the champion with and without them",
@@ -257,6 +332,8 @@ def main() -> None:
             md_table(["churners", "with the graph features", "without them"], fid_rows, "lrr"),
             f"The graph features on the held-out snapshot ({len(feats):,} subscribers): share above 0, mean, max.",
             md_table(["feature", "share > 0", "mean", "max"], spread, "lrrr"),
+            signal_lines(settings),
+            *blocks,
             f"Feature query on this workdir ({len(settings.features.snapshots)} snapshots, DuckDB): "
             f"{q_with:.1f} s with the graph's CTEs, {q_without:.1f} s without ({q_with / q_without:.2f}x).",
             f"{time.perf_counter() - t0:.0f} s in all.",
