@@ -305,6 +305,33 @@ def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataF
     return df.sort_values(["event_timestamp", JOIN_KEY], ignore_index=True)
 
 
+def write_online_rows(store: FeatureStore, df: pd.DataFrame, cells: np.ndarray | None = None) -> int:
+    """Upsert ``df``'s rows (``subscriber_id``, ``event_timestamp`` and the catalogue's features) into
+    the online store, as ``write_to_online_store`` does, in one transaction; returns the store rows
+    (subscriber x feature) written. A SQLite store is written by ``features.sqlite_online.write``
+    (Feast's rows built in bulk: half the CPU of Feast's value proto and ``execute`` per feature and
+    subscriber), and only the ``cells`` (rows x catalogue features, bool) given; any other store by
+    Feast, whole rows."""
+    if df.empty:
+        return 0
+    view = store.get_feature_view(VIEW)
+    online = store._get_provider().online_store
+    if sqlite_online.can_write(online, store.config, view):
+        return sqlite_online.write(
+            online,
+            store.config,
+            view,
+            JOIN_KEY,
+            df[JOIN_KEY].astype(str).tolist(),
+            [t.to_pydatetime() for t in pd.to_datetime(df["event_timestamp"], utc=True)],
+            df[FEATURE_NAMES].to_numpy(dtype="float64"),
+            FEATURE_NAMES,
+            cells,
+        )
+    store.write_to_online_store(VIEW, df=df)
+    return len(df) * len(FEATURE_NAMES)
+
+
 def online_features(store, subscriber_ids: list[str], event_timestamps: bool = False) -> pd.DataFrame:
     """Online values per id, in request order; an id unknown to the store comes back as all-NaN.
 

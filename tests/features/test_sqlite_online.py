@@ -1,4 +1,4 @@
-"""The bulk read of Feast's SQLite online store: Feast's values, whatever protos the table holds."""
+"""The bulk read of and write into Feast's SQLite online store: what Feast reads and writes."""
 
 import sqlite3
 import warnings
@@ -6,9 +6,18 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
 from features.sqlite_online import decode_values
-from features.store import VIEW, get_store, online_features, online_rows, online_rows_now
+from features.store import (
+    VIEW,
+    definitions,
+    get_store,
+    online_features,
+    online_rows,
+    online_rows_now,
+    write_online_rows,
+)
 
 with warnings.catch_warnings():  # Feast's modules turn deprecation warnings on when imported
     from feast.protos.feast.types.Value_pb2 import Null
@@ -76,3 +85,54 @@ def test_the_unwaiting_read_gives_way_to_a_writer(trained):
         writer.rollback()
         writer.close()
     assert online_rows_now(store, ids) is not None
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    values = np.random.default_rng(seed).random((n, len(FEATURE_NAMES))) * 100
+    values[::7, 3] = np.nan  # Feast writes NaN as an empty (null) value
+    values[:4, 4] = [0.0, -0.0, 3.0, 1e300]
+    df = pd.DataFrame(values, columns=FEATURE_NAMES)
+    df.insert(0, "subscriber_id", [f"S{i:05d}" for i in range(n)])
+    df.insert(1, "event_timestamp", pd.Timestamp("2026-03-31", tz="UTC"))
+    return df
+
+
+def _store_table(settings) -> list[tuple]:
+    db = sqlite3.connect(settings.feast_dir / "online_store.db")
+    try:
+        return db.execute(
+            "SELECT entity_key, feature_name, value, value_text, event_ts, typeof(event_ts), created_ts "
+            f"FROM {_table(settings)} ORDER BY entity_key, feature_name"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_the_bulk_write_leaves_the_table_feasts_own_write_leaves(make_config, tmp_path):
+    """Whole rows, then some values of some rows and a subscriber new to the store: byte for byte as
+    ``write_to_online_store`` leaves it, which writes whole rows."""
+    old = _frame(300, 1)
+    new = pd.concat([old, _frame(303, 2).tail(3).assign(subscriber_id=["N1", "N2", "N3"])], ignore_index=True)
+    new.loc[::5, FEATURE_NAMES[6]] += 1
+    new.loc[1::9, FEATURE_NAMES[9]] = np.nan
+    new.loc[::11, FEATURE_NAMES[3]] = 5.0
+    a, b = new[FEATURE_NAMES].to_numpy(), old[FEATURE_NAMES].reindex(new.index).to_numpy()
+    cells = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    cells[len(old) :] = True
+    rows = cells.any(axis=1)
+    tables = {}
+    for how in ("feast", "bulk"):
+        settings = load_settings(make_config(tmp_path / how))
+        store = get_store(settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store.apply(definitions(settings))
+            if how == "feast":
+                store.write_to_online_store(VIEW, df=old)
+                store.write_to_online_store(VIEW, df=new[rows].reset_index(drop=True))
+            else:
+                assert write_online_rows(store, old) == old[FEATURE_NAMES].size
+                assert write_online_rows(store, new[rows].reset_index(drop=True), cells[rows]) == cells.sum()
+        tables[how] = _store_table(settings)
+    assert tables["bulk"] == tables["feast"]
+    assert len(tables["feast"]) == len(new) * len(FEATURE_NAMES)
