@@ -30,8 +30,9 @@ from features.catalogue import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: content hashes, one per CDR day partition
-# features: keys that do not change any value in the tables (Feast serving and monitoring only)
-NOT_DEFINITION = {"snapshots", "ttl_days", "max_staleness_days"}
+# features: keys that do not change any value in the tables (Feast serving and monitoring only; a
+# DuckDB memory limit only makes the query spill sooner)
+NOT_DEFINITION = {"snapshots", "ttl_days", "max_staleness_days", "duckdb_memory_limit"}
 
 
 def manifest_path(settings: Settings) -> Path:

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
 from features.compute import compute_features
-from features.manifest import manifest_path
+from features.manifest import definition_version, manifest_path
 from features.store import VIEW, freshness, get_store, online_features
 from pipelines.cli import app
 from pipelines.errors import ValidationFailed
@@ -183,6 +184,13 @@ def test_changed_definitions_or_a_dropped_snapshot(copy_trained, caplog):
     feats = pd.read_parquet(s.feature_table)
     assert _row_hashes(feats) == _row_hashes(old[old["event_timestamp"] > pd.Timestamp(dropped, tz="UTC")])
     assert list(json.loads(manifest_path(s).read_text())["snapshots"]) == [str(d) for d in kept]
+
+
+def test_a_duckdb_memory_limit_is_no_change_of_definition(make_config, tmp_path):
+    """It bounds the query's memory, not its values: set or changed, it recomputes nothing."""
+    plain = load_settings(make_config(tmp_path / "a"))
+    bounded = load_settings(make_config(tmp_path / "b", features={"duckdb_memory_limit": "2GB"}))
+    assert definition_version(plain) == definition_version(bounded)
 
 
 def test_failed_validation_of_new_rows_keeps_the_old_table(trained, copy_trained, monkeypatch):

@@ -3,13 +3,16 @@ what a full reload would, and a case that a partial write cannot get right reloa
 
 import json
 import logging
+import sqlite3
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.catalogue import FEATURE_NAMES
 from features.manifest import manifest_path
-from features.store import get_store, online_features
+from features.store import apply_and_materialize, get_store, online_features
+from pipelines.errors import ValidationFailed
 from pipelines.feature_build import build_features
 
 
@@ -43,6 +46,20 @@ def test_a_late_day_in_the_newest_window_writes_only_the_changed_rows(copy_train
     ids = list(now.index)
     online = online_features(get_store(s), ids).set_index("subscriber_id")  # as a full reload serves
     np.testing.assert_allclose(online.loc[ids, FEATURE_NAMES], now.loc[ids, FEATURE_NAMES], rtol=1e-12)
+    written = _online_table(s)
+    apply_and_materialize(s)  # a full reload over it: not one byte of the store changes
+    assert _online_table(s) == written
+
+
+def _online_table(settings) -> list[tuple]:
+    db = sqlite3.connect(settings.feast_dir / "online_store.db")
+    try:
+        return db.execute(
+            f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
+            f"FROM {settings.feast.project}_subscriber_features ORDER BY entity_key, feature_name"
+        ).fetchall()
+    finally:
+        db.close()
 
 
 def test_a_late_day_in_an_older_window_reloads_in_full(copy_trained):
@@ -53,3 +70,29 @@ def test_a_late_day_in_an_older_window_reloads_in_full(copy_trained):
     summary = build_features(s)
 
     assert summary.computed > 1 and summary.materialised == "full"
+
+
+def test_a_recomputed_snapshot_checks_its_changed_rows_and_fails_on_a_bad_one(
+    copy_trained, caplog, monkeypatch
+):
+    """Rows equal to the table's (checked when written) are not checked again; a changed row that breaks
+    the suite still stops the build before anything is written."""
+    import features.compute
+
+    s = copy_trained()
+    late = _late_calls(s, "2026-05-20")
+    late.to_parquet(s.landing_dir / "cdr" / "date=2026-05-20" / "late.parquet", index=False)
+    table = s.feature_table.read_bytes()
+    real = features.compute.compute_features
+
+    def broken(raw_dir, snapshots, settings):
+        feats, labels = real(raw_dir, snapshots, settings)
+        feats.loc[feats.index[:2], "zero_call_days_30d"] = 45.0  # out of its 0..30 range
+        return feats, labels
+
+    monkeypatch.setattr(features.compute, "compute_features", broken)
+    with caplog.at_level(logging.INFO), pytest.raises(ValidationFailed) as err:
+        build_features(s)
+    assert "zero_call_days_30d" in str(err.value) and s.feature_table.read_bytes() == table
+    n = len(_newest(s))
+    assert f"of {n} new rows differ from rows checked before" in caplog.text
