@@ -223,10 +223,13 @@ def signal_lines(settings: Settings) -> str:
     if "contagion" in truth:
         churners = f[f["churned"] == 1].merge(truth[["subscriber_id", "contagion"]], on="subscriber_id")
         by = churners.groupby("contagion")["top_contacts_left_60d"].apply(lambda v: (v > 0).mean())
+        hot = churners.groupby("contagion")["competitor_hotline_calls_30d"].apply(lambda v: (v > 0).mean())
         share = churners["contagion"].mean()
         out += (
             f" Churners whose intent was contagion: {share:.1%} of churner rows; {by.get(True, float('nan')):.0%} "
-            f"of them had a closest contact leave, vs. {by.get(False, float('nan')):.0%} of the other churners."
+            f"of them had a closest contact leave, vs. {by.get(False, float('nan')):.0%} of the other churners; "
+            f"{hot.get(True, float('nan')):.0%} of them had called a competitor's hotline in the last 30 days "
+            f"(other churners {hot.get(False, float('nan')):.0%})."
         )
     return out
 

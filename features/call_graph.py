@@ -22,6 +22,17 @@ Definitions, at snapshot T (``$top`` is ``features.graph_top_contacts``):
 
 The query is a set of CTEs spliced into the feature query (``features/compute.py``) and joined by
 (subscriber, snapshot): one definition, the same on DuckDB and Spark (``features/spark_sql.py``).
+
+What they add, measured on the simulator's call graph with contagion (``data.graph``, docs/data.md;
+[graph_features.md](benchmarks/graph_features.md), ``benchmarks/graph_features.py``): a quarter of
+the subscribers have a closest contact who left in the last 60 days, and they churn at 5.0% against
+3.8%; 72% of the churners whose intent was contagion show it. Yet the champion's ROC-AUC does not
+move: -0.0002 [-0.0016, +0.0013] (95% paired bootstrap) with - without them on 60,000 subscribers.
+Contagion is 12% of the churn there, and those subscribers mostly already call a competitor's
+hotline, which the behavioural features see (the report has the shares). What
+the graph does change is the reason: for contagion churners the top 3 reasons name the competitor
+cause for 93% instead of 89%, and "contacts who left" (CONTACTS_LEFT) for 11%. The graph's CTEs
+cost 1.1x the feature query's time on 60,000 subscribers (DuckDB).
 """
 
 from __future__ import annotations
