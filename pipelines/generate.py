@@ -667,8 +667,9 @@ def true_probabilities(
 
     With the call graph (``ties``), a subscriber with no intent under way at T may still form a
     contagion intent that ends inside the horizon (:func:`pipelines.graph.contagion_probability`): the
-    latent ceiling adds that chance from every tie's departure (those in the horizon included), the
-    reachable one only from the ties who left before T, which the records show.
+    latent ceiling adds that chance from every tie's departure (those in the horizon included); the
+    reachable one only from the ties who left before T, which the records show, and to every
+    subscriber with no visible intent under way (a silent one under way looks the same).
     """
     cfg, horizon = settings.data, settings.features.label_horizon_days
     lmin, lmax = cfg.lead_days
@@ -688,10 +689,11 @@ def true_probabilities(
             _pool_probability(intents["daily_hazard"].to_numpy(), silent_share, t, horizon, lengths, q),
         )
         if ties is not None:
-            free = ~((onset <= t) & (end >= t))  # no intent under way at T
+            free = ~((onset <= t) & (end >= t))  # no intent under way at T: latent
+            seen_free = ~(shows & (end >= t))  # no visible one: the records cannot tell more
             args = (cfg, ties, intents, t, horizon, lengths, q)
             p = p + free * graph.contagion_probability(*args)
-            reach = reach + free * graph.contagion_probability(*args, left_before=t)
+            reach = reach + seen_free * graph.contagion_probability(*args, left_before=t)
         out.append(
             pd.DataFrame(
                 {
