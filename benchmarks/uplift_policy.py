@@ -4,7 +4,7 @@ On a workdir where ``churn run`` has trained a churn champion on simulated data:
 
     uv run python benchmarks/uplift_policy.py --config CONFIG \\
         [--experiments 2026-03-01,2026-04-01,2026-05-01] [--holdout 2026-06-01] \\
-        [--compare 2026-06-01,2026-07-01]
+        [--compare 2026-07-01]
 
 1. Experiments: on each ``--experiments`` date an experiment list of every active subscriber (half held
    out uncontacted, every action drawn at random: ``retention.explore_share`` 1), played forward by
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--experiments", default="2026-03-01,2026-04-01,2026-05-01")
     ap.add_argument("--holdout", default="2026-06-01")
-    ap.add_argument("--compare", default="2026-06-01,2026-07-01")
+    ap.add_argument("--compare", default="2026-07-01")
     ap.add_argument(
         "--reuse", action="store_true", help="keep the experiments' lists and outcomes if all are there"
     )

@@ -133,6 +133,18 @@ class ActionOut(ApiModel):
     text: str
 
 
+class RecommendedAction(ApiModel):
+    """The uplift model's best action for the subscriber (only when one is deployed: retention.policy uplift)."""
+
+    code: str
+    text: str
+    expected_net_value: float = Field(
+        description="estimated uplift x value_at_stake x retention.value_months - the action's cost (CNY)"
+    )
+    uplift: float = Field(description="estimated change in P(stay within the horizon) if contacted with it")
+    model: str = Field(description="the uplift model, <registered name> v<version>")
+
+
 class ChurnWarning(ApiModel):
     subscriber_id: str
     status: Status = Field(
@@ -159,6 +171,11 @@ class ChurnWarning(ApiModel):
     feature_timestamp: dt.datetime | None = Field(None, description="event time of the features scored (UTC)")
     reasons: list[ReasonOut] = []
     action: ActionOut | None = None
+    recommended_action: RecommendedAction | None = Field(
+        None,
+        description="the action of highest expected net value by the deployed uplift model "
+        "(retention.policy: uplift); null when none is deployed",
+    )
     error: str | None = Field(None, description="set instead of a score when the id cannot be scored")
 
 

@@ -31,6 +31,7 @@ from core.config import load_settings
 from features.catalogue import FEATURE_NAMES
 from features.store import OnlineRows, get_store, online_rows, online_rows_now
 from models.churn_model import Explanation
+from models.reasons import load_templates
 from models.scoring import score_matrix
 from serving import monitoring_gauges
 from serving.bentoml_internals import (
@@ -126,6 +127,7 @@ class ChurnWarningService:
                 f"does not serve ({unserved or list(model.categories)}): it cannot be served here"
             )
         self.columns = [FEATURE_NAMES.index(f) for f in model.features]  # catalogue order -> model order
+        self.uplift = self._uplift_model()
         value = self.settings.warnings.value_feature  # a warning's value at stake, when the catalogue has it
         self.value_column = FEATURE_NAMES.index(value) if value in FEATURE_NAMES else None
         cfg = self.settings.serving
@@ -148,6 +150,39 @@ class ChurnWarningService:
             model.kind,
             self.settings.tracking_uri,
         )
+
+    def _uplift_model(self):
+        """The uplift model's ``@champion`` when ``retention.policy`` is uplift (else None: answers carry no
+        recommended action); it must read only features the store serves."""
+        if self.settings.retention.policy != "uplift":
+            return None
+        from models.registry import load_uplift  # MLflow: in the workers only, as load_serving_model
+
+        uplift = load_uplift(self.settings)
+        unserved = [f for f in uplift.model.features if f not in FEATURE_NAMES]
+        if unserved:
+            raise RuntimeError(
+                f"uplift model {uplift.name} v{uplift.version} needs unserved columns {unserved}"
+            )
+        self.uplift_columns = [FEATURE_NAMES.index(f) for f in uplift.model.features]
+        self.action_texts = load_templates()["actions"]
+        log.info("recommending actions with %s v%s (%s)", uplift.name, uplift.version, uplift.model.kind)
+        return uplift
+
+    def _recommend(self, rows: np.ndarray, value: np.ndarray, scored: list[dict], lang: Lang) -> None:
+        """Each scored answer with the uplift model's best action and its expected net value."""
+        best = self.uplift.model.best_matrix(
+            rows[:, self.uplift_columns], value, self.settings.retention.value_months
+        )
+        name = f"{self.uplift.name} v{self.uplift.version}"
+        for w, a, net, up in zip(scored, best.action, best.net_value, best.uplift, strict=True):
+            w["recommended_action"] = {
+                "code": a,
+                "text": self.action_texts[a][lang],
+                "expected_net_value": float(net),
+                "uplift": float(up),
+                "model": name,
+            }
 
     async def __is_ready__(self) -> bool:
         """Ready once the model is loaded and the online store answers one probe read within
@@ -237,6 +272,8 @@ class ChurnWarningService:
             x = rows[:, self.columns]
             value = rows[:, self.value_column] if self.value_column is not None else np.full(len(x), np.nan)
             scored = await self._warnings(x, value, lang)
+            if self.uplift is not None:
+                self._recommend(rows, value, scored, lang)
         m, it, result = metrics(), iter(scored), []
         for sid, ts, st in zip(ids, stamps, status, strict=False):
             m["warnings"].labels(st).inc()

@@ -84,7 +84,7 @@ def test_a_refit_that_does_not_beat_the_champion_on_the_same_rows_is_the_challen
     assert (second.version, second.alias) == ("2", "challenger")
     assert second.previous_qini == pytest.approx(first.qini_mean)
     client = mlflow.MlflowClient(settings.tracking_uri)
-    assert client.get_model_version_by_alias("churnwarn-uplift", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("churnwarn-uplift", "champion").version) == "1"
 
 
 def test_the_uplift_policy_lists_by_net_value_with_the_best_action_and_keeps_the_reasons(explored):
@@ -96,7 +96,7 @@ def test_the_uplift_policy_lists_by_net_value_with_the_best_action_and_keeps_the
     assert json.loads((result.folder / "summary.json").read_text())["policy"] == "uplift"
     assert len(table) > 0 and (table["policy"] == "uplift").all()
     assert (table["expected_net_value"] > 0).all()
-    assert table["expected_net_value"].is_monotonic_decreasing or len(table["vip_tier"].unique()) > 1
+    assert table["expected_net_value"].is_monotonic_decreasing  # ranked by it
     treated = table[table["group"] == "treatment"]
     assert (treated["action_source"] == "uplift").all()
     assert (treated["action_code"] == treated["planned_action_code"]).all()

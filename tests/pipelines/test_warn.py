@@ -178,7 +178,9 @@ def test_files_are_written_readable_and_ranked_by_expected_loss(day_list, traine
     assert list(summary) == [
         *("date", "created_at", "model", "lang", "active", "listed", "min_probability"),
         *("orders_per_manager", "tiers", "expected_loss_listed", "files", "cpu_s", "timings_s", "control"),
+        *("policy", "uplift_model", "explored"),
     ]
+    assert (summary["policy"], summary["uplift_model"], summary["explored"]) == ("expected_loss", None, 0)
     assert list(summary["model"]) == ["name", "version", "alias", "kind", "run_id"]
 
 

@@ -286,6 +286,7 @@ def test_openapi_lists_each_route_with_its_request_and_response_fields(server):
         "feature_timestamp",
         "reasons",
         "action",
+        "recommended_action",
         "error",
     }
     expected = {
