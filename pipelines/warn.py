@@ -386,7 +386,9 @@ def score_night(
             recommended_action=best.action, expected_net_value=best.net_value, estimated_uplift=best.uplift
         )
         clock.lap("uplift", f"best actions of {len(feats):,} subscribers estimated")
-    listed, tiers = choose(scored, cfg, settings.retention.policy if uplift is not None else "expected_loss")
+    listed, tiers = choose(
+        scored, cfg, settings.retention.policy
+    )  # uplift: only with its model (_usable_uplift)
     log_choice(clock, len(listed), tiers, cfg)
     rows = feats.iloc[listed.index.to_numpy()]  # scored shares feats' positional index
     keep_scores(settings, date, loaded.name, loaded.version, feats, proba, listed.index.to_numpy())
