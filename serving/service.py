@@ -343,7 +343,16 @@ class ChurnWarningService:
         values = np.array([[getattr(r.features, f) for f in FEATURE_NAMES] for r in rows], dtype="float64")
         stamps = [r.feature_timestamp for r in rows]  # UTC, validated (serving/schemas.py)
         status = self._status(np.ones(len(rows), dtype=bool), stamps)
-        return await self._score([r.subscriber_id for r in rows], values, stamps, lang, status, request)
+        try:
+            return await self._score([r.subscriber_id for r in rows], values, stamps, lang, status, request)
+        except ValueError as exc:  # a finite value the champion's scaling turns into infinity (logistic)
+            if "infinity" not in str(exc) and "too large" not in str(exc):
+                raise
+            raise ApiError(
+                400,
+                "feature values too large for the model to score: they overflow its input scaling; "
+                "send values in the features' usual ranges (docs/features.md)",
+            ) from exc
 
     @staticmethod
     def _single(w: ChurnWarning) -> ChurnWarning:
