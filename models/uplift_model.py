@@ -97,8 +97,9 @@ class Recommendation:
     uplift: np.ndarray
 
 
-def _classifier(cfg: LightGBMConfig, seed: int) -> LGBMClassifier:
-    return LGBMClassifier(
+def _lightgbm(kind: type, cfg: LightGBMConfig, seed: int):
+    """An LGBMClassifier or LGBMRegressor with the configured trees, one thread, seeded."""
+    return kind(
         n_estimators=cfg.n_estimators,
         learning_rate=cfg.learning_rate,
         num_leaves=cfg.num_leaves,
@@ -107,6 +108,10 @@ def _classifier(cfg: LightGBMConfig, seed: int) -> LGBMClassifier:
         n_jobs=1,
         verbose=-1,
     )
+
+
+def _classifier(cfg: LightGBMConfig, seed: int) -> LGBMClassifier:
+    return _lightgbm(LGBMClassifier, cfg, seed)
 
 
 def fit_t_learner(
@@ -169,15 +174,7 @@ def fit_x_learner(
 
 
 def _regressor(cfg: LightGBMConfig, seed: int) -> LGBMRegressor:
-    return LGBMRegressor(
-        n_estimators=cfg.n_estimators,
-        learning_rate=cfg.learning_rate,
-        num_leaves=cfg.num_leaves,
-        min_child_samples=cfg.min_child_samples,
-        random_state=seed,
-        n_jobs=1,
-        verbose=-1,
-    )
+    return _lightgbm(LGBMRegressor, cfg, seed)
 
 
 LEARNERS = {"t": fit_t_learner, "x": fit_x_learner}
