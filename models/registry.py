@@ -78,21 +78,7 @@ def load_registered(
     settings: Settings, alias: str | None = CHAMPION, version: str | None = None
 ) -> LoadedModel:
     """Load a registered version by alias (default ``champion``) or number."""
-    client = use_tracking(settings)
-    name = settings.mlflow.registered_model
-    mv = (
-        client.get_model_version_by_alias(name, alias)
-        if version is None
-        else client.get_model_version(name, str(version))
-    )
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    return LoadedModel(
-        pyfunc.unwrap_python_model().model,
-        name,
-        str(mv.version),
-        alias if version is None else None,
-        mv.run_id,
-    )
+    return LoadedModel(*_load_version(settings, settings.mlflow.registered_model, alias, version))
 
 
 def score_incumbent(settings: Settings, data: TrainingSet) -> Incumbent | None:
@@ -147,15 +133,19 @@ def uplift_model_name(settings: Settings) -> str:
 
 def load_uplift(settings: Settings, alias: str | None = CHAMPION, version: str | None = None) -> LoadedUplift:
     """Load a registered uplift model by alias (default ``champion``) or number."""
+    return LoadedUplift(*_load_version(settings, uplift_model_name(settings), alias, version))
+
+
+def _load_version(settings: Settings, name: str, alias: str | None, version) -> tuple:
+    """(python model, name, version, alias or None, run id) of registered model ``name`` by alias or number."""
     client = use_tracking(settings)
-    name = uplift_model_name(settings)
     mv = (
         client.get_model_version_by_alias(name, alias)
         if version is None
         else client.get_model_version(name, str(version))
     )
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    return LoadedUplift(
+    return (
         pyfunc.unwrap_python_model().model,
         name,
         str(mv.version),
