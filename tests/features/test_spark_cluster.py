@@ -37,7 +37,8 @@ from features.spark_engine import spark_session, write_features
 
 s = load_settings(sys.argv[1])
 conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
-        "spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "2"}
+        "spark.driver.host": "127.0.0.1", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s", "spark.locality.wait": "0s", "spark.sql.shuffle.partitions": "2"}
 spark = spark_session(SparkConfig(master=sys.argv[2], app_name="cluster-test", conf=conf))
 sc = spark.sparkContext
 write_features(spark, s.raw_dir, list(s.features.snapshots), s, Path(sys.argv[3]))

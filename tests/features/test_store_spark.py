@@ -122,7 +122,8 @@ from features.store import apply_and_materialize
 
 s = load_settings(sys.argv[1])
 conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
-        "spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "4",
+        "spark.driver.host": "127.0.0.1", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s", "spark.locality.wait": "0s", "spark.sql.shuffle.partitions": "4",
         "spark.pyspark.python": sys.executable}
 spark = spark_session(SparkConfig(master=sys.argv[2], app_name="feast-load-test", conf=conf))
 apply_and_materialize(s)
