@@ -14,12 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
 from core.config import Settings
 from core.io import PARTITION
 from features.spark_engine import spark_session
 from features.spark_sql import to_spark
+from pipelines.errors import Failure, ValidationFailed
 from pipelines.ingest import CDR_COLUMNS, hmac_params, select_calls_sql
 from pipelines.numbers import UDF_NAME, normalise_series
 
@@ -37,6 +40,33 @@ def _register_normalise(spark, region: str) -> None:
     spark.udf.register(UDF_NAME, normalise)
 
 
+def refuse_nanoseconds(folders: list[str]) -> None:
+    """Spark cannot read a parquet ``TIMESTAMP(NANOS)`` column (pandas writes one by default) and says
+    only "Illegal Parquet type"; the files' footers say which, before any job: a clear error naming
+    them and the fix, nothing written."""
+    bad = [
+        f
+        for folder in folders
+        for f in sorted(Path(folder).glob("*.parquet"))
+        if any(pa.types.is_timestamp(t.type) and t.type.unit == "ns" for t in pq.read_schema(f))
+    ]
+    if bad:
+        raise ValidationFailed(
+            [
+                Failure(
+                    table="cdr",
+                    file=str(bad[0]),
+                    expectation="timestamps Spark can read",
+                    column="start_time",
+                    detail=f"{len(bad)} CDR file(s) store timestamps in nanoseconds, which Spark cannot "
+                    "read: write them in microseconds (pandas: to_parquet(..., coerce_timestamps='us')) "
+                    "or ingest with features.engine: duckdb",
+                    partitions=sorted({Path(f).parent.name for f in bad}),
+                )
+            ]
+        )
+
+
 def classify_partitions(
     settings: Settings, src: Path, dst: Path, key: bytes, days: tuple[str, ...]
 ) -> dict[str, dict[str, int]]:
@@ -49,6 +79,7 @@ def classify_partitions(
     folders = [str(f) for f in folders if any(f.glob("*.parquet"))]
     if not folders:
         return out
+    refuse_nanoseconds(folders)
     landing = spark.read.option("basePath", str(Path(src).resolve())).parquet(*folders)
     # a day partition is read as a DATE, whose string is the folder's yyyy-MM-dd again
     landing.withColumn(PARTITION, F.col(PARTITION).cast("string")).createOrReplaceTempView(LANDING_VIEW)

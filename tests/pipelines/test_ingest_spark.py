@@ -10,6 +10,7 @@ import pytest
 from messy_numbers import messy_export, raw_day
 
 from core.io import PARTITION
+from pipelines.errors import ValidationFailed
 from pipelines.ingest import STATE, ingest
 
 pytestmark = pytest.mark.slow  # a JVM and a whole ingestion
@@ -55,4 +56,19 @@ def test_a_messy_export_classes_and_hashes_on_spark_as_the_clean_one_on_duckdb(s
     summary = ingest(settings)
     assert summary.partitions_ingested == 1
     pd.testing.assert_frame_equal(raw_day(settings), clean, check_dtype=False)
+    shutil.rmtree(settings.workdir, ignore_errors=True)
+
+
+def test_nanosecond_timestamps_are_a_clear_error_and_raw_stays(spark, copy_trained):
+    settings = copy_trained(features={"engine": "spark"})
+    day = sorted((settings.landing_dir / "cdr").glob(f"{PARTITION}=*"))[-1]
+    file = next(day.glob("*.parquet"))
+    calls = pd.read_parquet(file)
+    calls["start_time"] = calls["start_time"].astype("datetime64[ns]") + pd.Timedelta(nanoseconds=1)
+    calls.to_parquet(file, index=False)  # pandas keeps nanoseconds: Spark cannot read them
+    before = {p: p.read_bytes() for p in sorted((settings.raw_dir / "cdr").rglob("*.parquet"))}
+    with pytest.raises(ValidationFailed, match="nanoseconds, which Spark cannot read") as err:
+        ingest(settings)
+    assert day.name in str(err.value)
+    assert {p: p.read_bytes() for p in sorted((settings.raw_dir / "cdr").rglob("*.parquet"))} == before
     shutil.rmtree(settings.workdir, ignore_errors=True)
