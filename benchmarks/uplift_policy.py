@@ -4,7 +4,7 @@ On a workdir where ``churn run`` has trained a churn champion on simulated data:
 
     uv run python benchmarks/uplift_policy.py --config CONFIG \\
         [--experiments 2026-03-01,2026-04-01,2026-05-01] [--holdout 2026-06-01] \\
-        [--compare 2026-07-01]
+        [--compare 2026-07-01[,2026-08-01,...]]
 
 1. Experiments: on each ``--experiments`` date an experiment list of every active subscriber (half held
    out uncontacted, every action drawn at random: ``retention.explore_share`` 1), played forward by
@@ -20,6 +20,9 @@ On a workdir where ``churn run`` has trained a churn champion on simulated data:
    over the simulator's randomness (Monte Carlo with common random numbers, so the differences are paired).
    Once with the config's ``warnings.min_probability`` and once with none, so that the baselines can fill
    their capacity too. Beside them, the ceiling: the list chosen by the true effects themselves.
+4. Pooled: with several ``--compare`` dates (e.g. four monthly lists), per policy the total over the lists and
+   its paired difference to the probability-ranked lists with a 95% range (the dates' draws are independent,
+   so their realisations add draw by draw), and a paragraph of what the totals say.
 
 Writes docs/benchmarks/uplift_policy.md and docs/benchmarks/uplift_policy_qini.png.
 """
@@ -189,44 +192,192 @@ def true_worth(settings: Settings, table: pd.DataFrame, state: pd.DataFrame, rng
     }
 
 
-def compare(
-    config: Path, dates: list[dt.date], min_probability: float | None, label: str, versions: dict[str, str]
-) -> list[tuple]:
-    """Per date: each policy's list at the config's capacity (the uplift policy once per fitted model in
-    ``versions``) and the ceiling, against the truth."""
-    rows, base = [], load_settings(config)
-    intents = treatment.read_intents(base)
-    policies = [("expected_loss", None), ("probability", None), *[("uplift", k) for k in versions]]
-    for d in dates:
-        state = treatment.true_uplift(treatment.state_on(intents, d, base), base)
-        rng = np.random.default_rng(0)
-        ids = state["subscriber_id"].to_numpy()
-        rng_u = {k: rng.random((REPS, len(ids))) for k in ("contact", "save", "provoke", "accept")}
-        rng_u["index"] = pd.Series(np.arange(len(ids)), index=ids)
-        res = {}
-        for p, learner in policies:
-            name = p if learner is None else f"uplift, {learner}"
-            extra = {} if min_probability is None else {"min_probability": min_probability}
-            s = derived(config, "policy", extra, {"policy": p, "control_share": 0.0, "explore_share": 0.0})
-            uplift = load_uplift(s, version=versions[learner]) if learner else None
-            out = s.workdir / "policy-lists" / label.replace(" ", "_") / name.replace(", ", "_")
-            res[name] = true_worth(
-                s, nightly_list(s, d, out_root=out, uplift_model=uplift).warnings, state, rng_u
+def draws(state: pd.DataFrame, d: dt.date) -> dict:
+    """Common random numbers for one date: every list of ``d`` is played with the same draws per subscriber,
+    so differences between policies are paired; seeded by the date, so the dates' draws are independent and
+    the realisations of several lists can be summed draw by draw."""
+    rng = np.random.default_rng(d.toordinal())
+    ids = state["subscriber_id"].to_numpy()
+    out: dict = {k: rng.random((REPS, len(ids))) for k in ("contact", "save", "provoke", "accept")}
+    out["index"] = pd.Series(np.arange(len(ids)), index=ids)
+    return out
+
+
+def policy_list(config: Path, d: dt.date, policy: str, floor: float | None, learner: str | None,
+                versions: dict[str, str], folder: str) -> pd.DataFrame:  # fmt: skip
+    """The nightly list of ``d`` chosen by ``policy`` at the config's capacity, no control group and no
+    exploration (``floor``: another ``min_probability``; ``learner``: which fitted uplift model)."""
+    extra = {} if floor is None else {"min_probability": floor}
+    s = derived(config, "policy", extra, {"policy": policy, "control_share": 0.0, "explore_share": 0.0})
+    uplift = load_uplift(s, version=versions[learner]) if learner else None
+    out = s.workdir / "policy-lists" / folder.replace(" ", "_").replace(", ", "_")
+    return nightly_list(s, d, out_root=out, uplift_model=uplift).warnings
+
+
+def date_lists(
+    config: Path, d: dt.date, floors: dict[str, float | None], versions: dict[str, str]
+) -> dict[str, dict[str, dict]]:
+    """One date's lists against the truth: label -> policy -> :func:`true_worth`. The uplift lists and the
+    ceiling ignore ``min_probability``, so each is built once and shared by every label."""
+    base = load_settings(config)
+    state = treatment.true_uplift(treatment.state_on(treatment.read_intents(base), d, base), base)
+    rng_u = draws(state, d)
+    shared = {
+        f"uplift, {k}": true_worth(
+            base, policy_list(config, d, "uplift", None, k, versions, f"{d}/uplift {k}"), state, rng_u
+        )  # fmt: skip
+        for k in versions
+    }
+    shared["true effects (ceiling)"] = true_worth(base, oracle_list(base, d, state), state, rng_u)
+    out = {}
+    for label, floor in floors.items():
+        ranked = {
+            p: true_worth(
+                base, policy_list(config, d, p, floor, None, versions, f"{d}/{label}/{p}"), state, rng_u
             )
-        res["true effects (ceiling)"] = true_worth(base, oracle_list(base, d, state), state, rng_u)
-        floor = res["probability"]["realised"]
-        for name, r in res.items():
-            lo, hi = np.percentile(r["realised"], [2.5, 97.5])
-            dlo, dhi = np.percentile(r["realised"] - floor, [2.5, 97.5])
-            top = ", ".join(f"{a} {n}" for a, n in sorted(r["actions"].items(), key=lambda kv: -kv[1])[:3])
-            vs = (
-                "-"
-                if name == "probability"
-                else f"{r['net'] - res['probability']['net']:+,.0f} [{dlo:+,.0f}, {dhi:+,.0f}]"
-            )
-            rows.append((label, d, name, f"{r['orders']:,}", f"{r['value']:,.0f}", f"{r['cost']:,.0f}",
-                         f"{r['net']:,.0f}", f"[{lo:,.0f}, {hi:,.0f}]", vs, top))  # fmt: skip
-    return rows
+            for p in ("expected_loss", "probability")
+        }
+        out[label] = {**ranked, **shared}
+    return out
+
+
+def pooled(per_date: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per policy, the sum over the dates' lists: orders, true value, cost and net, actions, and the
+    realisations summed draw by draw (each date's draws are independent of the others')."""
+    out = {}
+    for name in per_date[0]:
+        rs = [r[name] for r in per_date]
+        actions: dict[str, int] = {}
+        for r in rs:
+            for a, n in r["actions"].items():
+                actions[a] = actions.get(a, 0) + n
+        out[name] = {k: sum(r[k] for r in rs) for k in ("orders", "value", "cost", "net", "realised")}
+        out[name]["actions"] = actions
+        out[name]["wins"] = sum(
+            r["net"] > p["net"] for r, p in zip(rs, [r["probability"] for r in per_date], strict=True)
+        )
+    return out
+
+
+def worth_row(res: dict[str, dict], name: str) -> tuple:
+    """One policy's cells: orders, true value, cost, net, its realised 95% range, the paired difference
+    to the probability-ranked list with its 95% range, and the top actions."""
+    r, floor = res[name], res["probability"]
+    lo, hi = np.percentile(r["realised"], [2.5, 97.5])
+    dlo, dhi = np.percentile(r["realised"] - floor["realised"], [2.5, 97.5])
+    vs = "-" if name == "probability" else f"{r['net'] - floor['net']:+,.0f} [{dlo:+,.0f}, {dhi:+,.0f}]"
+    top = ", ".join(f"{a} {n}" for a, n in sorted(r["actions"].items(), key=lambda kv: -kv[1])[:3])
+    return (f"{r['orders']:,}", f"{r['value']:,.0f}", f"{r['cost']:,.0f}", f"{r['net']:,.0f}",
+            f"[{lo:,.0f}, {hi:,.0f}]", vs, top)  # fmt: skip
+
+
+def difference(res: dict[str, dict], name: str) -> tuple[float, float, float]:
+    """The true net of ``name``'s list(s) less the probability-ranked one's, and the paired 95% range."""
+    lo, hi = np.percentile(res[name]["realised"] - res["probability"]["realised"], [2.5, 97.5])
+    return res[name]["net"] - res["probability"]["net"], float(lo), float(hi)
+
+
+def verdict(totals: dict[str, dict[str, dict]], qini: list[tuple], versions: dict[str, str], n: int) -> str:
+    """What the pooled figures say, in words: each list against the probability-ranked one (above, below or
+    inside the noise), the ceiling, and the Qini of the learners against the truth's as the why."""
+
+    def said(res: dict[str, dict], name: str) -> str:
+        diff, lo, hi = difference(res, name)
+        word = "more than" if lo > 0 else "less than" if hi < 0 else "not distinguishable from"
+        return (f"{name} {res[name]['net']:,.0f} CNY ({res[name]['orders']:,} orders; {diff:+,.0f} "
+                f"[{lo:+,.0f}, {hi:+,.0f}]: {word} probability ranking)")  # fmt: skip
+
+    parts = []
+    for label, res in totals.items():
+        p = res["probability"]
+        others = "; ".join(said(res, k) for k in res if k not in ("probability", "true effects (ceiling)"))
+        parts.append(f"With {label}, the {n} probability-ranked lists ({p['orders']:,} work orders) make a true "
+                     f"net of {p['net']:,.0f} CNY in total; {others}.")  # fmt: skip
+    q = np.array([[float(c) for c in row[4:]] for row in qini])
+    truth = q[:, -1].mean()
+    learned = ", ".join(
+        f"{k} {m:+.4f} ({m / truth:.0%} of the truth's)"
+        for k, m in zip(versions, q[:, :-1].mean(axis=0), strict=True)
+    )
+    ceiling = next(iter(totals.values()))["true effects (ceiling)"]
+    parts.append(f"The lists chosen by the true effects make {ceiling['net']:,.0f} CNY ({ceiling['orders']:,} "
+                 f"orders). On the held-out experiment the mean Qini over the {len(q)} actions is {learned}, against "
+                 f"{truth:+.4f} for the true uplift: that is how much of whom a contact changes the models "
+                 "recover, and what their lists have to go on.")  # fmt: skip
+    return "**What the figures say.** " + " ".join(parts)
+
+
+TABLE_HEAD = ["work orders", "true value retained", "true cost", "true net", "realised net, 95%",
+              "net vs probability", "top actions"]  # fmt: skip
+
+
+def lists_table(per_date: list[dict[str, dict[str, dict]]], dates: list[dt.date]) -> str:
+    """Every list of every date against the truth, by label (min_probability) then date."""
+    rows = [
+        (label, d, name, *worth_row(by_label[label], name))
+        for label in per_date[0]
+        for d, by_label in zip(dates, per_date, strict=True)
+        for name in by_label[label]
+    ]
+    return md_table(["lists", "date", "policy", *TABLE_HEAD], rows, "llrrrrrrrl")
+
+
+def totals_table(totals: dict[str, dict[str, dict]], n: int) -> str:
+    """Per label and policy, the totals over the n lists and the pooled paired difference to probability."""
+    rows = [
+        (label, name, *worth_row(res, name), "-" if name == "probability" else f"{res[name]['wins']} of {n}")
+        for label, res in totals.items()
+        for name in res
+    ]
+    return md_table(["lists", "policy", *TABLE_HEAD, "lists above probability"], rows, "lrrrrrrrlr")
+
+
+def report_blocks(base: Settings, fitted: dict, qini: list[tuple], versions: dict[str, str],
+                  dates: tuple[list[dt.date], dt.date, list[dt.date]], per_date: list) -> list[str]:  # fmt: skip
+    """The report: data and fits, the Qini table, the lists against the truth, and over several dates the
+    totals, the pooled differences to the probability-ranked lists and what they say."""
+    exp_dates, holdout, cmp_dates = dates
+    fits = "; ".join(
+        f"{k.upper()}-learner v{f.version} @{f.alias} ({f.decision}), Qini mean {f.qini_mean:+.4f} on its own "
+        f"held-out subscribers"
+        for k, f in fitted.items()
+    )
+    qini_head = [
+        "action",
+        "treated",
+        "control",
+        "extra stayers, all treated",
+        *[f"Qini {k}" for k in versions],
+    ]
+    out = [
+        f"Data: {base.data.n_subscribers:,} simulated subscribers (`data.seed` {base.data.seed}), events from "
+        f"{base.data.start_date} to before {base.data.end_date}. Experiments: {', '.join(map(str, exp_dates))}, "
+        f"every active subscriber, half held out, actions at random. Uplift models (LightGBM) fitted on "
+        f"{sum(fitted['t'].n_train.values()):,} of their work orders, registered in that order: {fits}. "
+        f"Held-out experiment: {holdout}. Lists compared: {', '.join(map(str, cmp_dates))}.",
+        "## Qini on a held-out experiment\n\n"
+        + md_table([*qini_head, "Qini truth"], qini, "lrrr" + "r" * (len(versions) + 1))
+        + "\n\n![Qini curves](uplift_policy_qini.png)",
+        "## True value of each policy's list at the same capacity\n\n"
+        "Value retained = the simulator's true individual uplift of the action each work order carries x monthly "
+        "value x `retention.value_months`; cost = contact cost + offer cost x its true acceptance probability; CNY "
+        f"per list. Realised: 95% range of the net over {REPS} plays of the simulator's randomness; the difference "
+        "to the probability-ranked list uses the same draws per subscriber (paired).\n\n"
+        + lists_table(per_date, cmp_dates),
+    ]
+    if len(cmp_dates) > 1:
+        totals = {label: pooled([b[label] for b in per_date]) for label in per_date[0]}
+        out.append(
+            f"## Over the {len(cmp_dates)} lists\n\nPer policy, the sum over the lists of "
+            f"{', '.join(map(str, cmp_dates))}. Realised: 95% range of the total over the same {REPS} plays (each "
+            "date's draws independent of the others'); net vs probability: the total difference, with the 95% "
+            "range of its paired draws; lists above probability: on how many dates the list's true net beats the "
+            "probability-ranked list's.\n\n"
+            + totals_table(totals, len(cmp_dates))
+            + "\n\n"
+            + verdict(totals, qini, versions, len(cmp_dates))
+        )
+    return out
 
 
 def main() -> None:
@@ -234,7 +385,9 @@ def main() -> None:
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--experiments", default="2026-03-01,2026-04-01,2026-05-01")
     ap.add_argument("--holdout", default="2026-06-01")
-    ap.add_argument("--compare", default="2026-07-01")
+    ap.add_argument(
+        "--compare", default="2026-07-01", help="list dates, comma-separated; several: also pooled"
+    )
     ap.add_argument(
         "--reuse", action="store_true", help="keep the experiments' lists and outcomes if all are there"
     )
@@ -255,54 +408,12 @@ def main() -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
     qini = qini_rows(ex, holdout, png, versions)
     base = load_settings(args.config)
-    table = compare(args.config, cmp_dates, None, f"min P {base.warnings.list_min_probability:g}", versions)
-    table += compare(args.config, cmp_dates, 0.0, "min P 0", versions)
-    n_exp = sum(fitted["t"].n_train.values())
-    fits = "; ".join(
-        f"{k.upper()}-learner v{f.version} @{f.alias} ({f.decision}), Qini mean {f.qini_mean:+.4f} on its own "
-        f"held-out subscribers"
-        for k, f in fitted.items()
-    )
-    blocks = [
-        f"Data: {base.data.n_subscribers:,} simulated subscribers (`data.seed` {base.data.seed}). Experiments: "
-        f"{', '.join(map(str, exp_dates))}, every active subscriber, half held out, actions at random. Uplift "
-        f"models (LightGBM) fitted on {n_exp:,} of their work orders, registered in that order: {fits}.",
-        "## Qini on a held-out experiment\n\n"
-        + md_table(
-            [
-                "action",
-                "treated",
-                "control",
-                "extra stayers, all treated",
-                *[f"Qini {k}" for k in versions],
-                "Qini truth",
-            ],
-            qini,
-            "lrrr" + "r" * (len(versions) + 1),
-        )
-        + "\n\n![Qini curves](uplift_policy_qini.png)",
-        "## True value of each policy's list at the same capacity\n\n"
-        "Value retained = the simulator's true individual uplift of the action each work order carries x monthly "
-        "value x `retention.value_months`; cost = contact cost + offer cost x its true acceptance probability; CNY "
-        f"per list. Realised: 95% range of the net over {REPS} plays of the simulator's randomness; the difference "
-        "to the probability-ranked list uses the same draws per subscriber (paired).\n\n"
-        + md_table(
-            [
-                "lists",
-                "date",
-                "policy",
-                "work orders",
-                "true value retained",
-                "true cost",
-                "true net",
-                "realised net, 95%",
-                "net vs probability",
-                "top actions",
-            ],
-            table,
-            "llrrrrrrrl",
-        ),  # fmt: skip
-    ]
+    floors = {f"min P {base.warnings.list_min_probability:g}": None, "min P 0": 0.0}
+    per_date = []
+    for d in cmp_dates:
+        per_date.append(date_lists(args.config, d, floors, versions))
+        print(f"lists of {d} done")
+    blocks = report_blocks(base, fitted, qini, versions, (exp_dates, holdout, cmp_dates), per_date)
     write_report(__file__, "Uplift targeting vs probability and expected-loss ranking", blocks)
 
 
