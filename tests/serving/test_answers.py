@@ -111,7 +111,9 @@ def test_known_unknown_and_batched_ids_answer_as_the_pandas_path(
     assert resp.json() == within_rounding(reference(trained, info, ids, lang))
     for sid in [latest_ids[0], latest_ids[7]]:
         one = server.post("/warn/subscriber", json={"subscriber_id": sid, "lang": lang})
-        assert one.status_code == 200 and one.json() == within_rounding(reference(trained, info, [sid], lang)[0])
+        assert one.status_code == 200 and one.json() == within_rounding(
+            reference(trained, info, [sid], lang)[0]
+        )
     for sid, code in [("S-NOBODY", 404), *((s, 422) for s in older_ids[:1])]:  # unknown; stale (gone)
         refused = server.post("/warn/subscriber", json={"subscriber_id": sid, "lang": lang})
         expected = reference(trained, info, [sid])[0]
@@ -144,7 +146,9 @@ def test_feature_rows_answer_as_the_pandas_path(server, trained):
         for r, w in zip(rows, scored, strict=True)
     ]
     assert server.post("/warn/rows", json={"rows": rows, "lang": "zh"}).json() == within_rounding(expected)
-    assert server.post("/warn/row", json={"row": rows[3], "lang": "zh"}).json() == within_rounding(expected[3])
+    assert server.post("/warn/row", json={"row": rows[3], "lang": "zh"}).json() == within_rounding(
+        expected[3]
+    )
 
 
 def test_stale_ids_answer_as_the_pandas_path(stale_settings, trained, latest_ids):
