@@ -374,8 +374,8 @@ def report(steps: list[Step], sizes: list[int], args) -> None:
         "## Scaling\n\n" + scaling_table(steps),
         "![rows/s and peak memory against size](features_engines.png)",
         memory_note(steps),
-        f"Sizes asked: {', '.join(f'{r:.0e}' for r in sizes)} CDR rows. Not measured (the run was "
-        f"stopped first): {', '.join(missing) or 'none'}. Spark memory: local[2] driver "
+        f"Sizes asked: {', '.join(f'{r:.0e}' for r in sizes)} CDR rows. Not measured (not asked in a "
+        f"run, or the run was stopped first): {', '.join(missing) or 'none'}. Spark memory: local[2] driver "
         f"{args.local_memory}; cluster driver {args.driver_memory}, executors {args.executor_memory} each "
         f"(workers {args.worker_memory}, 1 core). The floor sums one column over every CDR row; the "
         "features step writes one snapshot's table as parquet. Wall times exclude process and session "
