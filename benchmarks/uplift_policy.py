@@ -104,7 +104,8 @@ def qini_rows(settings: Settings, holdout: dt.date, out_png: Path, versions: dic
         c = first[a]
         ax.plot([0, 1], [0, c.total], ls="--", color="#888", label="random")
         ax.axhline(0, color="#666", lw=0.6)
-        ax.set(title=f"{a} ({c.n_treated:,} treated / {c.n_control:,} control)", xlabel="share targeted")
+        ax.set_title(f"{a}\n{c.n_treated:,} treated / {c.n_control:,} control", fontsize=10)  # fits the panel
+        ax.set_xlabel("share targeted")
         ax.set_ylabel("extra stayers")
         ax.legend(fontsize=7)
         out.append((a, f"{c.n_treated:,}", f"{c.n_control:,}", f"{c.total:+.0f}",
