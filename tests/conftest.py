@@ -98,6 +98,25 @@ def save_tables():
     return write_tables
 
 
+@pytest.fixture
+def out_of_range_features(monkeypatch):
+    """``out_of_range_features(n)``: from then on ``compute_features`` gives its first ``n`` rows a
+    ``zero_call_days_30d`` of 45, outside its 0..30 range, so the feature-table suite must refuse them."""
+    import features.compute
+
+    real = features.compute.compute_features
+
+    def _break(n: int) -> None:
+        def broken(raw_dir, snapshots, settings):
+            feats, labels = real(raw_dir, snapshots, settings)
+            feats.loc[feats.index[:n], "zero_call_days_30d"] = 45.0
+            return feats, labels
+
+        monkeypatch.setattr(features.compute, "compute_features", broken)
+
+    return _break
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session (local[2]) for every Spark test of the run: a JVM start costs ~6 s.

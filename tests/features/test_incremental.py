@@ -193,19 +193,10 @@ def test_a_duckdb_memory_limit_is_no_change_of_definition(make_config, tmp_path)
     assert definition_version(plain) == definition_version(bounded)
 
 
-def test_failed_validation_of_new_rows_keeps_the_old_table(trained, copy_trained, monkeypatch):
-    import features.compute
-
+def test_failed_validation_of_new_rows_keeps_the_old_table(trained, copy_trained, out_of_range_features):
     s = _with_new_snapshot(copy_trained, trained)
     files, intervals = _files(s), _intervals(s)
-    real = features.compute.compute_features
-
-    def broken(raw_dir, snapshots, settings):
-        feats, labels = real(raw_dir, snapshots, settings)
-        feats.loc[feats.index[:3], "zero_call_days_30d"] = 45.0  # out of its 0..30 range
-        return feats, labels
-
-    monkeypatch.setattr(features.compute, "compute_features", broken)
+    out_of_range_features(3)
     with pytest.raises(ValidationFailed) as err:
         build_features(s)
     assert f"new rows for {NEW}" in str(err.value) and "zero_call_days_30d" in str(err.value)

@@ -73,24 +73,15 @@ def test_a_late_day_in_an_older_window_reloads_in_full(copy_trained):
 
 
 def test_a_recomputed_snapshot_checks_its_changed_rows_and_fails_on_a_bad_one(
-    copy_trained, caplog, monkeypatch
+    copy_trained, caplog, out_of_range_features
 ):
     """Rows equal to the table's (checked when written) are not checked again; a changed row that breaks
     the suite still stops the build before anything is written."""
-    import features.compute
-
     s = copy_trained()
     late = _late_calls(s, "2026-05-20")
     late.to_parquet(s.landing_dir / "cdr" / "date=2026-05-20" / "late.parquet", index=False)
     table = s.feature_table.read_bytes()
-    real = features.compute.compute_features
-
-    def broken(raw_dir, snapshots, settings):
-        feats, labels = real(raw_dir, snapshots, settings)
-        feats.loc[feats.index[:2], "zero_call_days_30d"] = 45.0  # out of its 0..30 range
-        return feats, labels
-
-    monkeypatch.setattr(features.compute, "compute_features", broken)
+    out_of_range_features(2)
     with caplog.at_level(logging.INFO), pytest.raises(ValidationFailed) as err:
         build_features(s)
     assert "zero_call_days_30d" in str(err.value) and s.feature_table.read_bytes() == table
