@@ -206,16 +206,18 @@ def ensure_data(root: Path, rows: int, days: int, copies_of: int = 0) -> Path:
 
 
 def replicate(config: Path, work: Path, k: int) -> None:
-    """``work`` as ``k`` copies of ``config``'s ingested tables, each copy's subscriber ids and number
-    hashes (its own numbers and the calls' other parties) prefixed with the copy's letter: k times
+    """``work`` as ``k`` copies of ``config``'s ingested tables, each copy's subscriber ids prefixed with
+    the copy's letter and its number hashes (its own numbers and the calls' other parties, 60-bit
+    integers) offset by the copy's number times 2^60: k times
     the subscribers and calls, each copy a world of its own with the same distribution, the same
     parquet layout (one file a day). Minutes where generating and ingesting 3 x 10^8 calls takes an
     hour on 2 cores."""
+    assert k <= 8, "number hashes are 60-bit: at most 8 copies fit a BIGINT"
     s = load_settings(config)
     src, dst = s.raw_dir, work / "data" / "raw"
     tmp = dst.with_name("raw.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    prefixed = {"subscriber_id", "callee_hash", "number_hash"}
+    hashes = {"callee_hash", "number_hash"}
     con = duckdb.connect()
     con.execute(f"SET threads = {os.cpu_count()}")
 
@@ -223,7 +225,14 @@ def replicate(config: Path, work: Path, k: int) -> None:
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{files}')").fetchall()]
         parts = " UNION ALL ".join(
             "SELECT "
-            + ", ".join(f"'{chr(65 + i)}' || {c} AS {c}" if c in prefixed else c for c in cols)
+            + ", ".join(
+                f"'{chr(65 + i)}' || {c} AS {c}"
+                if c == "subscriber_id"
+                else f"{c} + {i << 60} AS {c}"
+                if c in hashes
+                else c
+                for c in cols
+            )
             + f" FROM read_parquet('{files}')"
             for i in range(k)
         )

@@ -55,7 +55,7 @@ def subscriber_hashes(settings, index: pd.Series) -> np.ndarray:
     subscribers' ``number_hash`` when ingestion wrote it, else the landing export's number hashed alike."""
     from pipelines.ingest import pseudonymise, salt
 
-    raw = pd.read_parquet(settings.raw_dir / "subscribers.parquet")
+    raw = pd.read_parquet(settings.raw_dir / "subscribers.parquet", dtype_backend="numpy_nullable")
     if "number_hash" in raw:
         return raw.set_index("subscriber_id")["number_hash"].reindex(index.index).to_numpy()
     subs = pd.read_parquet(settings.landing_dir / "subscribers.parquet", columns=["subscriber_id", "msisdn"])

@@ -137,7 +137,11 @@ def test_callee_hashes_match_the_subscribers_own_hashed_numbers(trained):
 
     subs = pd.read_parquet(trained.landing_dir / "subscribers.parquet")
     own = pd.Series(pseudonymise(subs["msisdn"], salt(trained), trained), index=subs["subscriber_id"])
-    raw = pd.read_parquet(trained.raw_dir / "cdr", columns=["subscriber_id", "callee_hash", "callee_class"])
+    raw = pd.read_parquet(
+        trained.raw_dir / "cdr",
+        columns=["subscriber_id", "callee_hash", "callee_class"],
+        dtype_backend="numpy_nullable",
+    )  # nullable: a 60-bit hash read as a float would lose its last bits
     to_subscriber = raw["callee_hash"].isin(set(own))
     assert 0.2 < to_subscriber.mean() < 0.45
     assert (raw.loc[to_subscriber, "callee_class"] == "on_net").all()
