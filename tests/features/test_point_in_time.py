@@ -33,7 +33,7 @@ def _rewrite_future(tables, rng):
         {
             "subscriber_id": ids,
             "callee_class": "competitor_hotline",
-            "callee_hash": "x",
+            "callee_hash": 7,  # a 60-bit integer, as ingestion writes hashes
             "direction": "out",
             "duration_s": 300,
             "start_time": T + pd.to_timedelta(rng.integers(0, 30 * 86400, len(ids)), unit="s"),
@@ -78,7 +78,7 @@ def test_the_check_would_catch_a_leak(raw):
                 {
                     "subscriber_id": [sid],
                     "callee_class": ["competitor_hotline"],
-                    "callee_hash": ["x"],
+                    "callee_hash": [7],
                     "direction": ["out"],
                     "duration_s": [60],
                     "start_time": [T - pd.Timedelta(seconds=1)],

@@ -155,7 +155,9 @@ def test_feature_rows_single_and_batch_score_like_the_ids(server, latest_rows):
         )
         assert b["reasons"] == a["reasons"] and b["feature_timestamp"] == a["feature_timestamp"]
     one = server.post("/warn/row", json={"row": latest_rows[0], "lang": "zh"})
-    assert one.status_code == 200 and one.json()["churn_probability"] == by_row[0]["churn_probability"]
+    # one row alone vs in a batch: the model's BLAS product may round the last bits differently
+    assert one.status_code == 200
+    assert one.json()["churn_probability"] == pytest.approx(by_row[0]["churn_probability"], abs=1e-12)
     no_time = {k: v for k, v in latest_rows[0].items() if k != "feature_timestamp"}
     assert server.post("/warn/row", json={"row": no_time}).json()["feature_timestamp"] is None
 
