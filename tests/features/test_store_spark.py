@@ -113,6 +113,8 @@ def test_redis_load_from_spark_partitions_equals_feast_materialize(
 
 
 # argv: config, master url. Prints one JSON line: tasks per executor id of the load's application.
+# Adaptive execution would coalesce the tiny table's shuffle into one task, and the load's stages could
+# then all land on one executor by chance (1 in 8): without coalescing, its 4 shuffle tasks spread.
 JOB = """
 import json, sys
 from urllib.request import urlopen
@@ -124,7 +126,7 @@ s = load_settings(sys.argv[1])
 conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.cores.max": "2",
         "spark.driver.host": "127.0.0.1", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
         "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s", "spark.locality.wait": "0s", "spark.sql.shuffle.partitions": "4",
-        "spark.pyspark.python": sys.executable}
+        "spark.sql.adaptive.coalescePartitions.enabled": "false", "spark.pyspark.python": sys.executable}
 spark = spark_session(SparkConfig(master=sys.argv[2], app_name="feast-load-test", conf=conf))
 apply_and_materialize(s)
 sc = spark.sparkContext
