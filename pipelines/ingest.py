@@ -70,8 +70,8 @@ SMALL_TABLES = (
 PORTABLE_PARQUET = {"coerce_timestamps": "us", "allow_truncated_timestamps": False}
 MIN_SHARE_CALLS = 1000  # fewer newly ingested calls are not judged by their class shares
 # hex digits of the HMAC kept as the callee hash, a BIGINT: 60 bits (two of 10^8 distinct numbers share
-# a hash with odds ~0.4%); as an 8-byte key the feature query at 10^8 calls took ~18% less than with
-# 24-digit strings, which DuckDB cannot inline
+# a hash with odds ~0.4%); as an 8-byte key the feature step at 10^8 calls takes ~8% less than with
+# 24-digit strings, which DuckDB cannot inline (docs/benchmarks/duckdb_feature_query.md)
 HASH_HEX = 15
 NUMBER = "number"  # the dialled number in canonical form (pipelines/numbers.py), classified and hashed
 # in data/raw, beside the tables: each CDR partition's landing content hash and calls per class
