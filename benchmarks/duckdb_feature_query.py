@@ -19,6 +19,7 @@ Writes docs/benchmarks/duckdb_feature_query.md.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ def string_copy(s: Settings) -> Path:
     if (dst / "cdr").exists():
         return dst
     tmp = dst.with_name(STRING_COPY + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # an interrupted earlier copy: PARTITION_BY wants it empty
+    tmp.mkdir(parents=True)
     as_text = "substr(md5(CAST({c} AS VARCHAR)), 1, " + str(DIGITS) + ") AS {c}"
     con = duckdb.connect()
     cdr = f"read_parquet('{s.raw_dir}/cdr/*/*.parquet', hive_partitioning = true)"
@@ -95,11 +97,12 @@ def measure(s: Settings, rounds: int) -> tuple[dict[str, list[float]], dict[str,
     """Seconds per round: the feature step on each hash type, and each bare aggregation."""
     snap, strings = s.features.snapshots[-1], string_copy(s)
     steps: dict[str, list[float]] = {"60-bit integer hashes": [], f"{DIGITS}-digit string hashes": []}
-    bare: dict[str, list[float]] = {name: [] for name in skeleton_sql(s)}
+    queries = skeleton_sql(s)
+    bare: dict[str, list[float]] = {name: [] for name in queries}
     for _ in range(rounds):
         steps["60-bit integer hashes"].append(timed(compute_features, s.raw_dir, [snap], s))
         steps[f"{DIGITS}-digit string hashes"].append(timed(compute_features, strings, [snap], s))
-        for name, sql in skeleton_sql(s).items():
+        for name, sql in queries.items():
             bare[name].append(timed(bare_count, sql, snap))
     con = duckdb.connect()
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{s.raw_dir}/cdr/*/*.parquet')").fetchone()[0]
